@@ -1,0 +1,1 @@
+"""Storage: settings, database engines, tables, views and migrations."""

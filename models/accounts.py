@@ -1,0 +1,44 @@
+"""Registered accounts: an Instagram professional account and, optionally, its Threads profile."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from models.types import UTCDateTime, utcnow
+
+
+class Account(SQLModel, table=True):
+    __tablename__ = "account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=sa.Column(sa.String(200), nullable=False, unique=True))
+    # The IG professional account id: webhook `entry.id`, IG-Login `/me.user_id`.
+    ig_user_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False, unique=True))
+    ig_token: str = Field(sa_column=sa.Column(sa.Text, nullable=False), repr=False)
+    login: str = Field(default="facebook", sa_column=sa.Column(sa.String(16), nullable=False))
+    ig_token_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    ig_token_refreshed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+    threads_user_id: str | None = Field(default=None, sa_type=sa.String(64))
+    threads_token: str | None = Field(default=None, sa_type=sa.Text, repr=False)
+    threads_link_source: str | None = Field(default=None, sa_type=sa.String(32))
+    threads_linked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    threads_token_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    threads_token_refreshed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+    # active | reauth_required | disabled
+    state: str = Field(default="active", sa_column=sa.Column(sa.String(32), nullable=False))
+    state_reason: str | None = Field(default=None, sa_type=sa.Text)
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+def mask_token(token: str | None) -> str:
+    """Enough of a token to tell two apart, never enough to use one."""
+    if not token:
+        return "-"
+    return f"{token[:4]}…{token[-4:]}" if len(token) > 12 else "****"

@@ -1,0 +1,31 @@
+"""The archiver's own exception tree; entry points map these to HTTP statuses and exit codes."""
+
+
+class ArchiverError(Exception):
+    """Base of every error the archiver raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(ArchiverError):
+    """A setting is missing or invalid."""
+
+    exit_code = 2
+
+
+class NotFoundError(ArchiverError):
+    """A named thing (account, delivery) does not exist."""
+
+    exit_code = 3
+
+
+class ConflictError(ArchiverError):
+    """A thing that must be unique exists already."""
+
+    exit_code = 4
+
+
+class StoreUnavailable(ArchiverError):
+    """The database (or Redis) cannot be reached right now; try again later."""
+
+    exit_code = 5
