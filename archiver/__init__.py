@@ -1,0 +1,1 @@
+"""The `archiver` console script: the one entry point that knows receiver, workers and models."""

@@ -1,0 +1,232 @@
+"""`archiver accounts add | list | remove`: the accounts whose insights are captured.
+
+Tokens are secrets: they are stored as given and only ever shown through `mask_token`, in
+output and in errors alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from archiver.commands import add_command, open_database
+from models.errors import ConflictError, NotFoundError
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from archiver.commands import SubParsers
+    from models.accounts import Account
+    from models.config import Settings
+
+LOGINS = ("facebook", "instagram")
+
+
+def text(value: str) -> str:
+    """argparse type: a non-empty value without spaces (ids, names, tokens).
+
+    The message never repeats the value: it may be a token.
+    """
+    if not value.strip() or value != value.strip():
+        msg = "must be non-empty, without leading or trailing spaces"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def register(subparsers: SubParsers) -> None:
+    accounts = add_command(subparsers, "accounts", help_text="add, list or remove accounts")
+    inner = accounts.add_subparsers(dest="accounts_command", metavar="SUBCOMMAND", required=True)
+    _register_add(inner)
+    listing = add_command(inner, "list", help_text="show the registered accounts (tokens masked)")
+    listing.set_defaults(handler=run_list)
+    remove = add_command(
+        inner,
+        "remove",
+        help_text="remove an account",
+        description="Remove an account. Its snapshots go with it (the database cascades), so "
+        "an account with snapshots is only removed with --delete-snapshots.",
+    )
+    which = remove.add_mutually_exclusive_group(required=True)
+    which.add_argument("--name", type=text, help="the account's name")
+    which.add_argument("--id", type=int, help="the account's id (see `accounts list`)")
+    remove.add_argument(
+        "--delete-snapshots", action="store_true", help="confirm that its snapshots go too"
+    )
+    remove.set_defaults(handler=run_remove)
+
+
+def _register_add(inner: SubParsers) -> None:
+    add = add_command(
+        inner,
+        "add",
+        help_text="register an account",
+        description="Register an Instagram professional account and, optionally, the Threads "
+        "profile that belongs to it (both --threads-* options, or neither).",
+    )
+    add.add_argument("--name", required=True, type=text, help="a unique name of your choice")
+    add.add_argument(
+        "--ig-user-id",
+        required=True,
+        type=text,
+        metavar="ID",
+        help="the IG professional account id: webhook entry.id (Instagram Login: /me user_id)",
+    )
+    add.add_argument("--ig-token", required=True, type=text, metavar="TOKEN", help="IG token")
+    add.add_argument("--login", choices=LOGINS, default="facebook", help="default: facebook")
+    add.add_argument("--threads-user-id", type=text, metavar="ID", help="Threads user id")
+    add.add_argument("--threads-token", type=text, metavar="TOKEN", help="Threads token")
+    add.set_defaults(handler=run_add, check=check_add, parser=add)
+
+
+def check_add(args: argparse.Namespace) -> str | None:
+    """What is wrong with the combination of options, if anything (argparse cannot say)."""
+    if (args.threads_user_id is None) != (args.threads_token is None):
+        return "--threads-user-id and --threads-token go together: give both or neither"
+    return None
+
+
+def _refuse_duplicate(session: Session, args: argparse.Namespace) -> None:
+    from sqlmodel import or_, select
+
+    from models.accounts import Account
+
+    stmt = select(Account).where(
+        or_(Account.name == args.name, Account.ig_user_id == args.ig_user_id)
+    )
+    existing = session.exec(stmt).first()
+    if existing is None:
+        return
+    if existing.name == args.name:
+        msg = f"an account named {args.name!r} exists already (id {existing.id})"
+    else:
+        msg = f"IG user id {args.ig_user_id} is registered already as {existing.name!r}"
+    raise ConflictError(msg)
+
+
+def run_add(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy.exc import IntegrityError
+
+    from models.accounts import Account, mask_token
+    from models.db import session_scope
+    from models.types import utcnow
+
+    linked = args.threads_user_id is not None
+    account = Account(
+        name=args.name,
+        ig_user_id=args.ig_user_id,
+        ig_token=args.ig_token,
+        login=args.login,
+        threads_user_id=args.threads_user_id,
+        threads_token=args.threads_token,
+        threads_link_source="operator" if linked else None,
+        threads_linked_at=utcnow() if linked else None,
+    )
+    engine = open_database(settings)
+    try:
+        with session_scope(engine) as session:
+            _refuse_duplicate(session, args)
+            session.add(account)
+            session.flush()
+    except IntegrityError:  # a concurrent add won the race; its message would carry the token
+        msg = f"an account named {args.name!r} or with IG user id {args.ig_user_id} exists"
+        raise ConflictError(msg) from None
+    finally:
+        engine.dispose()
+    threads = f", threads {account.threads_user_id} token {mask_token(account.threads_token)}"
+    print(
+        f"added account {account.id} {account.name!r}: IG {account.ig_user_id} "
+        f"({account.login} login) token {mask_token(account.ig_token)}"
+        + (threads if linked else "")
+    )
+    return 0
+
+
+HEADERS = ("ID", "NAME", "IG USER ID", "LOGIN", "STATE", "IG TOKEN", "THREADS ID", "THREADS TOKEN")
+
+
+def account_row(account: Account) -> tuple[str, ...]:
+    from models.accounts import mask_token
+
+    return (
+        str(account.id),
+        account.name,
+        account.ig_user_id,
+        account.login,
+        account.state,
+        mask_token(account.ig_token),
+        account.threads_user_id or "-",
+        mask_token(account.threads_token),
+    )
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart, wide enough for the longest cell."""
+    table = (headers, *rows)
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    )
+
+
+def run_list(_args: argparse.Namespace, settings: Settings) -> int:
+    from sqlmodel import select
+
+    from models.accounts import Account
+    from models.db import session_scope
+
+    engine = open_database(settings)
+    try:
+        with session_scope(engine) as session:
+            accounts = session.exec(select(Account).order_by(Account.id)).all()  # type: ignore[arg-type]
+            rows = [account_row(account) for account in accounts]
+    finally:
+        engine.dispose()
+    if not rows:
+        print("no accounts yet: add one with `archiver accounts add`")
+        return 0
+    print(format_table(HEADERS, rows))
+    return 0
+
+
+def _find(session: Session, args: argparse.Namespace) -> Account:
+    from sqlmodel import select
+
+    from models.accounts import Account
+
+    if args.id is not None:
+        found = session.get(Account, args.id)
+        missing = f"no account with id {args.id}"
+    else:
+        found = session.exec(select(Account).where(Account.name == args.name)).first()
+        missing = f"no account named {args.name!r}"
+    if found is None:
+        raise NotFoundError(missing)
+    return found
+
+
+def run_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import func
+    from sqlmodel import select
+
+    from models.db import session_scope
+    from models.snapshots import Snapshot
+
+    engine = open_database(settings)
+    try:
+        with session_scope(engine) as session:
+            account = _find(session, args)
+            count_stmt = select(func.count()).where(Snapshot.account_id == account.id)
+            snapshots = int(session.exec(count_stmt).one())
+            if snapshots and not args.delete_snapshots:
+                msg = (
+                    f"account {account.name!r} has {snapshots} snapshot(s) that would be "
+                    "deleted with it; pass --delete-snapshots to confirm"
+                )
+                raise ConflictError(msg)
+            session.delete(account)
+    finally:
+        engine.dispose()
+    print(f"removed account {account.id} {account.name!r} and {snapshots} snapshot(s)")
+    return 0

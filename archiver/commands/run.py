@@ -1,0 +1,122 @@
+"""`archiver run`: receiver, worker and scheduler in one process, for a single machine.
+
+Migrations are applied first; without REDIS_URL an embedded redis-server (archiver.embedded)
+is started on a unix socket and both halves are pointed at it through a settings copy. The
+receiver (uvicorn) and the arq worker share one uvloop event loop; SIGINT/SIGTERM stop both
+gracefully, then the embedded Redis, so nothing is left running and no file is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import TYPE_CHECKING, Any
+
+from archiver.commands import add_command
+from archiver.commands.db import apply_migrations
+from archiver.commands.serve import (
+    Shutdown,
+    add_address_arguments,
+    announce_when_started,
+    make_server,
+    run_async,
+    run_server,
+    stop_server,
+    with_address,
+)
+from archiver.embedded import EmbeddedRedis
+from models.errors import ArchiverError
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from archiver.commands import SubParsers
+    from models.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: SubParsers) -> None:
+    run = add_command(
+        subparsers,
+        "run",
+        help_text="everything in one process: receiver + worker + scheduler",
+        description="Apply migrations, then receive webhooks and capture insights in one "
+        "process. DATABASE_URL defaults to the SQLite file archiver.db; without REDIS_URL an "
+        "embedded Redis is started (and removed on exit). Needs META_APP_SECRET and "
+        "META_VERIFY_TOKEN.",
+    )
+    add_address_arguments(run)
+    run.set_defaults(handler=run_all_command)
+
+
+def run_all_command(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_address(settings, args)
+    settings.require_receiver_secrets()
+    print(apply_migrations(settings.database_url), flush=True)
+    with contextlib.ExitStack() as stack:
+        if settings.redis_url is None:
+            embedded = stack.enter_context(EmbeddedRedis())
+            settings = settings.model_copy(update={"redis_url": embedded.url})
+            print(
+                f"embedded Redis at {embedded.url} (pid {embedded.pid}, removed on exit)",
+                flush=True,
+            )
+        return run_async(run_all(settings))
+
+
+def stop_worker(worker: Any) -> None:
+    """Stop taking jobs and cancel the running ones: their rows stay pending for the sweep."""
+    if worker.main_task is not None and not worker.main_task.done():
+        worker.handle_sig(signal.SIGTERM)
+
+
+async def run_all(settings: Settings) -> int:
+    from receiver.app import create_app
+    from workers.main import build_worker
+
+    server = make_server(create_app(settings), settings)
+    worker = build_worker(settings, handle_signals=False)
+    shutdown = Shutdown()
+    shutdown.install()
+    stop_server(server, shutdown)
+    shutdown.on_stop(lambda: stop_worker(worker), lambda: stop_worker(worker))
+    parts = [
+        asyncio.create_task(run_server(server), name="receiver"),
+        asyncio.create_task(worker.async_run(), name="worker"),
+    ]
+    announce = asyncio.create_task(announce_when_started(server, settings))
+    try:
+        await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+        if shutdown.signal is None:  # one part ended by itself: the other must not run alone
+            _stop_both(server, worker)
+        outcomes = await asyncio.gather(*parts, return_exceptions=True)
+    finally:
+        announce.cancel()
+        await worker.close()
+    _raise_failure(outcomes, stopped=shutdown.signal is not None)
+    return shutdown.exit_code
+
+
+def _stop_both(server: uvicorn.Server, worker: Any) -> None:
+    log.error("one part of `archiver run` stopped; stopping the other")
+    server.should_exit = True
+    stop_worker(worker)
+
+
+def _raise_failure(outcomes: list[Any], *, stopped: bool) -> None:
+    """Turn what the parts ended with into one ArchiverError, unless they were told to stop."""
+    for name, outcome in zip(("receiver", "worker"), outcomes, strict=True):
+        if isinstance(outcome, ArchiverError):
+            raise outcome
+        if isinstance(outcome, asyncio.CancelledError):
+            continue
+        if isinstance(outcome, BaseException):
+            msg = f"the {name} failed: {type(outcome).__name__}: {outcome}"
+            raise ArchiverError(msg) from outcome
+    if not stopped:
+        msg = "`archiver run` stopped unexpectedly (see the log above)"
+        raise ArchiverError(msg)

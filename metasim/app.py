@@ -1,0 +1,189 @@
+"""The simulator's ASGI app: Meta's routes behind one pipeline, and the /_sim control API.
+
+Each Meta call goes: injected fault (delay and/or error) -> token (104 missing, 190/467
+unknown, 190/463 expired) -> object and permission (100/33) -> app budget (code 4) ->
+account budget (80002, Instagram only) -> handler. Every answer, errors included, carries
+X-App-Usage and, on Instagram routes, X-Business-Use-Case-Usage for the account; every
+answer is written to the call log with the token replaced by `***`.
+
+Threads answers carry X-App-Usage (the Threads app's own count) and no BUC header:
+whether Threads sends usage headers is undocumented [UNCERTAIN] (META-API.md §5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+
+from metasim import control, errors, graph, threads
+from metasim.context import Ctx, Target
+from metasim.limits import Charge
+from metasim.routing import resolve, split_path
+from metasim.state import World
+
+log = logging.getLogger(__name__)
+API_VERSION_HEADER = "facebook-api-version"
+
+
+def create_app(world: World) -> Starlette:
+    """The simulator serving `world`: Meta's hosts at `/`, the control API at `/_sim`."""
+
+    async def meta(request: Request) -> Response:
+        return await answer(world, request)
+
+    return Starlette(
+        routes=[
+            Mount("/_sim", routes=control.routes(world)),
+            Route("/{path:path}", meta, methods=["GET", "POST", "DELETE"]),
+        ]
+    )
+
+
+async def answer(world: World, request: Request) -> Response:
+    """Run one Meta call through the pipeline and log it."""
+    started, at = time.perf_counter(), world.now()
+    host, version, segments = split_path(request.url.path)
+    params = dict(request.query_params)
+    target = resolve(world, segments, params.get("grant_type"))
+    ctx = Ctx(world, request, params, target, version=version, host=host, owner=target.owner)
+    try:
+        if request.method != "GET":
+            raise errors.api_error(400, 100, f"Unsupported {request.method.lower()} request.")
+        response: Response = JSONResponse(await _run(ctx))
+        code = None
+    except errors.MetaApiError as exc:
+        response = _error_response(exc)
+        code = exc.code
+    response.headers.update(_usage_headers(ctx))
+    response.headers["x-fb-trace-id"] = errors.fbtrace_id()
+    if version:
+        response.headers[API_VERSION_HEADER] = version
+    shown = {k: ("***" if k == "access_token" else v) for k, v in params.items()}
+    world.log.record(
+        at=at,
+        method=request.method,
+        path=request.url.path,
+        params=shown,
+        kind=ctx.target.kind,
+        status=response.status_code,
+        host=host,
+        version=version,
+        platform=ctx.target.platform,
+        account=ctx.owner,
+        object_id=target.object_id,
+        code=code,
+        fault=ctx.fault,
+        token_serial=ctx.token.serial if ctx.token else None,
+        duration_ms=(time.perf_counter() - started) * 1000,
+    )
+    return response
+
+
+def _error_response(exc: errors.MetaApiError) -> Response:
+    if isinstance(exc.body, str):
+        return PlainTextResponse(exc.body, exc.status, headers=exc.headers, media_type="text/html")
+    return JSONResponse(exc.body, exc.status, headers=exc.headers)
+
+
+async def _run(ctx: Ctx) -> dict[str, Any]:
+    world, target = ctx.world, ctx.target
+    fault = world.take_fault(target.owner, target.kind)
+    if fault is not None:
+        ctx.fault = fault.id
+        if fault.delay > 0:
+            await asyncio.sleep(fault.delay)
+        if fault.is_error:
+            _fault_usage(ctx, fault.code, fault.status, fault.regain_minutes)
+            raise errors.fault_error(
+                code=fault.code,
+                status=fault.status,
+                message=fault.message,
+                subcode=fault.subcode,
+                is_transient=fault.is_transient,
+            )
+    _check_token(ctx)
+    target = ctx.target  # /me is only known once the token says whose it is
+    if target.error is not None:
+        raise target.error
+    _charge(ctx)
+    assert target.handler is not None
+    return target.handler(ctx)
+
+
+def _bearer(ctx: Ctx) -> str | None:
+    header = ctx.request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() in ("bearer", "oauth") and value else None
+
+
+def _check_token(ctx: Ctx) -> None:
+    """Meta checks the token before the object: 104, 190/467, 190/463, then 100/33."""
+    value = ctx.params.get("access_token") or _bearer(ctx)
+    if not value:
+        raise errors.missing_token()
+    token = ctx.world.token(value)
+    if token is None:
+        raise errors.invalid_token()
+    ctx.token = token
+    now = ctx.now()
+    if token.expired(now):
+        assert token.expires_at is not None
+        raise errors.expired_token(token.expires_at, now)
+    platform = "threads" if token.kind == "threads" else "instagram"
+    target = ctx.target
+    if target.kind == "me":
+        handler = threads.user if platform == "threads" else graph.me
+        ctx.target = Target("me", platform, handler)
+    elif target.platform is not None and target.platform != platform:
+        raise errors.invalid_token()  # a token of the other platform does not parse there
+    if ctx.owner is None:
+        ctx.owner = min(token.owners)
+    elif ctx.owner not in token.owners and ctx.target.error is None:
+        raise errors.object_not_found(ctx.target.object_id or ctx.owner)
+
+
+def _charge(ctx: Ctx) -> None:
+    world = ctx.world
+    platform = ctx.target.platform or "instagram"
+    ctx.app = world.charge_app(platform)
+    if ctx.app.over:
+        raise errors.throttled(4)
+    if platform == "instagram" and ctx.owner in world.accounts and ctx.target.kind != "refresh":
+        ctx.buc = world.charge(ctx.owner)
+        if ctx.buc.over:
+            raise errors.throttled(80002)
+
+
+def _fault_usage(ctx: Ctx, code: int | None, status: int | None, regain: int) -> None:
+    """A throttle fault shows in the headers too: usage at 100 % and a regain estimate."""
+    if code == 4 or (code is None and status == 429):
+        ctx.app = Charge(100, regain, over=True)
+    elif code in errors.THROTTLE_CODES:
+        ctx.buc = Charge(100, regain, over=True)
+
+
+def _usage_headers(ctx: Ctx) -> dict[str, str]:
+    world, platform = ctx.world, ctx.target.platform or "instagram"
+    app = ctx.app or world.peek(f"app:{platform}", world.config.app_budget)
+    headers = {"x-app-usage": json.dumps(app.usage(), separators=(",", ":"))}
+    if platform != "instagram":
+        return headers
+    buc: dict[str, Any] = {}
+    if ctx.owner is not None and ctx.owner in world.accounts:
+        usage = ctx.buc or world.usage(ctx.owner)
+        entry = {
+            "type": "instagram",
+            **usage.usage(),
+            "estimated_time_to_regain_access": usage.regain_minutes,
+        }
+        buc[ctx.owner] = [entry]
+    headers["x-business-use-case-usage"] = json.dumps(buc, separators=(",", ":"))
+    return headers

@@ -1,0 +1,212 @@
+"""What the simulated world holds: accounts, stories, Threads users and posts, tokens, calls."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from metasim import metrics
+
+SIXTY_DAYS = 60 * 86400
+REFRESHED_EXPIRES_IN = 5183944  # Meta's example `expires_in` of a refreshed token
+
+
+@dataclass
+class SimConfig:
+    """Knobs of a world; every one can be changed at run time (World.configure, /_sim/config).
+
+    - page_size: default `limit` of /stories (Meta: 25).
+    - minute_seconds: how long a throttle "minute" lasts (60 real; 1 in tests).
+    - window_minutes: length of a usage window, in those minutes.
+    - default_budget: calls per window per IG account when the account sets none.
+    - app_budget: calls per window for the whole app (over it: code 4).
+    - expired_insights: what insights of an expired story answer: "empty" ({"data": []})
+      or "error" (code 100 subcode 33, as one third party reports [UNCERTAIN]).
+    - token_lifetime_seconds: lifetime of tokens created without an explicit expiry.
+    """
+
+    page_size: int = 25
+    minute_seconds: float = 60.0
+    window_minutes: float = 60.0
+    default_budget: int = 4800
+    app_budget: int = 1_000_000
+    expired_insights: str = "empty"
+    token_lifetime_seconds: int = SIXTY_DAYS
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Token:
+    """An access token; `owners` are the IG accounts or Threads users it may read."""
+
+    value: str = field(repr=False)
+    serial: int
+    kind: str  # "facebook", "instagram" (IG Login) or "threads"
+    owners: set[str]
+    issued_at: datetime
+    expires_at: datetime | None  # None: never (long-lived Page tokens)
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "token": self.value,
+            "serial": self.serial,
+            "kind": self.kind,
+            "owners": sorted(self.owners),
+            "issued_at": self.issued_at.isoformat(),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+        }
+
+
+@dataclass
+class Account:
+    """An Instagram professional account (its id is the webhook `entry.id`)."""
+
+    ig_user_id: str
+    username: str
+    token: str = field(repr=False)
+    login: str = "facebook"
+    budget: int | None = None
+    threads_user_id: str | None = None
+    story_ids: list[str] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ig_user_id": self.ig_user_id,
+            "username": self.username,
+            "token": self.token,
+            "login": self.login,
+            "budget": self.budget,
+            "threads_user_id": self.threads_user_id,
+            "stories": list(self.story_ids),
+        }
+
+
+@dataclass
+class Story:
+    """An IG story; `viewers` is its final reach (below 5: insights answer error 10)."""
+
+    id: str
+    account: str
+    timestamp: datetime
+    viewers: int
+    seed: int
+    finals: dict[str, int] = field(repr=False)
+    media_type: str = "IMAGE"
+    caption: str | None = None
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.timestamp + timedelta(seconds=metrics.STORY_LIFETIME)
+
+    @property
+    def sort_key(self) -> tuple[int, str]:
+        """Newest first, then by id: the order of the /stories edge and its cursors."""
+        return (-int(self.timestamp.timestamp()), self.id)
+
+    def alive(self, now: datetime) -> bool:
+        return now < self.expires_at
+
+    def counts(self, now: datetime) -> dict[str, int]:
+        return metrics.story_counts(self.finals, (now - self.timestamp).total_seconds())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "account": self.account,
+            "timestamp": self.timestamp.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+            "viewers": self.viewers,
+            "seed": self.seed,
+            "media_type": self.media_type,
+            "caption": self.caption,
+        }
+
+
+@dataclass
+class ThreadsUser:
+    """A Threads profile; without `ig_user_id` it has no linked Instagram account."""
+
+    id: str
+    username: str
+    token: str = field(repr=False)
+    seed: int
+    ig_user_id: str | None = None
+    followers_count: int = 150
+    links: list[str] = field(default_factory=list)
+    daily_views: int = 100
+    post_ids: list[str] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threads_user_id": self.id,
+            "username": self.username,
+            "token": self.token,
+            "ig_user_id": self.ig_user_id,
+            "followers_count": self.followers_count,
+            "links": list(self.links),
+            "daily_views": self.daily_views,
+            "posts": list(self.post_ids),
+        }
+
+
+@dataclass
+class ThreadsPost:
+    id: str
+    user: str
+    timestamp: datetime
+    seed: int
+    finals: dict[str, int] = field(repr=False)
+    media_type: str = "TEXT_POST"
+    text: str | None = None
+    is_quote_post: bool = False
+
+    @property
+    def sort_key(self) -> tuple[int, str]:
+        return (-int(self.timestamp.timestamp()), self.id)
+
+    def counts(self, now: datetime) -> dict[str, int]:
+        return metrics.post_counts(self.finals, (now - self.timestamp).total_seconds())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "user": self.user,
+            "timestamp": self.timestamp.isoformat(),
+            "seed": self.seed,
+            "media_type": self.media_type,
+            "text": self.text,
+            "is_quote_post": self.is_quote_post,
+        }
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the simulator answered; `params` never hold the token (`***` instead)."""
+
+    seq: int
+    at: datetime
+    method: str
+    path: str
+    params: dict[str, str]
+    kind: str
+    status: int
+    host: str | None = None
+    version: str | None = None
+    platform: str | None = None
+    account: str | None = None
+    object_id: str | None = None
+    code: int | None = None
+    fault: int | None = None
+    token_serial: int | None = None
+    duration_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["at"] = self.at.isoformat()
+        return data

@@ -1,0 +1,95 @@
+"""From a request path to a Target: which object, which edge, which handler.
+
+Paths look like Meta's: `[/{host}]/[{version}/]{object-id}[/{edge}]`, plus `/me` and
+`/refresh_access_token`. The optional first segment `facebook`, `instagram` or `threads` lets
+one simulator stand for the three hosts while the call log tells them apart (set e.g.
+FACEBOOK_GRAPH_URL=http://127.0.0.1:PORT/facebook); without it all hosts look alike. The kind
+of object an id names (IG account, story, Threads user or post) picks the routes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from metasim import errors, graph, threads
+from metasim.context import Handler, Target
+from metasim.entities import Account, Story, ThreadsPost, ThreadsUser
+from metasim.state import World
+
+HOSTS: Final = ("facebook", "instagram", "threads")
+_VERSION: Final = re.compile(r"^v\d+\.\d+$")
+
+# object class -> (node type, platform, {edge or None: (route kind, handler)})
+ROUTES: Final[dict[type, tuple[str, str, dict[str | None, tuple[str, Handler]]]]] = {
+    Account: ("IGUser", "instagram", {
+        None: ("account", graph.account),
+        "stories": ("stories", graph.stories),
+        "connected_threads_user": ("connected_threads_user", graph.connected_threads_user),
+    }),
+    Story: ("IGMedia", "instagram", {
+        None: ("media", graph.media),
+        "insights": ("insights", graph.insights),
+    }),
+    ThreadsUser: ("ThreadsUser", "threads", {
+        None: ("threads_user", threads.user),
+        "threads": ("threads", threads.threads),
+        "threads_insights": ("threads_insights", threads.user_insights),
+    }),
+    ThreadsPost: ("ThreadsMedia", "threads", {
+        None: ("threads_media", threads.post),
+        "insights": ("threads_media_insights", threads.post_insights),
+    }),
+}  # fmt: skip
+REFRESH_GRANTS: Final[dict[str, tuple[str, Handler]]] = {
+    "ig_refresh_token": ("instagram", graph.refresh),
+    "th_refresh_token": ("threads", threads.refresh),
+}
+
+
+def split_path(path: str) -> tuple[str | None, str | None, list[str]]:
+    """(host prefix, version, remaining segments)."""
+    segments = [part for part in path.split("/") if part]
+    host = segments.pop(0) if segments and segments[0] in HOSTS else None
+    version = segments.pop(0) if segments and _VERSION.match(segments[0]) else None
+    return host, version, segments
+
+
+def _owner(found: Account | Story | ThreadsUser | ThreadsPost) -> str:
+    if isinstance(found, Account):
+        return found.ig_user_id
+    if isinstance(found, Story):
+        return found.account
+    if isinstance(found, ThreadsPost):
+        return found.user
+    return found.id
+
+
+def resolve(world: World, segments: list[str], grant_type: str | None) -> Target:
+    """The target of a path; errors (unknown object or edge) wait in `target.error`."""
+    if segments == ["refresh_access_token"]:
+        platform, handler = REFRESH_GRANTS.get(grant_type or "", (None, None))
+        if handler is None:
+            return Target("refresh", platform, error=errors.bad_grant(grant_type))
+        return Target("refresh", platform, handler)
+    if segments == ["me"]:
+        return Target("me", None)
+    if not segments or len(segments) > 2:
+        shown = "/" + "/".join(segments)
+        return Target(
+            "unknown", None, error=errors.api_error(400, 2500, f"Unknown path components: {shown}")
+        )
+    object_id, edge = segments[0], (segments[1] if len(segments) > 1 else None)
+    with world.lock:
+        found = world.lookup(object_id)
+    if found is None:
+        return Target(
+            "unknown", None, object_id=object_id, error=errors.object_not_found(object_id)
+        )
+    node_type, platform, edges = ROUTES[type(found)]
+    owner = _owner(found)
+    if edge not in edges:
+        error = errors.nonexisting_field(edge or "", node_type)
+        return Target("unknown", platform, object_id=object_id, owner=owner, error=error)
+    kind, handler = edges[edge]
+    return Target(kind, platform, handler, object_id, owner)

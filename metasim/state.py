@@ -1,0 +1,287 @@
+"""The simulated world: accounts, stories, Threads users and posts, and what Meta reports.
+
+Thread-safe (tests build and read it from their own thread while the server's event loop
+answers requests) and dict-based, so a world of thousands of accounts answers as fast as one
+of a single account. The clock is real UTC plus an offset (`advance`); the usual way to
+compress time is to post stories in the past: a story posted 23 h 55 min ago expires in 5 min.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from metasim import metrics
+from metasim.entities import Account, Story, ThreadsPost, ThreadsUser
+from metasim.tokens import UNSET, TokenBook
+
+IG_USER_BASE = 17841400000000000
+STORY_BASE = 18000000000000000
+THREADS_USER_BASE = 25000000000000000
+THREADS_POST_BASE = 17890000000000000
+
+__all__ = ["World"]
+
+
+class World(TokenBook):
+    """Everything the simulator knows; every method is safe to call from any thread."""
+
+    # --- creation --------------------------------------------------------------------------
+
+    def add_account(
+        self,
+        *,
+        ig_user_id: str | None = None,
+        username: str | None = None,
+        token: str | None = None,
+        login: str = "facebook",
+        token_issued_at: datetime | None = None,
+        token_age_seconds: float | None = None,
+        token_expires_at: datetime | None = UNSET,
+        budget: int | None = None,
+        threads_user_id: str | None = None,
+        stories: Iterable[Mapping[str, Any]] = (),
+    ) -> Account:
+        """An IG professional account with its token (`login`: facebook or instagram)."""
+        if login not in ("facebook", "instagram"):
+            msg = f"login must be facebook or instagram, not {login!r}"
+            raise ValueError(msg)
+        with self.lock:
+            ig_id = self.claim_id(ig_user_id, IG_USER_BASE)
+            issued = token_issued_at or self._aged(token_age_seconds)
+            tok = self.issue_token(
+                login, ig_id, token, issued_at=issued, expires_at=token_expires_at
+            )
+            account = Account(ig_id, username or f"account_{ig_id[-6:]}", tok.value, login, budget)
+            self.accounts[ig_id] = account
+            linked = threads_user_id or next(
+                (t for t, i in self.threads_links.items() if i == ig_id), None
+            )
+            if linked is not None:
+                self.link(ig_id, linked)
+            for spec in stories:
+                self.add_story(ig_id, **spec)
+            return account
+
+    def _aged(self, age_seconds: float | None) -> datetime | None:
+        return None if age_seconds is None else self.now() - timedelta(seconds=age_seconds)
+
+    def add_story(
+        self,
+        account: str,
+        *,
+        story_id: str | None = None,
+        timestamp: datetime | float | None = None,
+        age_seconds: float | None = None,
+        viewers: int = 500,
+        seed: int | None = None,
+        media_type: str = "IMAGE",
+        caption: str | None = None,
+        finals: Mapping[str, int] | None = None,
+    ) -> Story:
+        """A story posted at `timestamp` (or `age_seconds` ago; default now).
+
+        `viewers` is its final reach; below 5, insights answer error 10. `finals` overrides
+        final counters (keys as in metrics.story_finals, e.g. "reach", "nav:tap_exit").
+        """
+        with self.lock:
+            owner = self.account(account)
+            media_id = self.claim_id(story_id, STORY_BASE)
+            seed = int(media_id) if seed is None else seed
+            story = Story(
+                id=media_id,
+                account=owner.ig_user_id,
+                timestamp=self.moment(timestamp, age_seconds),
+                viewers=viewers,
+                seed=seed,
+                finals=metrics.story_finals(viewers, seed, finals),
+                media_type=media_type,
+                caption=caption,
+            )
+            self.story_index[media_id] = story
+            owner.story_ids.append(media_id)
+            return story
+
+    def add_threads_user(
+        self,
+        *,
+        threads_user_id: str | None = None,
+        username: str | None = None,
+        token: str | None = None,
+        ig_user_id: str | None = None,
+        followers_count: int = 150,
+        links: Sequence[str] = (),
+        daily_views: int = 100,
+        seed: int | None = None,
+        token_issued_at: datetime | None = None,
+        token_age_seconds: float | None = None,
+        token_expires_at: datetime | None = UNSET,
+    ) -> ThreadsUser:
+        """A Threads profile; `ig_user_id` links it to an Instagram account (needed for
+        followers_count and follower_demographics)."""
+        with self.lock:
+            uid = self.claim_id(threads_user_id, THREADS_USER_BASE)
+            issued = token_issued_at or self._aged(token_age_seconds)
+            tok = self.issue_token(
+                "threads", uid, token, issued_at=issued, expires_at=token_expires_at
+            )
+            user = ThreadsUser(
+                id=uid,
+                username=username or f"threads_{uid[-6:]}",
+                token=tok.value,
+                seed=int(uid) if seed is None else seed,
+                followers_count=followers_count,
+                links=list(links) or [f"https://example.com/{uid}/bio", "https://example.com/shop"],
+                daily_views=daily_views,
+            )
+            self.threads_users[uid] = user
+            linked = ig_user_id or self.threads_links.get(uid)
+            if linked is not None:
+                self.link(linked, uid)
+            return user
+
+    def add_threads_post(
+        self,
+        user: str,
+        *,
+        post_id: str | None = None,
+        timestamp: datetime | float | None = None,
+        age_seconds: float | None = None,
+        media_type: str = "TEXT_POST",
+        text: str | None = None,
+        seed: int | None = None,
+        finals: Mapping[str, int] | None = None,
+        is_quote_post: bool = False,
+    ) -> ThreadsPost:
+        """A Threads post; media_type REPOST_FACADE posts have no insights ({"data": []})."""
+        with self.lock:
+            owner = self.threads_user(user)
+            pid = self.claim_id(post_id, THREADS_POST_BASE)
+            seed = int(pid) if seed is None else seed
+            post = ThreadsPost(
+                id=pid,
+                user=owner.id,
+                timestamp=self.moment(timestamp, age_seconds),
+                seed=seed,
+                finals=metrics.post_finals(seed, finals),
+                media_type=media_type,
+                text=text if text is not None else f"Post {pid}",
+                is_quote_post=is_quote_post,
+            )
+            self.post_index[pid] = post
+            owner.post_ids.append(pid)
+            return post
+
+    def link(self, ig_user_id: str, threads_user_id: str) -> None:
+        """Connect an IG account and a Threads profile (either may be created later)."""
+        with self.lock:
+            self.threads_links[threads_user_id] = ig_user_id
+            if ig_user_id in self.accounts:
+                self.accounts[ig_user_id].threads_user_id = threads_user_id
+            if threads_user_id in self.threads_users:
+                self.threads_users[threads_user_id].ig_user_id = ig_user_id
+
+    def populate(
+        self,
+        *,
+        accounts: int = 1,
+        stories_per_account: int = 0,
+        story_ages: Sequence[float] | None = None,
+        viewers: int = 500,
+        login: str = "facebook",
+        budget: int | None = None,
+        threads: bool = False,
+        posts_per_user: int = 0,
+        token_age_seconds: float | None = None,
+    ) -> list[Account]:
+        """Many accounts at once, e.g. 1,000 accounts x 3 stories for a benchmark.
+
+        Story i of each account is `story_ages[i % len]` seconds old (default: spread over
+        the day); with `threads`, each account gets a linked Threads user with posts.
+        """
+        count = max(stories_per_account, 1)
+        ages = list(story_ages or [i * 86400 / count for i in range(count)])
+        created = []
+        with self.lock:
+            for _ in range(accounts):
+                account = self.add_account(
+                    login=login, budget=budget, token_age_seconds=token_age_seconds
+                )
+                for i in range(stories_per_account):
+                    self.add_story(
+                        account.ig_user_id, age_seconds=ages[i % len(ages)], viewers=viewers
+                    )
+                if threads:
+                    user = self.add_threads_user(
+                        ig_user_id=account.ig_user_id, token_age_seconds=token_age_seconds
+                    )
+                    for i in range(posts_per_user):
+                        self.add_threads_post(user.id, age_seconds=3600.0 * (i + 1))
+                created.append(account)
+        return created
+
+    # --- read access -------------------------------------------------------------------------
+
+    def story(self, media_id: str) -> Story:
+        return self._get(self.story_index, media_id, "story")
+
+    def threads_post(self, post_id: str) -> ThreadsPost:
+        return self._get(self.post_index, post_id, "Threads post")
+
+    def connected_threads_user(self, ig_user_id: str) -> str | None:
+        """The Threads user linked to an IG account, if any."""
+        with self.lock:
+            return self.account(ig_user_id).threads_user_id
+
+    def live_stories(self, ig_user_id: str) -> list[Story]:
+        """An account's unexpired stories, newest first (the order of the /stories edge)."""
+        with self.lock:
+            now = self.now()
+            stories = [self.story_index[i] for i in self.account(ig_user_id).story_ids]
+        return sorted((s for s in stories if s.alive(now)), key=lambda s: s.sort_key)
+
+    def posts_of(self, threads_user_id: str) -> list[ThreadsPost]:
+        """A Threads user's posts, newest first."""
+        with self.lock:
+            posts = [self.post_index[i] for i in self.threads_user(threads_user_id).post_ids]
+        return sorted(posts, key=lambda p: p.sort_key)
+
+    def story_values(self, media_id: str, at: datetime | None = None) -> dict[str, int]:
+        """A story's counters at a moment (default now), as /insights reports them."""
+        return self.story(media_id).counts(at or self.now())
+
+    def story_webhook_value(self, media_id: str) -> dict[str, Any]:
+        """The `value` of a story_insights webhook change for this story, with the legacy
+        names of Meta's sample and -1 for counts below 5 (IGWH-FB). Final values: Meta sends
+        it an hour after expiry."""
+        story = self.story(media_id)
+        counts = story.counts(story.expires_at)
+
+        def shown(n: int) -> int:
+            return n if n >= 5 else -1
+
+        return {
+            "media_id": story.id,
+            "exits": shown(counts["nav:tap_exit"]),
+            "replies": shown(counts["replies"]),
+            "reach": shown(counts["reach"]),
+            "taps_forward": shown(counts["nav:tap_forward"]),
+            "taps_back": shown(counts["nav:tap_back"]),
+            "impressions": shown(counts["views"]),
+        }
+
+    def summary(self) -> dict[str, int]:
+        """How many objects, faults and calls the world holds."""
+        with self.lock:
+            now = self.now()
+            return {
+                "accounts": len(self.accounts),
+                "stories": len(self.story_index),
+                "live_stories": sum(s.alive(now) for s in self.story_index.values()),
+                "threads_users": len(self.threads_users),
+                "threads_posts": len(self.post_index),
+                "tokens": len(self.tokens),
+                "faults": len(self.faultbook.faults),
+                "calls": self.log.last_seq(),
+            }

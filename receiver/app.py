@@ -1,0 +1,105 @@
+"""The receiver application: `create_app(settings)` builds it, its lifespan owns the resources.
+
+Everything the endpoints use (engine, archive, Redis, relay, metrics) lives on `app.state`, so
+two apps in one process (tests) never share anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from models.config import Settings
+from models.db import create_db_engine
+from receiver.archive import DeliveryArchive
+from receiver.metrics import Metrics
+from receiver.relay import Relay, close_redis, create_redis
+from receiver.routes import Webhook, health_routes
+
+log = logging.getLogger(__name__)
+
+POSTGRES_WRITERS = 2  # one writer commits while the next batch gathers; SQLite has one lock
+
+
+def webhooks(settings: Settings) -> list[Webhook]:
+    """Instagram always (secrets are required); Threads only when its app secret is set."""
+    settings.require_receiver_secrets()
+    assert settings.meta_app_secret is not None  # checked just above; narrows the type
+    assert settings.meta_verify_token is not None
+    verify_token = settings.meta_verify_token.get_secret_value()
+    hooks = [
+        Webhook(
+            "instagram",
+            settings.meta_app_secret.get_secret_value(),
+            verify_token,
+            settings.max_body_bytes,
+        )
+    ]
+    if settings.threads_app_secret is not None:
+        threads_token = settings.threads_verify_token
+        hooks.append(
+            Webhook(
+                "threads",
+                settings.threads_app_secret.get_secret_value(),
+                threads_token.get_secret_value() if threads_token else verify_token,
+                settings.max_body_bytes,
+            )
+        )
+    return hooks
+
+
+def create_app(settings: Settings, *, archive_writers: int | None = None) -> Starlette:
+    """The receiver; raises ConfigError when META_APP_SECRET or META_VERIFY_TOKEN is missing.
+
+    `archive_writers` overrides the number of group-commit writer threads (SQLite: always 1).
+    """
+    settings.require_receiver_secrets()
+    hooks = webhooks(settings)
+    routes: list[BaseRoute] = [route for hook in hooks for route in hook.routes()]
+    routes += health_routes()
+    writers = 1 if settings.is_sqlite else archive_writers or POSTGRES_WRITERS
+    app = Starlette(routes=routes, lifespan=_lifespan(settings, writers))
+    app.state.settings = settings
+    app.state.metrics = Metrics(hook.platform for hook in hooks)
+    return app
+
+
+def _lifespan(
+    settings: Settings, writers: int
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        """Open the engine, start the archive writers and the relay; close all on shutdown."""
+        state = app.state
+        engine = create_db_engine(settings.database_url, pool_size=writers + 3)
+        archive = DeliveryArchive(engine, writers=writers, timeout=settings.ingest_timeout_seconds)
+        redis = create_redis(settings.redis_url) if settings.redis_url else None
+        relay = None
+        if redis is not None:
+            relay = Relay(engine, redis, state.metrics, interval=settings.relay_interval_seconds)
+            archive.on_commit = relay.wake
+        else:
+            log.warning("REDIS_URL is unset: deliveries are archived but not relayed to workers")
+        state.engine, state.archive, state.redis, state.relay = engine, archive, redis, relay
+        archive.start()
+        if relay is not None:
+            relay.start()
+        log.info(
+            "receiver started: %s database, %d archive writer(s)", engine.dialect.name, writers
+        )
+        try:
+            yield
+        finally:
+            await archive.aclose()
+            if relay is not None:
+                await relay.aclose()
+            if redis is not None:
+                await close_redis(redis)
+            engine.dispose()
+            log.info("receiver stopped")
+
+    return lifespan

@@ -1,0 +1,119 @@
+"""Hand committed deliveries to the workers' arq queue, off the request path.
+
+The database row is the source of truth (see models.outbox): the relay wakes when the archive
+commits new rows, or every `interval` seconds, and moves whatever is still `received`. When
+Redis (or the database) is down it logs the outage once, backs off up to `max_backoff`
+seconds, and catches up when the store returns; requests keep being answered meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from arq.connections import ArqRedis
+from redis.asyncio import ConnectionPool
+from sqlalchemy.engine import Engine
+
+from models.outbox import relay_pending
+from receiver.archive import describe
+from receiver.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+PASS_LIMIT = 500
+
+
+def create_redis(url: str, *, timeout: float = 5.0) -> ArqRedis:
+    """An ArqRedis without arq.create_pool's startup ping, so the receiver starts while Redis
+    is down; connections are made on first use and time out instead of hanging."""
+    pool = ConnectionPool.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    return ArqRedis(pool)
+
+
+async def close_redis(redis: ArqRedis) -> None:
+    """Close the client and its pool (a pool passed in is not closed by the client)."""
+    await redis.aclose(close_connection_pool=True)
+
+
+class Relay:
+    """A background task that moves committed deliveries into arq; one per receiver process."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        redis: ArqRedis,
+        metrics: Metrics,
+        *,
+        interval: float,
+        max_backoff: float = 5.0,
+        limit: int = PASS_LIMIT,
+    ) -> None:
+        self.engine = engine
+        self.redis = redis
+        self.metrics = metrics
+        self.interval = interval
+        self.max_backoff = max_backoff
+        self.limit = limit
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._down = False
+
+    def wake(self) -> None:
+        """Ask for a pass soon; called on the loop by the archive after a commit."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="delivery-relay")
+
+    async def aclose(self) -> None:
+        """Stop the task; rows it did not move stay `received` for the next start or sweep."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run_once(self) -> int:
+        """Move everything pending now, `limit` rows per round; return how many were moved."""
+        total = 0
+        while True:
+            moved = await relay_pending(self.engine, self.redis, limit=self.limit)
+            total += moved
+            self.metrics.relay_enqueued += moved
+            if moved < self.limit:
+                return total
+
+    async def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            self._wake.clear()  # commits from here on ask for another pass
+            try:
+                moved = await self.run_once()
+            except Exception as exc:  # Redis or the database down: keep serving, retry later
+                backoff = min(max(backoff * 2, self.interval), self.max_backoff)
+                self._outage(exc, backoff)
+                # Wake-ups are ignored while backing off: a pass per commit would hammer.
+                await asyncio.sleep(backoff)
+                continue
+            backoff = 0.0
+            if self._down:
+                self._down = False
+                log.info("relay recovered: %d deliveries enqueued", moved)
+            elif moved:
+                log.debug("relayed %d deliveries", moved)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+
+    def _outage(self, exc: Exception, backoff: float) -> None:
+        self.metrics.relay_errors += 1
+        if not self._down:
+            self._down = True
+            log.warning(
+                "relay cannot enqueue (%s); deliveries stay archived, retrying every <= %.0f s",
+                describe(exc),
+                self.max_backoff,
+            )
+        else:
+            log.debug("relay still failing; next try in %.2f s", backoff)

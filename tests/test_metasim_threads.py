@@ -1,0 +1,254 @@
+"""The Meta simulator over real HTTP: Threads routes (listing, insights, token refresh)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from metasim import ThreadsUser
+from tests.metasim_fixtures import RunningSim, running_metasim
+
+V = "v1.0"
+SINCE_FLOOR = 1712991600
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[RunningSim]:
+    with running_metasim() as running:
+        yield running
+
+
+@pytest.fixture
+def sim(served: RunningSim) -> RunningSim:
+    return served.fresh()
+
+
+@pytest.fixture
+def http(sim: RunningSim) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sim.threads_url, timeout=5.0) as client:
+        yield client
+
+
+@pytest.fixture
+def user(sim: RunningSim) -> ThreadsUser:
+    account = sim.world.add_account()
+    return sim.world.add_threads_user(
+        ig_user_id=account.ig_user_id,
+        followers_count=1234,
+        links=["https://example.com/a", "https://example.com/b"],
+    )
+
+
+def get(http: httpx.Client, path: str, token: str, **params: Any) -> httpx.Response:
+    return http.get(path, params={**params, "access_token": token})
+
+
+def error(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 400
+    return dict(response.json()["error"])
+
+
+def test_listing_over_100_posts_pages_by_100(
+    sim: RunningSim, http: httpx.Client, user: ThreadsUser
+) -> None:
+    """/threads with limit=100 pages 230 posts as 100+100+30; limit is capped at 100."""
+    posts = [sim.world.add_threads_post(user.id, age_seconds=60 * i).id for i in range(230)]
+    url: str | None = f"/{V}/{user.id}/threads"
+    params: dict[str, Any] | None = {
+        "fields": "id,text,timestamp",
+        "limit": 100,
+        "access_token": user.token,
+    }
+    pages: list[list[str]] = []
+    while url is not None:
+        body = http.get(url, params=params).json()
+        params = None
+        pages.append([item["id"] for item in body["data"]])
+        url = body["paging"].get("next")
+    assert [len(page) for page in pages] == [100, 100, 30]
+    assert [post for page in pages for post in page] == posts
+    assert len(get(http, f"/{V}/{user.id}/threads", user.token, limit=500).json()["data"]) == 100
+    assert len(get(http, f"/{V}/{user.id}/threads", user.token).json()["data"]) == 25
+
+
+def test_listing_filters_and_rules(sim: RunningSim, http: httpx.Client, user: ThreadsUser) -> None:
+    """since/until filter posts; since before 1688540400 and before+after together are refused."""
+    now = sim.world.now()
+    recent = sim.world.add_threads_post(user.id, age_seconds=3600)
+    sim.world.add_threads_post(user.id, age_seconds=10 * 86400)
+    since = int((now - timedelta(days=2)).timestamp())
+    body = get(http, f"/{V}/{user.id}/threads", user.token, since=since).json()
+    assert [item["id"] for item in body["data"]] == [recent.id]
+    assert error(get(http, f"/{V}/{user.id}/threads", user.token, since=1688540399))["code"] == 100
+    both = get(http, f"/{V}/{user.id}/threads", user.token, before="QQ", after="QQ")
+    assert error(both)["type"] == "THApiException"
+
+
+def test_post_insights_shape_and_repost_facade(
+    sim: RunningSim, http: httpx.Client, user: ThreadsUser
+) -> None:
+    """Post insights are lifetime values; a REPOST_FACADE post has empty data."""
+    post = sim.world.add_threads_post(user.id, age_seconds=2 * 86400)
+    metrics = "views,likes,replies,reposts,quotes,shares"
+    data = get(http, f"/{V}/{post.id}/insights", user.token, metric=metrics).json()["data"]
+    assert [item["name"] for item in data] == metrics.split(",")
+    for item in data:
+        assert item["period"] == "lifetime"
+        assert item["id"] == f"{post.id}/insights/{item['name']}/lifetime"
+        assert isinstance(item["values"][0]["value"], int)
+    assert data[0]["values"][0]["value"] > 0
+    facade = sim.world.add_threads_post(user.id, media_type="REPOST_FACADE")
+    body = get(http, f"/{V}/{facade.id}/insights", user.token, metric="likes").json()
+    assert body == {"data": []}
+    bad = error(get(http, f"/{V}/{post.id}/insights", user.token, metric="impressions"))
+    assert bad["code"] == 100
+
+
+def test_views_are_a_daily_time_series(
+    sim: RunningSim, http: httpx.Client, user: ThreadsUser
+) -> None:
+    """views: one value per Pacific day with end_time at the day's end; totals for the rest."""
+    until = sim.world.now().replace(hour=12, minute=0, second=0, microsecond=0)
+    until -= timedelta(days=10)
+    since = until - timedelta(days=3)
+    body = get(
+        http,
+        f"/{V}/{user.id}/threads_insights",
+        user.token,
+        metric="views,likes,replies,reposts,quotes",
+        since=int(since.timestamp()),
+        until=int(until.timestamp()),
+    ).json()
+    views, *totals = body["data"]
+    assert (views["name"], views["period"]) == ("views", "day")
+    ends = [v["end_time"] for v in views["values"]]
+    assert len(ends) == 4
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT0[78]:00:00\+0000", end) for end in ends)
+    assert ends == sorted(ends)
+    assert all(v["value"] > 0 for v in views["values"])
+    for item in totals:
+        assert set(item["total_value"]) == {"value"}
+        assert item["id"] == f"{user.id}/insights/{item['name']}/day"
+    default = get(http, f"/{V}/{user.id}/threads_insights", user.token, metric="views").json()
+    assert 1 <= len(default["data"][0]["values"]) <= 2
+
+
+def test_clicks_per_link(sim: RunningSim, http: httpx.Client, user: ThreadsUser) -> None:
+    """clicks are link_total_values, one per link URL."""
+    body = get(
+        http,
+        f"/{V}/{user.id}/threads_insights",
+        user.token,
+        metric="clicks",
+        since=SINCE_FLOOR + 86400 * 30,
+        until=SINCE_FLOOR + 86400 * 40,
+    ).json()
+    (item,) = body["data"]
+    links = {entry["link_url"]: entry["value"] for entry in item["link_total_values"]}
+    assert set(links) == {"https://example.com/a", "https://example.com/b"}
+    assert all(value > 0 for value in links.values())
+
+
+@pytest.mark.parametrize("breakdown", ["country", "city", "age", "gender"])
+def test_follower_demographics_per_breakdown(
+    sim: RunningSim, http: httpx.Client, user: ThreadsUser, breakdown: str
+) -> None:
+    """follower_demographics with one breakdown: results that add up to the followers."""
+    body = get(
+        http,
+        f"/{V}/{user.id}/threads_insights",
+        user.token,
+        metric="follower_demographics,followers_count",
+        breakdown=breakdown,
+    ).json()
+    demographics, followers = body["data"]
+    assert followers["total_value"] == {"value": 1234}
+    (part,) = demographics["total_value"]["breakdowns"]
+    assert part["dimension_keys"] == [breakdown]
+    assert sum(r["value"] for r in part["results"]) == 1234
+    assert all(len(r["dimension_values"]) == 1 for r in part["results"])
+
+
+def test_follower_demographics_rules(sim: RunningSim, http: httpx.Client) -> None:
+    """Demographics need exactly one breakdown, and are left out under 100 followers."""
+    linked = sim.world.add_threads_user(ig_user_id="17841499999999999", followers_count=99)
+    path = f"/{V}/{linked.id}/threads_insights"
+    assert error(get(http, path, linked.token, metric="follower_demographics"))["code"] == 100
+    two = get(http, path, linked.token, metric="follower_demographics", breakdown="age,city")
+    assert error(two)["code"] == 100
+    small = get(http, path, linked.token, metric="follower_demographics", breakdown="age")
+    assert small.json() == {"data": []}
+
+
+@pytest.mark.parametrize("metric", ["followers_count", "follower_demographics"])
+def test_feature_not_available_without_instagram(
+    sim: RunningSim, http: httpx.Client, metric: str
+) -> None:
+    """Follower metrics of a profile without linked Instagram: FEATURE_NOT_AVAILABLE."""
+    alone = sim.world.add_threads_user()
+    response = get(
+        http,
+        f"/{V}/{alone.id}/threads_insights",
+        alone.token,
+        metric=f"likes,{metric}",
+        breakdown="country",
+    )
+    body = error(response)
+    assert body["type"] == "THApiException"
+    assert body["error_data"] == {"error_code": "THREADS_API__FEATURE_NOT_AVAILABLE"}
+    assert body["message"].startswith("THREADS_API__FEATURE_NOT_AVAILABLE")
+    likes = get(http, f"/{V}/{alone.id}/threads_insights", alone.token, metric="likes")
+    assert likes.status_code == 200
+
+
+def test_since_floor(sim: RunningSim, http: httpx.Client, user: ThreadsUser) -> None:
+    """threads_insights refuses since before 1712991600 and accepts it exactly."""
+    path = f"/{V}/{user.id}/threads_insights"
+    early = error(get(http, path, user.token, metric="likes", since=SINCE_FLOOR - 1))
+    assert early["code"] == 100
+    assert str(SINCE_FLOOR) in early["message"]
+    ok = get(http, path, user.token, metric="likes", since=SINCE_FLOOR, until=SINCE_FLOOR + 86400)
+    assert ok.status_code == 200
+
+
+def test_threads_token_refresh(sim: RunningSim, http: httpx.Client) -> None:
+    """th_refresh_token: >= 24 h old and unexpired Threads tokens only; 60 days more."""
+    aged = sim.world.add_threads_user(token_age_seconds=3 * 86400)
+    old = aged.token
+    body = get(http, "/refresh_access_token", old, grant_type="th_refresh_token").json()
+    assert (body["token_type"], body["expires_in"]) == ("bearer", 5183944)
+    assert get(http, f"/{V}/me", body["access_token"], fields="id,username").json() == {
+        "id": aged.id,
+        "username": aged.username,
+    }
+    young = error(
+        get(http, "/refresh_access_token", body["access_token"], grant_type="th_refresh_token")
+    )
+    assert young["code"] == 190
+    sim.world.expire_token(old)
+    expired = error(get(http, "/refresh_access_token", old, grant_type="th_refresh_token"))
+    assert (expired["code"], expired["error_subcode"]) == (190, 463)
+    ig = sim.world.add_account(login="instagram", token_age_seconds=3 * 86400)
+    wrong = error(get(http, "/refresh_access_token", ig.token, grant_type="th_refresh_token"))
+    assert (wrong["code"], wrong["error_subcode"]) == (190, 467)
+
+
+def test_threads_answers_carry_app_usage_only(
+    sim: RunningSim, http: httpx.Client, user: ThreadsUser
+) -> None:
+    """Threads answers carry X-App-Usage but no BUC header; calls log as platform threads."""
+    response = get(http, f"/{V}/{user.id}/threads", user.token)
+    assert "x-app-usage" in response.headers
+    assert "x-business-use-case-usage" not in response.headers
+    (call,) = sim.world.calls()
+    assert (call.platform, call.kind, call.host, call.account) == (
+        "threads",
+        "threads",
+        "threads",
+        user.id,
+    )

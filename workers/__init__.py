@@ -1,0 +1,1 @@
+"""arq workers: delivery processing, Graph API client, pacing."""

@@ -1,0 +1,303 @@
+"""The Meta error tree, the one function that maps a Graph API error response onto it, and
+the usage headers (X-App-Usage, X-Business-Use-Case-Usage) that errors and the pacer read.
+
+Rules come from https://developers.facebook.com/docs/graph-api/guides/error-handling and
+https://developers.facebook.com/docs/graph-api/overview/rate-limiting (see META-API.md §3-4).
+Every message is scrubbed of access tokens before it is stored on an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from models.errors import ArchiverError
+
+# Codes that mean "stop calling for a while" (RATE): app, user, page, custom, BUC limits.
+THROTTLE_CODES = frozenset({4, 17, 32, 341, 613})
+BUC_THROTTLE_CODES = range(80000, 80100)  # 80001 Pages, 80002 Instagram, 80006 Messenger ...
+TRANSIENT_CODES = frozenset({1, 2})
+AUTH_CODES = frozenset({102, 190})
+AUTH_SUBCODES = {
+    458: "app not installed",
+    459: "user checkpointed",
+    460: "password changed",
+    463: "token expired",
+    464: "unconfirmed user",
+    467: "invalid access token",
+    492: "invalid session",
+}
+DEFAULT_THROTTLE_MINUTES = 5.0
+DEFAULT_TRANSIENT_RETRY_SECONDS = 60.0
+
+_TOKEN_PARAM = re.compile(r"(access_token|client_secret)=[^&\s\"'<>]*", re.IGNORECASE)
+_NOT_ENOUGH_VIEWERS = "not enough viewers"
+_ONE_OF = re.compile(r"must be one of the following values:\s*(?P<values>.*)", re.IGNORECASE)
+
+
+def scrub(text: str, *secrets: str | None) -> str:
+    """Remove token query parameters and any known secret from text bound for logs or errors."""
+    text = _TOKEN_PARAM.sub(lambda m: f"{m.group(1)}=***", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One usage figure set, in percent (X-App-Usage, or one BUC entry)."""
+
+    call_count: float = 0.0
+    total_time: float = 0.0
+    total_cputime: float = 0.0
+    regain_minutes: float = 0.0
+    type: str | None = None
+
+    @property
+    def peak(self) -> float:
+        return max(self.call_count, self.total_time, self.total_cputime)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        def number(name: str) -> float:
+            value = data.get(name)
+            return float(value) if isinstance(value, int | float) else 0.0
+
+        kind = data.get("type")
+        return cls(
+            call_count=number("call_count"),
+            total_time=number("total_time"),
+            total_cputime=number("total_cputime"),
+            regain_minutes=number("estimated_time_to_regain_access"),
+            type=kind if isinstance(kind, str) else None,
+        )
+
+
+def parse_app_usage(value: str | None) -> Usage | None:
+    """X-App-Usage: `{"call_count":28,"total_time":25,"total_cputime":25}`; None if absent/bad."""
+    data = _loads(value)
+    return Usage.from_dict(data) if isinstance(data, dict) else None
+
+
+def parse_buc_usage(value: str | None) -> dict[str, list[Usage]]:
+    """X-Business-Use-Case-Usage: business-object id -> its usage entries ({} if absent/bad)."""
+    data = _loads(value)
+    if not isinstance(data, dict):
+        return {}
+    return {
+        str(key): [Usage.from_dict(item) for item in entries if isinstance(item, dict)]
+        for key, entries in data.items()
+        if isinstance(entries, list)
+    }
+
+
+def _loads(value: str | None) -> Any:
+    if not value:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
+
+
+class ScrubTokens(logging.Filter):
+    """For loggers we do not own: httpx logs every request URL, which carries the token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                a if isinstance(a, int | float) or a is None else scrub(str(a)) for a in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = scrub(record.msg)
+        return True
+
+
+class MetaError(ArchiverError):
+    """A call to a Meta API failed; `retry_after` (seconds) is None when retrying cannot help."""
+
+    retry_after: float | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        subcode: int | None = None,
+        is_transient: bool = False,
+        fbtrace_id: str | None = None,
+        http_status: int | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        self.message = scrub(message)
+        self.code = code
+        self.subcode = subcode
+        self.is_transient = is_transient
+        self.fbtrace_id = fbtrace_id
+        self.http_status = http_status
+        self.error_type = error_type
+        super().__init__(self.message)
+
+    def redact(self, *secrets: str | None) -> None:
+        """Remove known secrets (the token of the failed call) from the stored message."""
+        self.message = scrub(self.message, *secrets)
+        self.args = (self.message,)
+
+    def __str__(self) -> str:
+        parts = [f"code={self.code}"] if self.code is not None else []
+        if self.subcode is not None:
+            parts.append(f"subcode={self.subcode}")
+        if self.http_status is not None:
+            parts.append(f"http={self.http_status}")
+        if self.fbtrace_id:
+            parts.append(f"fbtrace_id={self.fbtrace_id}")
+        return f"{self.message} ({', '.join(parts)})" if parts else self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class Throttled(MetaError):
+    """A rate limit was hit: no call for this account until `retry_after` seconds have passed."""
+
+    retry_after: float
+
+    def __init__(self, message: str, *, retry_after: float, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.retry_after = retry_after
+
+
+class AccountPaused(Throttled):
+    """The shared pacer holds this account (or the app); raised before any request is sent."""
+
+    def __init__(self, account: str, remaining: float) -> None:
+        super().__init__(f"{account} is paused for {remaining:.1f}s", retry_after=remaining)
+        self.account = account
+
+
+class Transient(MetaError):
+    """A temporary failure (codes 1/2, HTTP 5xx, timeouts, connection errors): try again."""
+
+    retry_after: float = DEFAULT_TRANSIENT_RETRY_SECONDS
+
+
+class AuthError(MetaError):
+    """The token is expired or invalid (102/190): the account needs re-authorisation."""
+
+    @property
+    def reason(self) -> str:
+        return AUTH_SUBCODES.get(self.subcode or 0, "invalid or expired token")
+
+
+class ClientError(MetaError):
+    """Any other rejected request; retrying the same request will fail the same way."""
+
+
+class PermissionDenied(ClientError):
+    """Codes 10 / 200-299: a permission is missing; the token itself is still good."""
+
+
+class NotEnoughViewers(ClientError):
+    """(#10) Not enough viewers: fewer than 5 people saw the story; record below_threshold."""
+
+
+class InvalidMetric(ClientError):
+    """(#100) about metrics: `metrics` names the requested ones Meta rejected (may be empty)."""
+
+    def __init__(self, message: str, *, metrics: Sequence[str] = (), **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.metrics = tuple(metrics)
+
+
+class ObjectNotFound(ClientError):
+    """(#100, subcode 33) the object does not exist or cannot be read, e.g. an expired story."""
+
+
+def invalid_metrics(message: str, requested: Iterable[str]) -> list[str]:
+    """Which requested metrics a (#100) message rejects.
+
+    "metric[0] must be one of the following values: a, b" lists the *valid* ones; other
+    messages name the offending metric.
+    """
+    requested = list(requested)
+    listed = _ONE_OF.search(message)
+    if listed:
+        allowed = set(re.findall(r"[a-z_]+", listed.group("values").lower()))
+        return [name for name in requested if name not in allowed]
+    return [name for name in requested if re.search(rf"\b{re.escape(name)}\b", message)]
+
+
+def regain_minutes(headers: Mapping[str, str] | None) -> float:
+    """The largest `estimated_time_to_regain_access` (minutes) in X-Business-Use-Case-Usage."""
+    buc = parse_buc_usage((headers or {}).get("x-business-use-case-usage"))
+    return max((u.regain_minutes for entries in buc.values() for u in entries), default=0.0)
+
+
+def _retry_after_seconds(headers: Mapping[str, str] | None, minute_seconds: float) -> float:
+    minutes = regain_minutes(headers) or DEFAULT_THROTTLE_MINUTES
+    seconds = minutes * minute_seconds
+    header = (headers or {}).get("retry-after", "")
+    if header.strip().isdigit():
+        seconds = max(seconds, float(header))
+    return seconds
+
+
+def _error_class(
+    status: int, code: int | None, message: str, is_transient: bool
+) -> type[MetaError]:
+    if status == 429 or code in THROTTLE_CODES or (code is not None and code in BUC_THROTTLE_CODES):
+        return Throttled
+    if code in AUTH_CODES:
+        return AuthError
+    if code == 10 and _NOT_ENOUGH_VIEWERS in message.lower():
+        return NotEnoughViewers
+    if code == 10 or (code is not None and 200 <= code <= 299):
+        return PermissionDenied
+    if code == 100 and "metric" in message.lower():
+        return InvalidMetric
+    if code in TRANSIENT_CODES or is_transient or status >= 500:
+        return Transient
+    return ClientError
+
+
+def error_from_response(
+    status: int,
+    body: Any,
+    headers: Mapping[str, str] | None = None,
+    *,
+    requested_metrics: Sequence[str] = (),
+    minute_seconds: float = 60.0,
+) -> MetaError:
+    """Map a failed response (status, parsed JSON body or None, headers) to the error tree.
+
+    `headers` must be case-insensitive (httpx.Headers) or use lowercase names.
+    """
+    error = body.get("error") if isinstance(body, dict) else None
+    error = error if isinstance(error, dict) else {}
+    code = error.get("code") if isinstance(error.get("code"), int) else None
+    message = str(error.get("message") or f"HTTP {status} from the Graph API")
+    fields: dict[str, Any] = {
+        "code": code,
+        "subcode": error.get("error_subcode")
+        if isinstance(error.get("error_subcode"), int)
+        else None,
+        "is_transient": error.get("is_transient") is True,
+        "fbtrace_id": str(error["fbtrace_id"]) if error.get("fbtrace_id") else None,
+        "http_status": status,
+        "error_type": str(error["type"]) if error.get("type") else None,
+    }
+    cls = _error_class(status, code, message, fields["is_transient"])
+    if cls is Throttled:
+        return Throttled(
+            message, retry_after=_retry_after_seconds(headers, minute_seconds), **fields
+        )
+    if cls is InvalidMetric:
+        return InvalidMetric(message, metrics=invalid_metrics(message, requested_metrics), **fields)
+    if cls is ClientError and code == 100 and fields["subcode"] == 33:
+        return ObjectNotFound(message, **fields)
+    return cls(message, **fields)

@@ -1,0 +1,375 @@
+"""The Instagram Graph API client: stories, media, story insights, Threads link, token refresh.
+
+It takes the worker's shared httpx.AsyncClient; parsing is pure (dict in, values out).
+Tokens travel as the `access_token` query parameter and never reach logs, errors or reprs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import httpx
+from redis.asyncio import Redis
+
+from models.config import Settings
+from models.recording import BELOW_THRESHOLD, MetricRow
+from models.types import utcnow
+from workers.errors import (
+    InvalidMetric,
+    MetaError,
+    NotEnoughViewers,
+    ScrubTokens,
+    Throttled,
+    Transient,
+    error_from_response,
+    scrub,
+)
+from workers.metric_sets import (
+    DroppedMetrics,
+    InsightsCall,
+    flagged_rows,
+    parse_insights,
+    parse_time,
+    story_calls,
+)
+from workers.pacing import Pacer
+
+log = logging.getLogger(__name__)
+
+STORY_FIELDS = "id,media_type,media_product_type,permalink,timestamp,caption"
+MEDIA_FIELDS = STORY_FIELDS + ",media_url,thumbnail_url,username"
+MAX_PAGES = 50  # a day holds at most 100 stories; this only bounds a misbehaving `next`
+
+
+class IgCredentials(Protocol):
+    """What a call needs of an account; models.accounts.Account fits, and so does IgAccount."""
+
+    @property
+    def ig_user_id(self) -> str: ...
+    @property
+    def ig_token(self) -> str: ...
+    @property
+    def login(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class IgAccount:
+    """A plain, session-free copy of an account's credentials (the token hidden from repr)."""
+
+    ig_user_id: str
+    ig_token: str = field(repr=False)
+    login: str = "facebook"
+
+
+@dataclass(frozen=True)
+class IgMedia:
+    """One IG media object as listed or fetched; `raw` is Meta's item as returned."""
+
+    id: str
+    media_type: str | None = None
+    media_product_type: str | None = None
+    permalink: str | None = None
+    timestamp: datetime | None = None
+    caption: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """A refreshed long-lived token and when it runs out."""
+
+    access_token: str = field(repr=False)
+    expires_in: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class StoryInsights:
+    """One story snapshot's worth of rows; `flag` is set when Meta withheld the whole capture."""
+
+    rows: list[MetricRow]
+    raw: dict[str, Any]
+    api_version: str
+    dropped: tuple[str, ...] = ()
+    flag: str | None = None
+
+
+def make_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The one AsyncClient of a worker process: bounded timeouts, tokens kept out of logs."""
+    httpx_log = logging.getLogger("httpx")
+    if not any(isinstance(f, ScrubTokens) for f in httpx_log.filters):
+        httpx_log.addFilter(ScrubTokens())
+    # A job makes a few calls with up to 3 tries each; keep them all inside the job timeout.
+    read = min(30.0, settings.job_timeout_seconds / 10)
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(read, connect=5.0),
+        limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        headers={"User-Agent": "meta-insights-archiver"},
+    )
+
+
+def parse_media(item: Mapping[str, Any]) -> IgMedia:
+    def text(name: str) -> str | None:
+        value = item.get(name)
+        return str(value) if value is not None else None
+
+    return IgMedia(
+        id=str(item["id"]),
+        media_type=text("media_type"),
+        media_product_type=text("media_product_type"),
+        permalink=text("permalink"),
+        timestamp=parse_time(item.get("timestamp")),
+        caption=text("caption"),
+        raw=dict(item),
+    )
+
+
+def parse_page(body: Any) -> tuple[list[IgMedia], str | None]:
+    """One page of an edge: its media and the `paging.next` URL (None on the last page)."""
+    body = body if isinstance(body, dict) else {}
+    data = body.get("data") if isinstance(body.get("data"), list) else []
+    items = [parse_media(i) for i in data if isinstance(i, dict) and i.get("id") is not None]
+    paging = body.get("paging") if isinstance(body.get("paging"), dict) else {}
+    nxt = paging.get("next")
+    return items, nxt if isinstance(nxt, str) and nxt else None
+
+
+class GraphClient:
+    """Instagram Graph API calls for one worker process; holds no token of its own.
+
+    Every request checks the shared pause first (AccountPaused, no request sent), feeds the
+    usage headers to the pacer, retries Transient failures a bounded number of times with
+    jittered exponential back-off, and raises everything else from workers.errors.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        facebook_url: str,
+        instagram_url: str,
+        version: str,
+        pacer: Pacer | None = None,
+        dropped: DroppedMetrics | None = None,
+        max_tries: int = 3,
+        backoff_seconds: float = 0.5,
+        backoff_cap_seconds: float = 4.0,
+    ) -> None:
+        self.http = http
+        self.urls = {"facebook": facebook_url.rstrip("/"), "instagram": instagram_url.rstrip("/")}
+        self.version = version
+        self.pacer = pacer
+        self.dropped = dropped
+        self.max_tries = max(1, max_tries)
+        self.backoff_seconds = backoff_seconds
+        self.backoff_cap_seconds = backoff_cap_seconds
+
+    @classmethod
+    def from_settings(
+        cls,
+        http: httpx.AsyncClient,
+        settings: Settings,
+        redis: Redis | None,
+        *,
+        minute_seconds: float = 60.0,
+        **options: Any,
+    ) -> GraphClient:
+        """The worker's client: hosts and version from Settings, pauses and drops in Redis."""
+        return cls(
+            http,
+            facebook_url=settings.facebook_graph_url,
+            instagram_url=settings.instagram_graph_url,
+            version=settings.graph_api_version,
+            pacer=Pacer(redis, minute_seconds=minute_seconds) if redis is not None else None,
+            dropped=DroppedMetrics(redis) if redis is not None else None,
+            **options,
+        )
+
+    def __repr__(self) -> str:
+        return f"GraphClient(urls={self.urls!r}, version={self.version!r})"
+
+    def base_url(self, account: IgCredentials) -> str:
+        """graph.facebook.com for Facebook Login accounts, graph.instagram.com for IG Login."""
+        try:
+            return self.urls[account.login]
+        except KeyError:
+            msg = f"unknown login type {account.login!r} (facebook or instagram)"
+            raise ValueError(msg) from None
+
+    async def list_stories(self, account: IgCredentials) -> list[IgMedia]:
+        """Every live story of the account, following `paging.next` to the end."""
+        base = self.base_url(account)
+        url: str | None = f"{base}/{self.version}/{account.ig_user_id}/stories"
+        params: dict[str, str] = {"fields": STORY_FIELDS}
+        stories: list[IgMedia] = []
+        seen: set[str] = set()
+        # Bounded, and never follow a `next` off the account's host: the token goes with it.
+        while url is not None and url not in seen and len(seen) < MAX_PAGES:
+            if not url.startswith(base + "/"):
+                log.warning("not following a paging.next link to another host")
+                break
+            seen.add(url)
+            items, url = parse_page(await self._get(account, url, params))
+            params = {}  # `next` already carries the fields and the cursor
+            stories.extend(items)
+        return stories
+
+    async def get_media(
+        self, account: IgCredentials, media_id: str, fields: str = MEDIA_FIELDS
+    ) -> IgMedia:
+        url = f"{self.base_url(account)}/{self.version}/{media_id}"
+        return parse_media(await self._get(account, url, {"fields": fields}))
+
+    async def insights(
+        self, account: IgCredentials, media_id: str, call: InsightsCall
+    ) -> tuple[list[MetricRow], dict[str, Any]]:
+        """One insights request: its rows and the body (paging removed) to archive as raw."""
+        params = {"metric": ",".join(call.metrics)}
+        if call.breakdown:
+            params["breakdown"] = call.breakdown
+        url = f"{self.base_url(account)}/{self.version}/{media_id}/insights"
+        body = await self._get(account, url, params, metrics=call.metrics)
+        raw = {key: value for key, value in body.items() if key != "paging"}
+        return parse_insights(body, call.metrics, call.breakdown), raw
+
+    async def story_insights(
+        self,
+        account: IgCredentials,
+        media_id: str,
+        calls: Sequence[InsightsCall] | None = None,
+    ) -> StoryInsights:
+        """One snapshot: the version's calls (3), minus metrics dropped as invalid.
+
+        Error 10 "Not enough viewers" ends the capture at once with below_threshold rows.
+        """
+        calls = tuple(calls or story_calls(self.version))
+        skip = await self._dropped({m for call in calls for m in call.metrics})
+        rows: list[MetricRow] = []
+        raw: dict[str, Any] = {}
+        for call in calls:
+            todo = call.without(skip)
+            try:
+                got, body = await self._insights_dropping(account, media_id, todo, skip)
+            except NotEnoughViewers as exc:
+                metrics = [m for c in calls for m in c.metrics if m not in skip]
+                raw = {"error": {"code": exc.code, "message": exc.message}}
+                rows = flagged_rows(metrics, BELOW_THRESHOLD)
+                return StoryInsights(rows, raw, self.version, tuple(sorted(skip)), BELOW_THRESHOLD)
+            rows.extend(got)
+            if body is not None:
+                raw[call.name] = body
+        return StoryInsights(rows, raw, self.version, tuple(sorted(skip)))
+
+    async def connected_threads_user(self, account: IgCredentials) -> str | None:
+        """The Threads user id linked to a Facebook Login account (None if none, or IG Login,
+        where this edge does not exist)."""
+        if account.login != "facebook":
+            return None
+        url = f"{self.urls['facebook']}/{self.version}/{account.ig_user_id}/connected_threads_user"
+        body = await self._get(account, url, {"fields": "threads_user_id"})
+        data = body.get("data")
+        first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+        found = first.get("threads_user_id")
+        return str(found) if found else None
+
+    async def refresh_ig_token(self, account: IgCredentials) -> TokenGrant:
+        """Refresh an Instagram Login long-lived token (>= 24 h old, unexpired): 60 more days."""
+        if account.login != "instagram":
+            msg = "refresh_access_token is for Instagram Login tokens only"
+            raise ValueError(msg)
+        url = f"{self.urls['instagram']}/refresh_access_token"
+        body = await self._get(account, url, {"grant_type": "ig_refresh_token"})
+        token, expires_in = body.get("access_token"), body.get("expires_in")
+        if not isinstance(token, str) or not isinstance(expires_in, int):
+            msg = "refresh_access_token answered without access_token/expires_in"
+            raise MetaError(msg)
+        return TokenGrant(token, expires_in, utcnow() + timedelta(seconds=expires_in))
+
+    async def _dropped(self, metrics: set[str]) -> set[str]:
+        return await self.dropped.dropped(self.version, metrics) if self.dropped else set()
+
+    async def _insights_dropping(
+        self, account: IgCredentials, media_id: str, call: InsightsCall | None, skip: set[str]
+    ) -> tuple[list[MetricRow], dict[str, Any] | None]:
+        """Retry without each metric Meta rejects as invalid; remember the rejection."""
+        while call is not None:
+            try:
+                return await self.insights(account, media_id, call)
+            except InvalidMetric as exc:
+                bad = [m for m in exc.metrics if m in call.metrics]
+                if not bad:
+                    raise
+                for metric in bad:
+                    log.warning("dropping metric %s for %s: %s", metric, self.version, exc.message)
+                    if self.dropped is not None:
+                        await self.dropped.drop(self.version, metric, reason=exc.message)
+                skip.update(bad)
+                call = call.without(bad)
+        return [], None
+
+    async def _get(
+        self,
+        account: IgCredentials,
+        url: str,
+        params: Mapping[str, str],
+        *,
+        metrics: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """GET with the shared pause honoured and Transient failures retried (bounded)."""
+        key = f"ig:{account.ig_user_id}"
+        for attempt in range(1, self.max_tries + 1):
+            if self.pacer is not None:
+                await self.pacer.check(key)
+            result = await self._try(key, account.ig_token, url, {**params}, metrics)
+            if not isinstance(result, MetaError):
+                return result
+            if isinstance(result, Throttled) and self.pacer is not None:
+                result.retry_after = await self.pacer.throttled(key, result)
+            if not isinstance(result, Transient) or attempt == self.max_tries:
+                raise result
+            delay = min(self.backoff_cap_seconds, self.backoff_seconds * 2 ** (attempt - 1))
+            log.info("transient error (try %d/%d): %s", attempt, self.max_tries, result)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _try(
+        self, key: str, token: str, url: str, params: dict[str, str], metrics: Sequence[str]
+    ) -> dict[str, Any] | MetaError:
+        """One request: the JSON body, or the error for the caller to raise.
+
+        The error is built fresh and raised outside any `except`, so no httpx exception
+        (whose request URL holds the token) is chained to it.
+        """
+        params["access_token"] = token
+        # Merge, not replace: httpx drops a URL's own query when `params` is given, and a
+        # `paging.next` link carries its cursor there.
+        target = httpx.URL(url).copy_merge_params(params)
+        try:
+            response = await self.http.get(target)
+        except httpx.RequestError as exc:
+            return Transient(f"{type(exc).__name__}: {scrub(str(exc), token)}")
+        log.debug("GET %s -> %d", response.request.url.path, response.status_code)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        error: MetaError | None = None
+        if not response.is_success or not isinstance(body, dict):
+            minute = self.pacer.minute_seconds if self.pacer else 60.0
+            error = error_from_response(
+                response.status_code,
+                body,
+                response.headers,
+                requested_metrics=metrics,
+                minute_seconds=minute,
+            )
+            error.redact(token)
+        if self.pacer is not None and not isinstance(error, Throttled):
+            await self.pacer.observe(key, response.headers)
+        return error if error is not None else body
