@@ -77,8 +77,10 @@ class EmbeddedRedis:
                 unix_socket_path=str(self.socket),
                 serverconfig={"save": '""', "appendonly": "no"},
             )
-        except Exception as exc:
+        except BaseException as exc:  # Ctrl+C while starting must not leave files either
             self.stop()
+            if not isinstance(exc, Exception):
+                raise
             msg = f"could not start the embedded Redis: {type(exc).__name__}: {exc}"
             raise StoreUnavailable(msg) from exc
         self.pid = int(self._client.pid) or None

@@ -7,10 +7,13 @@ re-enqueue under the same job id is harmless.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 import sqlalchemy as sa
 from arq.connections import ArqRedis
+from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix
+from arq.jobs import serialize_job
 from sqlalchemy.engine import Engine
 
 from models.deliveries import ENQUEUED, RECEIVED, WebhookDelivery
@@ -43,13 +46,23 @@ def _mark_enqueued(engine: Engine, ids: list[int]) -> None:
 
 
 async def enqueue_deliveries(redis: ArqRedis, ids: list[int]) -> None:
-    """Enqueue one job per delivery; ids already queued (or just finished) are skipped by arq."""
-    await asyncio.gather(
-        *(
-            redis.enqueue_job(PROCESS_DELIVERY, delivery_id, _job_id=delivery_job_id(delivery_id))
-            for delivery_id in ids
-        )
-    )
+    """Enqueue one arq job per delivery in a single pipeline round trip.
+
+    arq's own enqueue_job costs three round trips per job, which was ~40 % of the receiver's
+    CPU under load. This writes the same keys arq writes: the job under SET NX (a job already
+    queued or running keeps its key) and its id in the queue under ZADD NX. A job that
+    finished and is enqueued again just finds its delivery processed.
+    """
+    if not ids:
+        return
+    now_ms = int(time.time() * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        for delivery_id in ids:
+            job_id = delivery_job_id(delivery_id)
+            job = serialize_job(PROCESS_DELIVERY, (delivery_id,), {}, None, now_ms)
+            pipe.set(job_key_prefix + job_id, job, px=expires_extra_ms, nx=True)
+            pipe.zadd(default_queue_name, {job_id: now_ms}, nx=True)
+        await pipe.execute()
 
 
 async def relay_pending(

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 from archiver.cli import build_parser
 from archiver.embedded import process_alive
 from models.db import create_db_engine
-from models.deliveries import UNROUTED, WebhookDelivery
+from models.deliveries import RECEIVED, UNROUTED, WebhookDelivery
 from models.types import utcnow
 from tests.conftest import APP_SECRET, VERIFY_TOKEN
 from tests.servers import free_port, wait_until
@@ -218,7 +219,9 @@ def test_duplicate_add_and_unknown_remove_are_clean_errors(
     assert missing.stderr == "archiver: error: no account with id 99\n"
 
 
-def insert_delivery(database_url: str, body: bytes, status: str) -> int:
+def insert_delivery(
+    database_url: str, body: bytes, status: str, *, received_at: datetime | None = None
+) -> int:
     engine = create_db_engine(database_url)
     table = WebhookDelivery.__table__  # type: ignore[attr-defined]
     row = {
@@ -226,7 +229,7 @@ def insert_delivery(database_url: str, body: bytes, status: str) -> int:
         "body": body,
         "body_sha256": hashlib.sha256(body).hexdigest(),
         "headers": {"x-hub-signature-256": sign(body)},
-        "received_at": utcnow(),
+        "received_at": received_at or utcnow(),
         "status": status,
         "attempts": 1,
     }
@@ -354,3 +357,49 @@ def test_run_with_embedded_redis_captures_a_delivery_and_cleans_up(tmp_path: Pat
     assert not process_alive(redis_pid)
     assert not socket_dir.exists()
     assert str(tmp_path / "archiver.db") in stdout.read_text()
+
+
+def test_worker_processes_pending_deliveries_and_stops_on_term(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """`archiver worker` sweeps up a stale pending delivery, processes it, exits 0 on TERM."""
+    env = env_for(database_url, redis_url, SWEEP_AFTER_SECONDS="1")
+    add = ["accounts", "add", "--name", "a", "--ig-user-id", IG_USER, "--ig-token", IG_TOKEN]
+    assert archiver(*add, env=env, cwd=tmp_path).returncode == 0
+    delivery_id = insert_delivery(
+        database_url, STORY_INSIGHTS, RECEIVED, received_at=utcnow() - timedelta(hours=1)
+    )
+    proc = start(["worker"], env, tmp_path)
+    processed = (
+        f"SELECT count(*) FROM webhook_delivery WHERE id = {delivery_id} AND status = 'processed'"
+    )
+    try:
+        wait_until(
+            lambda: count_rows(database_url, processed) or proc.poll() is not None, timeout=20
+        )
+        assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()
+    finally:
+        status = stop(proc)
+    assert status == 0, (tmp_path / "stderr.txt").read_text()
+    assert count_rows(database_url, "SELECT count(*) FROM snapshot") == 1
+
+
+def test_worker_needs_redis_url(sqlite_url: str, tmp_path: Path) -> None:
+    """Without REDIS_URL the worker refuses in one line and points at `archiver run`."""
+    result = archiver("worker", env=env_for(sqlite_url), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("archiver: error: REDIS_URL must be set for `archiver worker`")
+
+
+def test_ctrl_c_stops_serve_quietly_with_130(sqlite_url: str, tmp_path: Path) -> None:
+    """SIGINT is a graceful stop: exit status 130 and no traceback."""
+    port = free_port()
+    proc = start(["serve", "--port", str(port)], env_for(sqlite_url), tmp_path)
+    try:
+        wait_until(lambda: healthy(f"http://127.0.0.1:{port}") or proc.poll() is not None)
+        assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()
+    finally:
+        status = stop(proc, signal.SIGINT)
+    assert status == 130
+    assert "Traceback" not in (tmp_path / "stderr.txt").read_text()

@@ -1,4 +1,11 @@
-"""Turning an archived delivery into snapshots: idempotent, one transaction per delivery."""
+"""Turning an archived delivery into snapshots: idempotent, one transaction per delivery.
+
+The receiver stored the raw body before answering Meta (models/deliveries.py); this is the
+second half. Meta delivers at least once and retries with other bodies (another entry.time),
+so nothing here counts on seeing a change once: the `webhook` slot of a story's snapshots is
+the natural key (META-API.md "Deduplicate"), and a delivery already in a final state is left
+as it is.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +13,19 @@ import asyncio
 import logging
 import time
 import traceback
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from arq import Retry
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from models.accounts import Account
 from models.db import session_scope
-from models.deliveries import (
-    FAILED,
-    IGNORED,
-    PROCESSED,
-    UNPARSEABLE,
-    UNROUTED,
-    WebhookDelivery,
-)
+from models.deliveries import FAILED, IGNORED, PROCESSED, UNPARSEABLE, UNROUTED, WebhookDelivery
 from models.errors import NotFoundError, StoreUnavailable
 from models.recording import BELOW_THRESHOLD, MetricRow, Subject, record_snapshot
 from models.snapshots import Media
@@ -30,133 +33,199 @@ from models.types import utcnow
 from workers.envelope import Change, UnparseableDelivery, parse_body
 
 log = logging.getLogger(__name__)
-DONE = (PROCESSED, IGNORED, UNPARSEABLE)
+
+DONE = (PROCESSED, IGNORED, UNPARSEABLE)  # final: processing again would change nothing
+STORY_INSIGHTS = "story_insights"
+WEBHOOK_SLOT = "webhook"  # one webhook version per story, whichever body carried it
+_RETRY_CAP_SECONDS = 30
+_ERROR_CHARS = 2000
 
 
 def story_metric_rows(value: dict[str, Any]) -> list[MetricRow]:
-    """One row per numeric key; Meta's -1 means "fewer than 5" and is never a count."""
+    """One row per numeric key but media_id; Meta's -1 means "fewer than 5", never a count."""
     rows = []
     for key, raw in value.items():
         if key == "media_id" or isinstance(raw, bool) or not isinstance(raw, int | float):
             continue
-        if raw == -1:
+        if raw == -1:  # https://developers.facebook.com/docs/instagram-platform/webhooks
             rows.append(MetricRow(metric=key, value=None, flag=BELOW_THRESHOLD))
         else:
             rows.append(MetricRow(metric=key, value=float(raw)))
     return rows
 
 
-def _upsert_story(session: Session, account: Account, media_id: str) -> None:
-    stmt = select(Media).where(col(Media.platform) == "instagram", col(Media.media_id) == media_id)
-    if session.exec(stmt).first() is None:
-        assert account.id is not None
-        with session.begin_nested():
-            session.add(
-                Media(
-                    account_id=account.id,
-                    platform="instagram",
-                    subject_type="story",
-                    media_id=media_id,
-                )
-            )
+@dataclass
+class Outcome:
+    """What the changes of one delivery came to; decides its status and summary."""
 
+    fields: list[str] = field(default_factory=list)
+    recorded: int = 0  # new webhook versions
+    already: int = 0  # stories whose webhook version existed (a Meta retry, a rerun)
+    unrouted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
-def _story_insights(session: Session, delivery_id: int, change: Change) -> str | None:
-    """Record the webhook version of a story; return a reason when it cannot be routed."""
-    account = session.exec(
-        select(Account).where(col(Account.ig_user_id) == change.entry_id)
-    ).first()
-    if account is None or account.id is None:
-        return f"no account with ig_user_id {change.entry_id}"
-    media_id = str(change.value.get("media_id", ""))
-    if not media_id:
-        return "story_insights without media_id"
-    _upsert_story(session, account, media_id)
-    record_snapshot(
-        session=session,
-        subject=Subject(account.id, "instagram", "story", media_id),
-        slot="webhook",  # one webhook version per story, whatever body carried it
-        source="webhook",
-        metrics=story_metric_rows(change.value),
-        raw=change.value,
-        delivery_id=delivery_id,
-    )
-    return None
+    @property
+    def status(self) -> str:
+        if self.unrouted:
+            return UNROUTED
+        return PROCESSED if self.recorded or self.already else IGNORED
 
-
-def _apply(session: Session, delivery: WebhookDelivery) -> tuple[str, str]:
-    assert delivery.id is not None
-    try:
-        changes = parse_body(delivery.body)
-    except UnparseableDelivery as exc:
-        return UNPARSEABLE, str(exc)
-    routed, unrouted, fields = 0, [], sorted({c.field for c in changes})
-    for change in changes:
-        if change.object == "instagram" and change.field == "story_insights":
-            reason = _story_insights(session, delivery.id, change)
-            routed += reason is None
-            if reason:
-                unrouted.append(reason)
-    summary = f"fields: {', '.join(fields) or '-'}"
-    if unrouted:
-        return UNROUTED, f"{summary}; " + "; ".join(sorted(set(unrouted)))
-    return (PROCESSED if routed else IGNORED), summary
+    def summary(self) -> str:
+        parts = [f"fields: {', '.join(sorted(set(self.fields))) or '-'}"]
+        if self.recorded or self.already:
+            parts.append(f"stories: {self.recorded} recorded, {self.already} already recorded")
+        parts += sorted(set(self.unrouted)) + sorted(set(self.skipped))
+        return "; ".join(parts)
 
 
 def process_delivery_sync(*, engine: Engine, delivery_id: int) -> str:
-    """Process one delivery; running it again never makes a second snapshot version."""
+    """Process one delivery and return its status; a rerun never adds a snapshot version.
+
+    A failure is written on the row (status `failed`, error, traceback) in a transaction of
+    its own, then re-raised; StoreUnavailable means the database is the problem.
+    """
     try:
         with session_scope(engine) as session:
-            delivery = session.get(WebhookDelivery, delivery_id)
-            if delivery is None:
-                msg = f"no webhook delivery with id {delivery_id}"
-                raise NotFoundError(msg)
-            if delivery.status in DONE:
-                return delivery.status
-            status, summary = _apply(session, delivery)
-            delivery.status, delivery.summary = status, summary
-            delivery.processed_at, delivery.attempts = utcnow(), delivery.attempts + 1
-            delivery.error = summary if status == UNPARSEABLE else None
-            delivery.traceback = None
-            return status
-    except (NotFoundError, StoreUnavailable):
+            return _process(session, delivery_id)
+    except NotFoundError:
         raise
     except Exception as exc:
         _record_failure(engine, delivery_id, exc)
         raise
 
 
+def _process(session: Session, delivery_id: int) -> str:
+    # FOR UPDATE serialises a replay with a worker on PostgreSQL; SQLite's BEGIN IMMEDIATE
+    # (models/db.py) already lets one writer in at a time.
+    delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
+    if delivery is None:
+        msg = f"no webhook delivery with id {delivery_id}"
+        raise NotFoundError(msg)
+    if delivery.status in DONE:
+        return delivery.status
+    error = None
+    try:
+        changes = parse_body(delivery.body)
+    except UnparseableDelivery as exc:
+        status, summary, error = UNPARSEABLE, "body could not be parsed", str(exc)
+    else:
+        outcome = Outcome()
+        for change in changes:
+            _apply(session, delivery_id, change, outcome)
+        status, summary = outcome.status, outcome.summary()
+    delivery.status, delivery.summary, delivery.error = status, summary, error
+    delivery.processed_at, delivery.attempts = utcnow(), delivery.attempts + 1
+    delivery.traceback = None
+    return status
+
+
+def _apply(session: Session, delivery_id: int, change: Change, outcome: Outcome) -> None:
+    """Route one change; everything but Instagram story_insights is archived only."""
+    outcome.fields.append(change.field)
+    if change.object != "instagram" or change.field != STORY_INSIGHTS:
+        return
+    media_id = change.value.get("media_id")
+    if not isinstance(media_id, str | int) or isinstance(media_id, bool) or not str(media_id):
+        outcome.skipped.append("a story_insights change without media_id was skipped")
+        return
+    account_id = session.exec(
+        select(Account.id).where(col(Account.ig_user_id) == change.entry_id)
+    ).first()
+    if account_id is None:
+        outcome.unrouted.append(f"no account with ig_user_id {change.entry_id}")
+        return
+    _ensure_story(session, account_id, str(media_id))
+    _, created = record_snapshot(
+        session=session,
+        subject=Subject(account_id, "instagram", "story", str(media_id)),
+        slot=WEBHOOK_SLOT,
+        source="webhook",
+        metrics=story_metric_rows(change.value),
+        raw=change.value,
+        delivery_id=delivery_id,
+    )
+    if created:
+        outcome.recorded += 1
+    else:
+        outcome.already += 1
+
+
+def _ensure_story(session: Session, account_id: int, media_id: str) -> None:
+    """Insert the story's Media row unless it exists; never touch what a capture set."""
+    row = Media(
+        account_id=account_id, platform="instagram", subject_type="story", media_id=media_id
+    )
+    values = row.model_dump(exclude={"id"}, exclude_none=True)  # model defaults, e.g. now
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    stmt = (
+        dialect.insert(Media.__table__)  # type: ignore[attr-defined]
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["platform", "media_id"])
+    )
+    session.connection().execute(stmt)
+
+
 def _record_failure(engine: Engine, delivery_id: int, exc: BaseException) -> None:
+    """Keep the error and its traceback on the row; best effort, the database may be down."""
     table = WebhookDelivery.__table__  # type: ignore[attr-defined]
     stmt = (
         sa.update(table)
-        .where(table.c.id == delivery_id)
+        .where(table.c.id == delivery_id, table.c.status.not_in(DONE))
         .values(
             status=FAILED,
-            error=f"{type(exc).__name__}: {exc}",
-            traceback=traceback.format_exc(),
+            error=f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS],
+            traceback="".join(traceback.format_exception(exc)),
             attempts=table.c.attempts + 1,
         )
     )
-    with engine.begin() as conn:
-        conn.execute(stmt)
+    try:
+        with engine.begin() as conn:
+            conn.execute(stmt)
+    except SQLAlchemyError as record_exc:
+        log.warning(
+            "could not record the failure of delivery %s: %s",
+            delivery_id,
+            type(record_exc).__name__,
+            extra={"delivery_id": delivery_id},
+        )
+
+
+def retry_delay(job_try: int) -> int:
+    """Seconds before the next try after a database outage: 1, 2, 4 ... capped."""
+    return int(min(_RETRY_CAP_SECONDS, 2 ** max(0, job_try - 1)))
 
 
 async def process_delivery(ctx: dict[str, Any], delivery_id: int) -> str:
-    """arq job: run the processing in a thread; a database outage retries with back-off."""
-    started, attempt = time.monotonic(), ctx.get("job_try", 1)
+    """arq job (models.jobs.PROCESS_DELIVERY): the sync processing in a thread.
+
+    A database outage becomes arq's Retry with a short back-off; any other error is
+    re-raised as it is, already recorded on the row for `archiver replay`.
+    """
+    started, job_try = time.monotonic(), int(ctx.get("job_try") or 1)
+    extra = {"delivery_id": delivery_id, "job_id": ctx.get("job_id"), "job_try": job_try}
     try:
         status = await asyncio.to_thread(
             process_delivery_sync, engine=ctx["engine"], delivery_id=delivery_id
         )
     except StoreUnavailable as exc:
-        raise Retry(defer=min(60, 2**attempt)) from exc
-    log.info(
-        "delivery %s -> %s in %.1f ms (try %s)",
-        delivery_id,
-        status,
-        (time.monotonic() - started) * 1000,
-        attempt,
-        extra={"delivery_id": delivery_id},
-    )
+        defer = retry_delay(job_try)
+        _log_job(logging.WARNING, f"database unavailable, retry in {defer}s", started, extra)
+        raise Retry(defer=defer) from exc
+    except Exception as exc:
+        _log_job(logging.WARNING, f"failed: {type(exc).__name__}", started, extra)
+        raise
+    _log_job(logging.INFO, status, started, extra)
     return status
+
+
+def _log_job(level: int, outcome: str, started: float, extra: dict[str, Any]) -> None:
+    duration_ms = round((time.monotonic() - started) * 1000, 1)
+    log.log(
+        level,
+        "delivery %s: %s in %.1f ms (try %s)",
+        extra["delivery_id"],
+        outcome,
+        duration_ms,
+        extra["job_try"],
+        extra={**extra, "duration_ms": duration_ms, "outcome": outcome},
+    )

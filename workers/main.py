@@ -1,32 +1,56 @@
-"""The arq worker: its functions, cron jobs, and the clients it shares through ctx."""
+"""The arq worker: its functions, cron jobs, and the clients it shares through ctx.
+
+To add work, append to FUNCTIONS (jobs enqueued by name, models/jobs.py) or CRON_JOBS, and
+put any shared client into ctx in `startup` (closed again in `shutdown`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 from arq import cron
 from arq.connections import ArqRedis, RedisSettings
-from arq.worker import Worker
+from arq.cron import CronJob
+from arq.worker import Function, Worker, func
 
 from models.config import Settings
 from models.db import create_db_engine
 from models.errors import ConfigError
+from models.jobs import PROCESS_DELIVERY
 from models.outbox import sweep_stale
 from workers.deliveries import process_delivery
 
+log = logging.getLogger(__name__)
+
+Startup = Callable[[dict[str, Any]], Awaitable[None]]
+
 
 async def sweep_deliveries(ctx: dict[str, Any]) -> int:
-    """Re-enqueue deliveries pending too long (a Redis flush, a crashed relay)."""
+    """Re-enqueue deliveries left pending too long (a Redis flush, a crash between steps)."""
     settings: Settings = ctx["settings"]
-    redis: ArqRedis = ctx["redis"]
-    return await sweep_stale(
-        ctx["engine"], redis, after=timedelta(seconds=settings.sweep_after_seconds)
+    moved = await sweep_stale(
+        ctx["engine"], ctx["redis"], after=timedelta(seconds=settings.sweep_after_seconds)
     )
+    if moved:
+        log.warning("re-enqueued %d stale deliveries", moved, extra={"moved": moved})
+    return moved
 
 
-def _startup(settings: Settings) -> Any:
+FUNCTIONS: list[Function] = [func(process_delivery, name=PROCESS_DELIVERY)]
+CRON_JOBS: list[CronJob] = [
+    # Every minute, and once at start: a worker that comes back after an outage sweeps at once.
+    # unique (arq's default) makes one worker of many run each minute's sweep.
+    cron(sweep_deliveries, name="sweep_deliveries", second={0}, run_at_startup=True),
+]
+
+
+def make_startup(settings: Settings) -> Startup:
+    """on_startup: the settings and one database engine per worker process, in ctx."""
+
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
         ctx["engine"] = create_db_engine(settings.database_url)
@@ -34,19 +58,36 @@ def _startup(settings: Settings) -> Any:
     return startup
 
 
-async def _shutdown(ctx: dict[str, Any]) -> None:
-    engine = ctx.get("engine")
+async def shutdown(ctx: dict[str, Any]) -> None:
+    """on_shutdown: give the database connections back."""
+    engine = ctx.pop("engine", None)
     if engine is not None:
         engine.dispose()
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
+    """arq's connection settings from REDIS_URL (redis://, rediss:// or unix://)."""
     if not settings.redis_url:
         msg = "REDIS_URL must be set for the worker"
         raise ConfigError(msg)
-    if settings.redis_url.startswith("unix://"):
-        return RedisSettings(unix_socket_path=settings.redis_url.removeprefix("unix://"))
-    return RedisSettings.from_dsn(settings.redis_url)
+    try:
+        return RedisSettings.from_dsn(settings.redis_url)
+    except (RuntimeError, ValueError) as exc:
+        msg = f"REDIS_URL is not a redis://, rediss:// or unix:// URL: {exc}"
+        raise ConfigError(msg) from None
+
+
+def worker_settings(settings: Settings, *, cron_jobs: bool = True) -> dict[str, Any]:
+    """The WorkerSettings of arq as a dict (arq accepts either), built from our Settings."""
+    return {
+        "functions": list(FUNCTIONS),
+        "cron_jobs": list(CRON_JOBS) if cron_jobs else [],
+        "redis_settings": redis_settings(settings),
+        "on_startup": make_startup(settings),
+        "on_shutdown": shutdown,
+        "job_timeout": settings.job_timeout_seconds,
+        "max_jobs": settings.worker_max_jobs,
+    }
 
 
 def build_worker(
@@ -56,30 +97,39 @@ def build_worker(
     poll_delay: float = 0.5,
     redis_pool: ArqRedis | None = None,
     handle_signals: bool = True,
+    cron_jobs: bool = True,
 ) -> Worker:
+    """An arq Worker for our jobs; `redis_pool` (closed by the worker) overrides REDIS_URL.
+
+    `handle_signals=False` when the event loop is shared (`archiver run`); `cron_jobs=False`
+    leaves the sweeper out, for a burst whose job count must be exact.
+    """
+    kwargs = worker_settings(settings, cron_jobs=cron_jobs)
+    if redis_pool is not None:
+        kwargs["redis_settings"] = None
     return Worker(
-        functions=[process_delivery],
-        cron_jobs=[cron(sweep_deliveries, second={0}, run_at_startup=True)],
-        redis_settings=None if redis_pool is not None else redis_settings(settings),
+        **kwargs,
         redis_pool=redis_pool,
-        on_startup=_startup(settings),
-        on_shutdown=_shutdown,
         burst=burst,
         poll_delay=poll_delay,
-        job_timeout=settings.job_timeout_seconds,
-        max_jobs=settings.worker_max_jobs,
         handle_signals=handle_signals,
     )
 
 
-def run_worker(settings: Settings) -> None:
-    """Block running one worker until SIGINT/SIGTERM (the `archiver worker` command)."""
-    worker = build_worker(settings)
-    asyncio.run(_run(worker))
+async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None:
+    """Run one worker until SIGINT/SIGTERM (then return) or until cancelled (then raise).
 
-
-async def _run(worker: Worker) -> None:
+    With `handle_signals=False` the caller owns the signals and stops the worker by
+    cancelling this coroutine; running jobs are cancelled and re-run by the next worker.
+    """
+    worker = build_worker(settings, handle_signals=handle_signals)
+    signalled: list[Any] = []
+    worker.on_stop = signalled.append  # called by arq's own signal handler
     try:
-        await worker.main()
+        await worker.async_run()
+    except asyncio.CancelledError:
+        if not signalled:
+            raise
+        log.info("worker stopped on %s", signalled[0].name)
     finally:
         await worker.close()

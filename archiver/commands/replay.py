@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 1.0  # seconds between progress lines on stderr
-ERROR = "error"  # processing raised instead of recording a status
 
 
 def iso_timestamp(value: str) -> datetime:
@@ -90,7 +89,11 @@ def select_deliveries(engine: Engine, *, since: datetime | None, event: int | No
 
 
 def replay_one(engine: Engine, delivery: int) -> str:
-    """The status processing left the delivery in; ERROR when it raised (logged, not fatal)."""
+    """The status processing left the delivery in; a raised error is logged, not fatal.
+
+    Processing records its own failures (status `failed`, error and traceback on the row).
+    """
+    from models.deliveries import FAILED
     from workers.deliveries import process_delivery_sync
 
     try:
@@ -98,9 +101,9 @@ def replay_one(engine: Engine, delivery: int) -> str:
     except StoreUnavailable:
         raise  # the next one would fail too
     except Exception as exc:  # one bad delivery must not stop the rest of the replay
-        log.warning("delivery %d could not be replayed: %s: %s", delivery, type(exc).__name__, exc)
+        log.warning("delivery %d failed again: %s: %s", delivery, type(exc).__name__, exc)
         log.debug("replay of delivery %d failed", delivery, exc_info=True)
-        return ERROR
+        return FAILED
 
 
 def summary(counts: Counter[str]) -> str:
@@ -110,6 +113,8 @@ def summary(counts: Counter[str]) -> str:
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from models.deliveries import FAILED
+
     engine = open_database(settings)
     try:
         ids = select_deliveries(engine, since=args.since, event=args.event)
@@ -129,4 +134,4 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         engine.dispose()
     print(summary(counts))
-    return 1 if counts[ERROR] else 0
+    return 1 if counts[FAILED] else 0  # scripts can tell that something still needs a fix

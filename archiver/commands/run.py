@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 from typing import TYPE_CHECKING, Any
 
 from archiver.commands import add_command
@@ -27,12 +26,11 @@ from archiver.commands.serve import (
     stop_server,
     with_address,
 )
+from archiver.commands.worker import close_worker, stop_worker
 from archiver.embedded import EmbeddedRedis
 from models.errors import ArchiverError
 
 if TYPE_CHECKING:
-    import uvicorn
-
     from archiver.commands import SubParsers
     from models.config import Settings
 
@@ -68,12 +66,6 @@ def run_all_command(args: argparse.Namespace, settings: Settings) -> int:
         return run_async(run_all(settings))
 
 
-def stop_worker(worker: Any) -> None:
-    """Stop taking jobs and cancel the running ones: their rows stay pending for the sweep."""
-    if worker.main_task is not None and not worker.main_task.done():
-        worker.handle_sig(signal.SIGTERM)
-
-
 async def run_all(settings: Settings) -> int:
     from receiver.app import create_app
     from workers.main import build_worker
@@ -92,19 +84,15 @@ async def run_all(settings: Settings) -> int:
     try:
         await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
         if shutdown.signal is None:  # one part ended by itself: the other must not run alone
-            _stop_both(server, worker)
+            log.error("one part of `archiver run` stopped; stopping the other")
+        server.should_exit = True  # both again even after a signal: stopping twice is harmless
+        stop_worker(worker)
         outcomes = await asyncio.gather(*parts, return_exceptions=True)
     finally:
         announce.cancel()
-        await worker.close()
+        await close_worker(worker)
     _raise_failure(outcomes, stopped=shutdown.signal is not None)
     return shutdown.exit_code
-
-
-def _stop_both(server: uvicorn.Server, worker: Any) -> None:
-    log.error("one part of `archiver run` stopped; stopping the other")
-    server.should_exit = True
-    stop_worker(worker)
 
 
 def _raise_failure(outcomes: list[Any], *, stopped: bool) -> None:
