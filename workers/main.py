@@ -132,4 +132,15 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
             raise
         log.info("worker stopped on %s", signalled[0].name)
     finally:
-        await worker.close()
+        await _close(worker, cancel_jobs=not signalled)
+
+
+async def _close(worker: Worker, *, cancel_jobs: bool) -> None:
+    """Let cancelled jobs settle before arq's close(), which would re-raise their
+    cancellation; arq re-queues a cancelled job, so another worker runs it again."""
+    if cancel_jobs:
+        for task in worker.tasks.values():
+            task.cancel()
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    worker.tasks.clear()
+    await worker.close()
