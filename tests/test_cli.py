@@ -25,7 +25,7 @@ from models.db import create_db_engine
 from models.deliveries import RECEIVED, UNROUTED, WebhookDelivery
 from models.types import utcnow
 from tests.conftest import APP_SECRET, VERIFY_TOKEN
-from tests.servers import free_port, wait_until
+from tests.servers import PrivateRedis, free_port, wait_until
 
 IG_USER = "17841405309211844"
 MEDIA = "18023345989012587"
@@ -359,11 +359,19 @@ def test_run_with_embedded_redis_captures_a_delivery_and_cleans_up(tmp_path: Pat
     assert str(tmp_path / "archiver.db") in stdout.read_text()
 
 
+@pytest.fixture
+def private_redis_url() -> Iterator[str]:
+    """A redis-server of the test's own: the startup sweep and the job must be ours alone, not
+    claimed by another worker sharing the suite's Redis database (arq cron jobs are unique)."""
+    with PrivateRedis() as server:
+        yield server.url
+
+
 def test_worker_processes_pending_deliveries_and_stops_on_term(
-    database_url: str, redis_url: str, tmp_path: Path
+    database_url: str, private_redis_url: str, tmp_path: Path
 ) -> None:
     """`archiver worker` sweeps up a stale pending delivery, processes it, exits 0 on TERM."""
-    env = env_for(database_url, redis_url, SWEEP_AFTER_SECONDS="1")
+    env = env_for(database_url, private_redis_url, SWEEP_AFTER_SECONDS="1")
     add = ["accounts", "add", "--name", "a", "--ig-user-id", IG_USER, "--ig-token", IG_TOKEN]
     assert archiver(*add, env=env, cwd=tmp_path).returncode == 0
     delivery_id = insert_delivery(

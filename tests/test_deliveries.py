@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from models.accounts import Account
 from models.config import Settings
@@ -88,7 +88,7 @@ def delivery_row(engine: Engine, delivery_id: int) -> WebhookDelivery:
 
 def snapshots(engine: Engine) -> list[Snapshot]:
     with Session(engine) as session:
-        return list(session.exec(select(Snapshot).order_by(Snapshot.id)).all())  # type: ignore[arg-type]
+        return list(session.exec(select(Snapshot).order_by(col(Snapshot.id))).all())
 
 
 def history(engine: Engine) -> list[dict[str, Any]]:
@@ -169,9 +169,9 @@ def test_story_insights_becomes_webhook_version_one(engine: Engine, settings: Se
         (r["account_id"], r["platform"], r["subject_type"], r["subject_id"], r["version"])
         for r in rows.values()
     } == {(account_id, "instagram", "story", MEDIA, 1)}
-    assert {(r["source"], r["breakdown"], r["dimension"], r["end_time"]) for r in rows.values()} == {
-        ("webhook", None, None, None)
-    }
+    assert {
+        (r["source"], r["breakdown"], r["dimension"], r["end_time"]) for r in rows.values()
+    } == {("webhook", None, None, None)}
     assert {k: rows[k]["value"] for k in ("reach", "impressions", "taps_back")} == {
         "reach": 17,
         "impressions": 28,
@@ -238,7 +238,13 @@ def test_minus_one_is_null_and_below_threshold(engine: Engine) -> None:
 def test_unknown_keys_are_kept(engine: Engine) -> None:
     """New numeric keys become metric rows; everything else stays in the raw value."""
     add_account(engine)
-    extra = {"shares": 4, "ratio": 0.5, "note": "kept", "is_new": True, "nested": {"a": 1}}
+    extra: dict[str, Any] = {
+        "shares": 4,
+        "ratio": 0.5,
+        "note": "kept",
+        "is_new": True,
+        "nested": {"a": 1},
+    }
     delivery = add_delivery(engine, story_body(**extra))
     assert process_delivery_sync(engine=engine, delivery_id=delivery) == "processed"
     rows = {r["metric"]: r["value"] for r in history(engine)}
@@ -248,9 +254,7 @@ def test_unknown_keys_are_kept(engine: Engine) -> None:
     assert snap.raw == {**STORY, **extra}
 
 
-def test_duplicate_enqueue_runs_one_job_and_one_version(
-    engine: Engine, settings: Settings
-) -> None:
+def test_duplicate_enqueue_runs_one_job_and_one_version(engine: Engine, settings: Settings) -> None:
     """The same delivery enqueued twice is one arq job, one run and one version."""
     add_account(engine)
     delivery = add_delivery(engine, story_body())

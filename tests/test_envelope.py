@@ -168,7 +168,7 @@ def test_changes_are_frozen() -> None:
     """A parsed change cannot be altered by whoever processes it."""
     (change,) = parse_body(encode(story_envelope()))
     with pytest.raises(dataclasses.FrozenInstanceError):
-        change.field = "other"  # type: ignore[misc]
+        change.field = "other"  # type: ignore[misc]  # the point: mypy knows it is frozen
 
 
 def test_a_scalar_value_is_kept_under_value() -> None:

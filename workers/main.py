@@ -7,7 +7,9 @@ put any shared client into ctx in `startup` (closed again in `shutdown`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -81,7 +83,10 @@ def worker_settings(settings: Settings, *, cron_jobs: bool = True) -> dict[str, 
     """The WorkerSettings of arq as a dict (arq accepts either), built from our Settings."""
     return {
         "functions": list(FUNCTIONS),
-        "cron_jobs": list(CRON_JOBS) if cron_jobs else [],
+        # arq keeps each job's next run on the CronJob itself: every worker needs its own.
+        "cron_jobs": [dataclasses.replace(job, next_run=None) for job in CRON_JOBS]
+        if cron_jobs
+        else [],
         "redis_settings": redis_settings(settings),
         "on_startup": make_startup(settings),
         "on_shutdown": shutdown,
@@ -133,6 +138,10 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
         log.info("worker stopped on %s", signalled[0].name)
     finally:
         await _close(worker, cancel_jobs=not signalled)
+        if handle_signals:  # arq leaves its handlers on the loop, which may live on
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
 
 async def _close(worker: Worker, *, cancel_jobs: bool) -> None:

@@ -1,0 +1,318 @@
+"""The arq worker itself: settings, ctx, the sweeper, outages, stopping, and a killed worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import default_queue_name, health_check_key_suffix, in_progress_key_prefix
+from sqlalchemy.engine import Engine
+
+from models.config import Settings
+from models.errors import ConfigError
+from models.jobs import PROCESS_DELIVERY, delivery_job_id
+from models.outbox import enqueue_deliveries
+from models.types import utcnow
+from tests.conftest import APP_SECRET, VERIFY_TOKEN, make_settings
+from tests.servers import free_port, wait_until
+from tests.test_deliveries import (
+    add_account,
+    add_delivery,
+    delivery_row,
+    run_burst,
+    snapshots,
+    story_body,
+)
+from workers.deliveries import retry_delay
+from workers.main import build_worker, redis_settings, run_worker, sweep_deliveries
+
+HEALTH_KEY = default_queue_name + health_check_key_suffix
+
+
+def utc_ago(**delta: float) -> datetime:
+    return utcnow() - timedelta(**delta)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def enqueue(redis_url: str, ids: list[int]) -> None:
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    try:
+        await enqueue_deliveries(pool, ids)
+    finally:
+        await pool.aclose()
+
+
+async def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0) -> None:
+    """The async twin of tests.servers.wait_until, for conditions checked on the loop."""
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            msg = f"condition not met within {timeout}s"
+            raise TimeoutError(msg)
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.anyio
+async def test_worker_is_built_from_settings(sqlite_url: str, redis_url: str) -> None:
+    """Timeout, concurrency, Redis and the registered jobs all come from Settings."""
+    settings = make_settings(sqlite_url, redis_url, job_timeout_seconds=7, worker_max_jobs=3)
+    worker = build_worker(settings, burst=True, handle_signals=False)
+    assert (worker.job_timeout_s, worker.max_jobs, worker.burst) == (7, 3, True)
+    assert set(worker.functions) == {PROCESS_DELIVERY, "sweep_deliveries"}
+    assert [job.name for job in worker.cron_jobs] == ["sweep_deliveries"]
+    assert worker.cron_jobs[0].second == {0}  # every minute
+    assert worker.cron_jobs[0].run_at_startup
+    assert worker.redis_settings == RedisSettings.from_dsn(redis_url)
+
+
+def test_redis_settings_from_urls(sqlite_url: str) -> None:
+    """redis:// and unix:// URLs both work; a missing or foreign URL is a ConfigError."""
+    unix = redis_settings(make_settings(sqlite_url, "unix:///tmp/r.sock?db=2"))
+    assert (unix.unix_socket_path, unix.database) == ("/tmp/r.sock", 2)
+    with pytest.raises(ConfigError, match="REDIS_URL must be set"):
+        redis_settings(make_settings(sqlite_url, None))
+    with pytest.raises(ConfigError, match="REDIS_URL is not a redis://"):
+        redis_settings(make_settings(sqlite_url, "http://127.0.0.1:6379"))
+
+
+def test_startup_shares_settings_and_engine_and_shutdown_releases_them(
+    engine: Engine, settings: Settings
+) -> None:
+    """Jobs find settings and a working engine in ctx; shutdown takes the engine back."""
+    add_account(engine)
+    delivery = add_delivery(engine, story_body())
+    worker = run_burst(settings, [delivery])
+    assert worker.jobs_complete == 1
+    assert delivery_row(engine, delivery).status == "processed"  # done through ctx["engine"]
+    assert worker.ctx["settings"] is settings
+    assert "engine" not in worker.ctx
+
+
+def test_each_job_logs_one_line_with_duration_and_try(
+    engine: Engine, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One INFO line per delivery job, its ids, duration and try in `extra`."""
+    add_account(engine)
+    delivery = add_delivery(engine, story_body())
+    with caplog.at_level(logging.INFO, logger="workers.deliveries"):
+        run_burst(settings, [delivery])
+    (record,) = [r for r in caplog.records if r.name == "workers.deliveries"]
+    assert record.getMessage().startswith(f"delivery {delivery}: processed in ")
+    assert record.__dict__["delivery_id"] == delivery
+    assert record.__dict__["job_id"] == delivery_job_id(delivery)
+    assert record.__dict__["job_try"] == 1
+    assert record.__dict__["duration_ms"] >= 0
+
+
+def test_sweeper_reenqueues_after_redis_flush(engine: Engine, settings: Settings) -> None:
+    """Deliveries stranded by FLUSHDB are swept back into arq and then processed."""
+    add_account(engine)
+    stale = utc_ago(hours=1)
+    delivery = add_delivery(engine, story_body(), enqueued_at=stale)
+    fresh = add_delivery(engine, story_body(time=5), enqueued_at=utc_ago(seconds=0))
+    client = redis.Redis.from_url(settings.redis_url or "")
+
+    async def flush_and_sweep() -> int:
+        pool = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
+        try:
+            await enqueue_deliveries(pool, [delivery, fresh])
+            await pool.flushdb()
+            ctx = {"settings": settings, "engine": engine, "redis": pool}
+            return await sweep_deliveries(ctx)
+        finally:
+            await pool.aclose()
+
+    assert asyncio.run(flush_and_sweep()) == 1  # the fresh one is not due yet
+    assert client.zrange(default_queue_name, 0, -1) == [delivery_job_id(delivery).encode()]
+    client.close()
+    worker = run_burst(settings, [])
+    assert worker.jobs_complete == 1
+    assert delivery_row(engine, delivery).status == "processed"
+    assert delivery_row(engine, fresh).status == "enqueued"
+
+
+def test_a_starting_worker_sweeps_at_once(engine: Engine, settings: Settings) -> None:
+    """The sweep runs when a worker starts, so stale deliveries need no Redis entry."""
+    add_account(engine)
+    delivery = add_delivery(engine, story_body(), enqueued_at=utc_ago(hours=1))
+    worker = run_burst(settings, [], cron_jobs=True)
+    assert worker.jobs_complete >= 2  # the sweep, then the delivery it re-enqueued
+    assert delivery_row(engine, delivery).status == "processed"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_database_outage_retries_with_backoff(backend: str, redis_url: str, tmp_path: Path) -> None:
+    """When the database is unreachable the job is deferred by arq's Retry, not failed."""
+    down = {
+        "sqlite": f"sqlite:///{tmp_path}/no/such/dir/archiver.db",
+        "postgresql": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test",
+    }[backend]
+    settings = make_settings(down, redis_url)
+
+    async def one_try() -> tuple[int, int, float]:
+        pool = await create_pool(RedisSettings.from_dsn(redis_url))
+        await enqueue_deliveries(pool, [1])
+        worker = build_worker(
+            settings,
+            burst=True,
+            poll_delay=0,
+            redis_pool=pool,
+            handle_signals=False,
+            cron_jobs=False,
+        )
+        worker.max_burst_jobs = 1  # stop after the first try instead of waiting out retries
+        started = time.time()
+        try:
+            await worker.main()
+            score = await pool.zscore(default_queue_name, delivery_job_id(1))
+        finally:
+            await worker.close()
+        assert score is not None
+        return worker.jobs_retried, worker.jobs_failed, score / 1000 - started
+
+    retried, failed, deferred_by = asyncio.run(one_try())
+    assert (retried, failed) == (1, 0)
+    assert deferred_by >= retry_delay(1) - 0.5  # queued again, due after the back-off
+    assert [retry_delay(n) for n in (1, 2, 3, 4, 9)] == [1, 2, 4, 8, 30]
+
+
+@pytest.mark.anyio
+async def test_run_worker_stops_when_cancelled(sqlite_url: str, redis_url: str) -> None:
+    """Sharing a loop (`archiver run`), the worker runs until cancelled, then cleans up."""
+    settings = make_settings(sqlite_url, redis_url)
+    client = ArqRedis.from_url(redis_url)
+    task = asyncio.create_task(run_worker(settings, handle_signals=False))
+    try:
+        await wait_for(lambda: client.exists(HEALTH_KEY))
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not await client.exists(HEALTH_KEY)  # arq's close() ran
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_run_worker_returns_on_sigterm(sqlite_url: str, redis_url: str) -> None:
+    """As `archiver worker`, SIGTERM stops the worker gracefully and run_worker returns."""
+    settings = make_settings(sqlite_url, redis_url)
+    client = ArqRedis.from_url(redis_url)
+    task = asyncio.create_task(run_worker(settings))
+    try:
+        await wait_for(lambda: client.exists(HEALTH_KEY))
+        os.kill(os.getpid(), signal.SIGTERM)  # handled by the worker's loop handler
+        await asyncio.wait_for(task, timeout=10)  # returns, neither raising nor cancelled
+        assert task.done()
+        assert not task.cancelled()
+        assert not await client.exists(HEALTH_KEY)
+    finally:
+        task.cancel()
+        await client.aclose()
+
+
+# --- a worker killed in the middle of a job -----------------------------------------------
+
+
+@contextmanager
+def write_lock(engine: Engine) -> Iterator[Callable[[], bool]]:
+    """Hold the database's write lock; yield a check that a writer is waiting on it."""
+    if engine.dialect.name == "sqlite":
+        conn = sqlite3.connect(engine.url.database or "", timeout=10, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield lambda: True  # SQLite cannot show waiters; the in-progress key must do
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    with engine.connect() as holder, engine.connect() as observer:
+        holder.begin()
+        holder.execute(sa.text("LOCK TABLE snapshot IN EXCLUSIVE MODE"))
+        waiting = sa.text(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'snapshot'::regclass"
+        )
+        yield lambda: bool(observer.execute(waiting).scalar())
+        holder.rollback()
+
+
+def start_worker(database_url: str, redis_url: str, tmp_path: Path, name: str) -> Any:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "META_APP_SECRET": APP_SECRET,
+        "META_VERIFY_TOKEN": VERIFY_TOKEN,
+        "JOB_TIMEOUT_SECONDS": "2",
+        "LOG_LEVEL": "INFO",
+    }
+    with (tmp_path / f"{name}.log").open("w") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "archiver", "worker"],
+            env=env,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_job_leaves_exactly_one_version(
+    engine: Engine, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL during the job's transaction: nothing is kept, the next worker records once."""
+    add_account(engine)
+    delivery = add_delivery(engine, story_body())
+    client = redis.Redis.from_url(redis_url)
+    in_progress = in_progress_key_prefix + delivery_job_id(delivery)
+    first = start_worker(database_url, redis_url, tmp_path, "first")
+    try:
+        wait_until(lambda: client.exists(HEALTH_KEY) or first.poll() is not None, timeout=30)
+        assert first.poll() is None, (tmp_path / "first.log").read_text()
+        with write_lock(engine) as writer_waiting:
+            asyncio.run(enqueue(redis_url, [delivery]))
+            wait_until(lambda: client.exists(in_progress), timeout=10)
+            wait_until(writer_waiting, timeout=10)
+            first.kill()
+            first.wait(timeout=10)
+    finally:
+        first.kill()
+        first.wait(timeout=10)
+    assert delivery_row(engine, delivery).status == "enqueued"
+    assert snapshots(engine) == []
+    second = start_worker(database_url, redis_url, tmp_path, "second")
+    try:
+        # arq keeps the dead job's in-progress key for job_timeout + 10 s, then retries it.
+        wait_until(
+            lambda: (
+                delivery_row(engine, delivery).status == "processed" or second.poll() is not None
+            ),
+            timeout=45,
+            interval=0.2,
+        )
+        assert second.poll() is None, (tmp_path / "second.log").read_text()
+    finally:
+        second.send_signal(signal.SIGTERM)
+        status = second.wait(timeout=15)
+        client.close()
+    assert status == 0, (tmp_path / "second.log").read_text()
+    assert [(s.version, s.slot) for s in snapshots(engine)] == [(1, "webhook")]
+    assert "try 2" in (tmp_path / "second.log").read_text()
