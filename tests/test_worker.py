@@ -254,7 +254,9 @@ def write_lock(engine: Engine) -> Iterator[Callable[[], bool]]:
         holder.rollback()
 
 
-def start_worker(database_url: str, redis_url: str, tmp_path: Path, name: str) -> Any:
+def start_worker(
+    database_url: str, redis_url: str, tmp_path: Path, name: str
+) -> subprocess.Popen[bytes]:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "DATABASE_URL": database_url,
