@@ -33,6 +33,9 @@ class Account(SQLModel, table=True):
     state: str = Field(default="active", sa_column=sa.Column(sa.String(32), nullable=False))
     state_reason: str | None = Field(default=None, sa_type=sa.Text)
     last_error: str | None = Field(default=None, sa_type=sa.Text)
+    # Story discovery: when /stories was last listed, and when it is due again (null: now).
+    stories_polled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_story_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     story_snapshot_seconds: int = Field(3600, gt=0)
     story_final_margin_seconds: int = Field(600, gt=0)
     threads_poll_seconds: int = Field(3600, gt=0)
+    schedule_tick_seconds: int = Field(5, ge=1, le=60)
+    # Meta's throttle estimates count minutes; the simulator (tests, demo) shortens them.
+    meta_minute_seconds: float = Field(60.0, gt=0)
 
     max_body_bytes: int = Field(1024 * 1024, gt=0)
     ingest_timeout_seconds: float = Field(10.0, gt=0)

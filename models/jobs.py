@@ -9,3 +9,17 @@ PROCESS_DELIVERY = "process_delivery"
 
 def delivery_job_id(delivery_id: int) -> str:
     return f"event:{delivery_id}"
+
+
+POLL_STORIES = "poll_stories"
+CAPTURE_STORY = "capture_story"
+
+
+def story_poll_job_id(account_id: int, due_epoch: int) -> str:
+    """One listing per account and due time: the scheduler may enqueue it every tick."""
+    return f"stories:{account_id}:{due_epoch}"
+
+
+def story_job_id(media_id: str, slot: str) -> str:
+    """One capture per story and slot, whichever worker or tick enqueues it."""
+    return f"story:{media_id}:{slot}"

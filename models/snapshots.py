@@ -19,6 +19,7 @@ class Media(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("platform", "media_id", name="uq_media_platform_media_id"),
         sa.Index("ix_media_account_expires", "account_id", "expires_at"),
+        sa.Index("ix_media_state_next_capture", "capture_state", "next_capture_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -40,6 +41,9 @@ class Media(SQLModel, table=True):
     # live | final_captured | missed  (stories); tracked | done (posts)
     capture_state: str = Field(default="live", sa_column=sa.Column(sa.String(32), nullable=False))
     final_snapshot_id: int | None = Field(default=None)
+    # The capture to take next (slot name and when); null once nothing more is scheduled.
+    next_slot: str | None = Field(default=None, sa_type=sa.String(32))
+    next_capture_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     missed_reason: str | None = Field(default=None, sa_type=sa.Text)
     last_error: str | None = Field(default=None, sa_type=sa.Text)
     raw: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(JSONType))

@@ -37,3 +37,142 @@ METRIC_HISTORY_COLUMNS = (
     "value",
     "flag",
 )
+
+# Stories only: one row per (story, metric, breakdown, dimension), from the highest version
+# that holds that value. A later webhook version therefore wins for the metrics it carries,
+# while metrics only the API returns keep their last API value. ROW_NUMBER (SQLite >= 3.25,
+# PostgreSQL) picks one row even when a snapshot repeats a key; metric_value.id breaks ties.
+STORY_LATEST_V1 = """
+CREATE VIEW story_latest AS
+SELECT account_id, subject_id, posted_at, expires_at, snapshot_id, version, captured_at,
+       source, metric, breakdown, dimension, value, flag
+FROM (
+    SELECT s.account_id  AS account_id,
+           s.subject_id  AS subject_id,
+           md.posted_at  AS posted_at,
+           md.expires_at AS expires_at,
+           s.id          AS snapshot_id,
+           s.version     AS version,
+           s.captured_at AS captured_at,
+           s.source      AS source,
+           m.metric      AS metric,
+           m.breakdown   AS breakdown,
+           m.dimension   AS dimension,
+           m.value       AS value,
+           m.flag        AS flag,
+           ROW_NUMBER() OVER (
+               PARTITION BY s.subject_id, m.metric, m.breakdown, m.dimension
+               ORDER BY s.version DESC, m.id DESC
+           ) AS pick
+    FROM snapshot s
+    JOIN metric_value m ON m.snapshot_id = s.id
+    LEFT JOIN media md ON md.platform = s.platform AND md.media_id = s.subject_id
+    WHERE s.platform = 'instagram' AND s.subject_type = 'story' AND s.kind = 'insights'
+) ranked
+WHERE pick = 1
+"""
+
+STORY_LATEST_COLUMNS = (
+    "account_id",
+    "subject_id",
+    "posted_at",
+    "expires_at",
+    "snapshot_id",
+    "version",
+    "captured_at",
+    "source",
+    "metric",
+    "breakdown",
+    "dimension",
+    "value",
+    "flag",
+)
+
+# Per story, the values as they stood at expiry: the last API snapshot captured before
+# `expires_at` (normally slot 'final'; an earlier one when the final capture was missed),
+# with the webhook's value for the same metric/breakdown/dimension beside it. Metrics only
+# the webhook has (its older names: impressions, taps_forward, ...) get rows of their own
+# with the API columns null, and so does every webhook metric of a story with no API
+# capture before expiry. FULL OUTER JOIN and IS NOT DISTINCT FROM would say this shorter
+# but need SQLite 3.39; UNION ALL and spelled-out null matches work on older files too.
+STORY_FINAL_V1 = """
+CREATE VIEW story_final AS
+WITH api AS (
+    SELECT s.id AS snapshot_id, s.subject_id, s.version, s.captured_at,
+           ROW_NUMBER() OVER (PARTITION BY s.subject_id ORDER BY s.version DESC) AS pick
+    FROM snapshot s
+    JOIN media md ON md.platform = s.platform AND md.media_id = s.subject_id
+    WHERE s.platform = 'instagram' AND s.subject_type = 'story' AND s.kind = 'insights'
+      AND s.source = 'api' AND s.captured_at < md.expires_at
+),
+hook AS (
+    SELECT s.id AS snapshot_id, s.subject_id
+    FROM snapshot s
+    WHERE s.platform = 'instagram' AND s.subject_type = 'story' AND s.kind = 'insights'
+      AND s.slot = 'webhook'
+),
+story AS (
+    SELECT md.account_id, md.media_id AS subject_id, md.posted_at, md.expires_at,
+           md.capture_state, f.snapshot_id AS final_id, f.version, f.captured_at,
+           h.snapshot_id AS hook_id
+    FROM media md
+    LEFT JOIN api f ON f.subject_id = md.media_id AND f.pick = 1
+    LEFT JOIN hook h ON h.subject_id = md.media_id
+    WHERE md.platform = 'instagram' AND md.subject_type = 'story'
+)
+SELECT st.account_id    AS account_id,
+       st.subject_id    AS subject_id,
+       st.posted_at     AS posted_at,
+       st.expires_at    AS expires_at,
+       st.capture_state AS capture_state,
+       st.final_id      AS snapshot_id,
+       st.version       AS version,
+       st.captured_at   AS captured_at,
+       m.metric         AS metric,
+       m.breakdown      AS breakdown,
+       m.dimension      AS dimension,
+       m.value          AS value,
+       m.flag           AS flag,
+       w.value          AS webhook_value,
+       w.flag           AS webhook_flag
+FROM story st
+JOIN metric_value m ON m.snapshot_id = st.final_id
+LEFT JOIN metric_value w
+       ON w.snapshot_id = st.hook_id
+      AND w.metric = m.metric
+      AND (w.breakdown = m.breakdown OR (w.breakdown IS NULL AND m.breakdown IS NULL))
+      AND (w.dimension = m.dimension OR (w.dimension IS NULL AND m.dimension IS NULL))
+UNION ALL
+SELECT st.account_id, st.subject_id, st.posted_at, st.expires_at, st.capture_state,
+       NULL, NULL, NULL,
+       w.metric, w.breakdown, w.dimension, NULL, NULL,
+       w.value, w.flag
+FROM story st
+JOIN metric_value w ON w.snapshot_id = st.hook_id
+WHERE NOT EXISTS (
+    SELECT 1
+    FROM metric_value m
+    WHERE m.snapshot_id = st.final_id
+      AND m.metric = w.metric
+      AND (m.breakdown = w.breakdown OR (m.breakdown IS NULL AND w.breakdown IS NULL))
+      AND (m.dimension = w.dimension OR (m.dimension IS NULL AND w.dimension IS NULL))
+)
+"""
+
+STORY_FINAL_COLUMNS = (
+    "account_id",
+    "subject_id",
+    "posted_at",
+    "expires_at",
+    "capture_state",
+    "snapshot_id",
+    "version",
+    "captured_at",
+    "metric",
+    "breakdown",
+    "dimension",
+    "value",
+    "flag",
+    "webhook_value",
+    "webhook_flag",
+)

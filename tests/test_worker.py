@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 
 from models.config import Settings
 from models.errors import ConfigError
-from models.jobs import PROCESS_DELIVERY, delivery_job_id
+from models.jobs import CAPTURE_STORY, POLL_STORIES, PROCESS_DELIVERY, delivery_job_id
 from models.outbox import enqueue_deliveries
 from models.types import utcnow
 from tests.conftest import APP_SECRET, VERIFY_TOKEN, make_settings
@@ -77,10 +77,17 @@ async def test_worker_is_built_from_settings(sqlite_url: str, redis_url: str) ->
     settings = make_settings(sqlite_url, redis_url, job_timeout_seconds=7, worker_max_jobs=3)
     worker = build_worker(settings, burst=True, handle_signals=False)
     assert (worker.job_timeout_s, worker.max_jobs, worker.burst) == (7, 3, True)
-    assert set(worker.functions) == {PROCESS_DELIVERY, "sweep_deliveries"}
-    assert [job.name for job in worker.cron_jobs] == ["sweep_deliveries"]
+    assert set(worker.functions) == {
+        PROCESS_DELIVERY,
+        POLL_STORIES,
+        CAPTURE_STORY,
+        "sweep_deliveries",
+        "schedule_stories",
+    }
+    assert [job.name for job in worker.cron_jobs] == ["sweep_deliveries", "schedule_stories"]
     assert worker.cron_jobs[0].second == {0}  # every minute
-    assert worker.cron_jobs[0].run_at_startup
+    assert worker.cron_jobs[1].second == set(range(0, 60, settings.schedule_tick_seconds))
+    assert all(job.run_at_startup for job in worker.cron_jobs)
     assert worker.redis_settings == RedisSettings.from_dsn(redis_url)
 
 

@@ -1,13 +1,12 @@
 """The arq worker: its functions, cron jobs, and the clients it shares through ctx.
 
-To add work, append to FUNCTIONS (jobs enqueued by name, models/jobs.py) or CRON_JOBS, and
+To add work, append to FUNCTIONS (jobs enqueued by name, models/jobs.py) or make_cron_jobs, and
 put any shared client into ctx in `startup` (closed again in `shutdown`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -22,9 +21,11 @@ from arq.worker import Function, Worker, func
 from models.config import Settings
 from models.db import create_db_engine
 from models.errors import ConfigError
-from models.jobs import PROCESS_DELIVERY
+from models.jobs import CAPTURE_STORY, POLL_STORIES, PROCESS_DELIVERY
 from models.outbox import sweep_stale
 from workers.deliveries import process_delivery
+from workers.graph import GraphClient, make_http_client
+from workers.stories import CAPTURE_MAX_TRIES, capture_story, poll_stories, schedule_stories
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,29 @@ async def sweep_deliveries(ctx: dict[str, Any]) -> int:
     return moved
 
 
-FUNCTIONS: list[Function] = [func(process_delivery, name=PROCESS_DELIVERY)]
-CRON_JOBS: list[CronJob] = [
-    # Every minute, and once at start: a worker that comes back after an outage sweeps at once.
-    # unique (arq's default) makes one worker of many run each minute's sweep.
-    cron(sweep_deliveries, name="sweep_deliveries", second={0}, run_at_startup=True),
+FUNCTIONS: list[Function] = [
+    func(process_delivery, name=PROCESS_DELIVERY),
+    func(poll_stories, name=POLL_STORIES),
+    func(capture_story, name=CAPTURE_STORY, max_tries=CAPTURE_MAX_TRIES),
 ]
+
+
+def make_cron_jobs(settings: Settings) -> list[CronJob]:
+    """Fresh CronJobs (arq keeps each one's next run on the object: every worker needs its own).
+
+    unique (arq's default) makes one worker of many run each tick; run_at_startup makes a
+    worker that comes back after an outage sweep and schedule at once.
+    """
+    tick = settings.schedule_tick_seconds
+    return [
+        cron(sweep_deliveries, name="sweep_deliveries", second={0}, run_at_startup=True),
+        cron(
+            schedule_stories,
+            name="schedule_stories",
+            second=set(range(0, 60, tick)),
+            run_at_startup=True,
+        ),
+    ]
 
 
 def make_startup(settings: Settings) -> Startup:
@@ -56,12 +74,19 @@ def make_startup(settings: Settings) -> Startup:
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
         ctx["engine"] = create_db_engine(settings.database_url)
+        ctx["http"] = make_http_client(settings)
+        ctx["graph"] = GraphClient.from_settings(
+            ctx["http"], settings, ctx["redis"], minute_seconds=settings.meta_minute_seconds
+        )
 
     return startup
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    """on_shutdown: give the database connections back."""
+    """on_shutdown: close the HTTP client, give the database connections back."""
+    http = ctx.pop("http", None)
+    if http is not None:
+        await http.aclose()
     engine = ctx.pop("engine", None)
     if engine is not None:
         engine.dispose()
@@ -83,10 +108,7 @@ def worker_settings(settings: Settings, *, cron_jobs: bool = True) -> dict[str, 
     """The WorkerSettings of arq as a dict (arq accepts either), built from our Settings."""
     return {
         "functions": list(FUNCTIONS),
-        # arq keeps each job's next run on the CronJob itself: every worker needs its own.
-        "cron_jobs": [dataclasses.replace(job, next_run=None) for job in CRON_JOBS]
-        if cron_jobs
-        else [],
+        "cron_jobs": make_cron_jobs(settings) if cron_jobs else [],
         "redis_settings": redis_settings(settings),
         "on_startup": make_startup(settings),
         "on_shutdown": shutdown,
@@ -137,14 +159,14 @@ async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None
             raise
         log.info("worker stopped on %s", signalled[0].name)
     finally:
-        await _close(worker, cancel_jobs=not signalled)
+        await close_worker(worker, cancel_jobs=not signalled)
         if handle_signals:  # arq leaves its handlers on the loop, which may live on
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
 
-async def _close(worker: Worker, *, cancel_jobs: bool) -> None:
+async def close_worker(worker: Worker, *, cancel_jobs: bool = True) -> None:
     """Let cancelled jobs settle before arq's close(), which would re-raise their
     cancellation; arq re-queues a cancelled job, so another worker runs it again."""
     if cancel_jobs:

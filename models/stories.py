@@ -1,0 +1,276 @@
+"""Story bookkeeping in the database: discovery, what is due, and each capture's outcome.
+
+The database, not Redis, says what is due (`account.next_story_poll_at`,
+`media.next_slot`/`next_capture_at`): the scheduler re-enqueues from it every tick, so a
+Redis flush or a crashed worker costs at most one tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from models.accounts import Account
+from models.snapshots import Media
+from models.types import utcnow
+
+ACTIVE = "active"
+REAUTH_REQUIRED = "reauth_required"
+LIVE = "live"
+FINAL_CAPTURED = "final_captured"
+MISSED = "missed"
+# "Stories are only available for 24 hours" (META-API.md §3): their insights go with them.
+STORY_LIFETIME = timedelta(hours=24)
+_media = Media.__table__  # type: ignore[attr-defined]
+_account = Account.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class FoundStory:
+    """A story as /stories lists it (workers.graph.IgMedia, without the worker import)."""
+
+    media_id: str
+    posted_at: datetime
+    media_type: str | None = None
+    media_product_type: str | None = None
+    permalink: str | None = None
+    caption: str | None = None
+    raw: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class CaptureTarget:
+    """What a capture job needs, read in one short transaction."""
+
+    account_id: int
+    account_state: str
+    ig_user_id: str
+    ig_token: str
+    login: str
+    media_id: str
+    posted_at: datetime
+    expires_at: datetime
+    capture_state: str
+    next_slot: str | None
+
+
+def due_polls(engine: Engine, *, now: datetime, limit: int) -> list[tuple[int, datetime]]:
+    """Active accounts whose /stories listing is due: (account id, due time; now if never)."""
+    due = sa.func.coalesce(_account.c.next_story_poll_at, _account.c.created_at)
+    stmt = (
+        sa.select(_account.c.id, _account.c.next_story_poll_at)
+        .where(_account.c.state == ACTIVE, due <= now)
+        .order_by(due)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return [(int(row[0]), row[1] or now) for row in rows]
+
+
+def due_captures(engine: Engine, *, until: datetime, limit: int) -> list[tuple[str, str, datetime]]:
+    """Live stories whose next capture is due by `until`: (media id, slot, due time)."""
+    stmt = (
+        select(Media.media_id, Media.next_slot, Media.next_capture_at)
+        .where(
+            col(Media.capture_state) == LIVE,
+            col(Media.next_capture_at).is_not(None),
+            col(Media.next_capture_at) <= until,
+        )
+        .order_by(col(Media.next_capture_at))
+        .limit(limit)
+    )
+    with Session(engine) as session:
+        rows = session.exec(stmt).all()
+    return [(media_id, slot, due) for media_id, slot, due in rows if slot and due]
+
+
+def mark_expired(engine: Engine, *, now: datetime, grace: timedelta) -> int:
+    """Close live stories that expired without a final capture; the reason says why."""
+    reason = sa.func.coalesce(_media.c.last_error, "no final snapshot was taken before expiry")
+    stmt = (
+        sa.update(_media)
+        .where(
+            _media.c.capture_state == LIVE,
+            _media.c.expires_at.is_not(None),
+            _media.c.expires_at < now - grace,
+        )
+        .values(capture_state=MISSED, missed_reason=reason, next_slot=None, next_capture_at=None)
+    )
+    with engine.begin() as conn:
+        return int(conn.execute(stmt).rowcount)
+
+
+def record_poll(
+    engine: Engine, *, account_id: int, next_at: datetime, polled: bool, error: str | None = None
+) -> None:
+    """When the account is due again; a successful listing also stamps `stories_polled_at`."""
+    values: dict[str, Any] = {"next_story_poll_at": next_at, "updated_at": utcnow()}
+    if polled:
+        values["stories_polled_at"] = utcnow()
+    if error is not None:
+        values["last_error"] = error
+    with engine.begin() as conn:
+        conn.execute(sa.update(_account).where(_account.c.id == account_id).values(values))
+
+
+def flag_reauth(engine: Engine, *, account_id: int, reason: str) -> bool:
+    """Mark the account for re-authorisation; True only the first time (log it once)."""
+    stmt = (
+        sa.update(_account)
+        .where(_account.c.id == account_id, _account.c.state == ACTIVE)
+        .values(state=REAUTH_REQUIRED, state_reason=reason, last_error=reason, updated_at=utcnow())
+    )
+    with engine.begin() as conn:
+        return bool(conn.execute(stmt).rowcount)
+
+
+def account_credentials(engine: Engine, account_id: int) -> Account | None:
+    with Session(engine, expire_on_commit=False) as session:
+        account = session.get(Account, account_id)
+        if account is not None:
+            session.expunge(account)
+        return account
+
+
+def add_stories(
+    session: Session, *, account_id: int, stories: list[FoundStory], now: datetime
+) -> list[FoundStory]:
+    """Insert the stories not seen before (a webhook-made row gets its times filled in);
+    return those whose capture must start now."""
+    if not stories:
+        return []
+    ids = [story.media_id for story in stories]
+    known = {
+        media.media_id: media
+        for media in session.exec(
+            select(Media).where(col(Media.platform) == "instagram", col(Media.media_id).in_(ids))
+        )
+    }
+    fresh = []
+    for story in stories:
+        media = known.get(story.media_id)
+        if media is None:
+            _insert_story(session, account_id, story)
+            fresh.append(story)
+        elif media.expires_at is None:  # first seen through the webhook: learn its times
+            _fill_story(media, story)
+            session.add(media)
+            fresh.append(story)
+    session.flush()
+    return fresh
+
+
+def _story_values(story: FoundStory) -> dict[str, Any]:
+    return {
+        "media_type": story.media_type,
+        "media_product_type": story.media_product_type,
+        "permalink": story.permalink,
+        "caption": story.caption,
+        "posted_at": story.posted_at,
+        "expires_at": story.posted_at + STORY_LIFETIME,
+        "raw": story.raw,
+    }
+
+
+def _insert_story(session: Session, account_id: int, story: FoundStory) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING: two overlapping listings insert a story once."""
+    row = Media(
+        account_id=account_id,
+        platform="instagram",
+        subject_type="story",
+        media_id=story.media_id,
+        **_story_values(story),
+    )
+    values = row.model_dump(exclude={"id"}, exclude_none=True)
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    stmt = (
+        dialect.insert(_media)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["platform", "media_id"])
+    )
+    session.connection().execute(stmt)
+
+
+def _fill_story(media: Media, story: FoundStory) -> None:
+    for key, value in _story_values(story).items():
+        if getattr(media, key) is None:
+            setattr(media, key, value)
+
+
+def schedule_capture(
+    session: Session, *, media_id: str, slot: str | None, due: datetime | None
+) -> None:
+    """Set the story's next capture (None: nothing more to capture)."""
+    stmt = (
+        sa.update(_media)
+        .where(_media.c.platform == "instagram", _media.c.media_id == media_id)
+        .values(next_slot=slot, next_capture_at=due)
+    )
+    session.connection().execute(stmt)
+
+
+def capture_target(engine: Engine, media_id: str) -> CaptureTarget | None:
+    """The story and its account's credentials; None for an unknown story."""
+    stmt = (
+        select(Media, Account)
+        .join(Account, col(Account.id) == col(Media.account_id))
+        .where(col(Media.platform) == "instagram", col(Media.media_id) == media_id)
+    )
+    with Session(engine) as session:
+        found = session.exec(stmt).first()
+    if found is None:
+        return None
+    media, account = found
+    if media.posted_at is None or media.expires_at is None or account.id is None:
+        return None
+    return CaptureTarget(
+        account_id=account.id,
+        account_state=account.state,
+        ig_user_id=account.ig_user_id,
+        ig_token=account.ig_token,
+        login=account.login,
+        media_id=media.media_id,
+        posted_at=media.posted_at,
+        expires_at=media.expires_at,
+        capture_state=media.capture_state,
+        next_slot=media.next_slot,
+    )
+
+
+def close_story(
+    session: Session,
+    *,
+    media_id: str,
+    state: str,
+    final_snapshot_id: int | None = None,
+    reason: str | None = None,
+) -> None:
+    """The story's capture is over: final_captured (with its snapshot) or missed (why)."""
+    values: dict[str, Any] = {"capture_state": state, "next_slot": None, "next_capture_at": None}
+    if final_snapshot_id is not None:
+        values["final_snapshot_id"] = final_snapshot_id
+    if reason is not None:
+        values["missed_reason"] = reason
+    stmt = (
+        sa.update(_media)
+        .where(_media.c.platform == "instagram", _media.c.media_id == media_id)
+        .values(values)
+    )
+    session.connection().execute(stmt)
+
+
+def note_story_error(engine: Engine, *, media_id: str, error: str) -> None:
+    stmt = (
+        sa.update(_media)
+        .where(_media.c.platform == "instagram", _media.c.media_id == media_id)
+        .values(last_error=error[:2000])
+    )
+    with engine.begin() as conn:
+        conn.execute(stmt)

@@ -1,0 +1,59 @@
+"""Slot arithmetic: when each story capture is due (pure, no I/O)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from workers.schedule import FINAL, FIRST, StorySchedule
+
+POSTED = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+EXPIRES = POSTED + timedelta(hours=24)
+DEFAULTS = StorySchedule(snapshot_seconds=3600, final_margin_seconds=600)
+
+
+def at(**delta: float) -> datetime:
+    return POSTED + timedelta(**delta)
+
+
+def test_discovery_is_first_unless_the_final_slot_is_due() -> None:
+    """A story found with two minutes left is captured at once, as its final."""
+    assert DEFAULTS.on_discovery(POSTED, EXPIRES, at(minutes=5)) == FIRST
+    assert DEFAULTS.on_discovery(POSTED, EXPIRES, EXPIRES - timedelta(minutes=2)) == FINAL
+    assert DEFAULTS.on_discovery(POSTED, EXPIRES, EXPIRES - timedelta(minutes=10)) == FINAL
+
+
+def test_regular_slots_follow_the_posting_time() -> None:
+    """After `first` at 0:05 comes s1 at 1:00, then s2 at 2:00: aligned to posted_at."""
+    assert DEFAULTS.after(FIRST, POSTED, EXPIRES, at(minutes=5)) == ("s1", at(hours=1))
+    assert DEFAULTS.after("s1", POSTED, EXPIRES, at(hours=1, seconds=3)) == ("s2", at(hours=2))
+
+
+def test_late_slots_skip_ahead_instead_of_catching_up() -> None:
+    """A capture running 3.5 hours late is followed by the next future slot only."""
+    assert DEFAULTS.after("s1", POSTED, EXPIRES, at(hours=4, minutes=30)) == ("s5", at(hours=5))
+
+
+def test_the_last_regular_slot_is_followed_by_final() -> None:
+    """Final is due STORY_FINAL_MARGIN_SECONDS before expiry; nothing comes after it."""
+    final_due = EXPIRES - timedelta(minutes=10)
+    assert DEFAULTS.after("s23", POSTED, EXPIRES, at(hours=23)) == (FINAL, final_due)
+    assert DEFAULTS.after(FINAL, POSTED, EXPIRES, final_due) is None
+
+
+def test_a_whole_day_has_first_23_regular_and_final() -> None:
+    """Walking the default schedule from discovery at 0:01 gives 25 captures in all."""
+    slots, now = [FIRST], at(minutes=1)
+    while (following := DEFAULTS.after(slots[-1], POSTED, EXPIRES, now)) is not None:
+        slot, now = following
+        slots.append(slot)
+    assert slots == [FIRST, *(f"s{k}" for k in range(1, 24)), FINAL]
+    assert now == EXPIRES - timedelta(minutes=10)
+
+
+def test_a_slot_spacing_longer_than_the_story_goes_straight_to_final() -> None:
+    """STORY_SNAPSHOT_SECONDS of two days: first, then final."""
+    sparse = StorySchedule(snapshot_seconds=2 * 86400, final_margin_seconds=600)
+    assert sparse.after(FIRST, POSTED, EXPIRES, at(minutes=1)) == (
+        FINAL,
+        EXPIRES - timedelta(minutes=10),
+    )
