@@ -29,6 +29,16 @@ class Account(SQLModel, table=True):
     threads_token_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     threads_token_refreshed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
+    # Threads polling: when it last ran and when it is due again (null: now); the Threads
+    # token's own state, so a lapsed Threads token never stops the Instagram side.
+    threads_polled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_threads_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    threads_state: str = Field(
+        default="active",
+        sa_column=sa.Column(sa.String(32), nullable=False, server_default="active"),
+    )
+    threads_state_reason: str | None = Field(default=None, sa_type=sa.Text)
+
     # active | reauth_required | disabled
     state: str = Field(default="active", sa_column=sa.Column(sa.String(32), nullable=False))
     state_reason: str | None = Field(default=None, sa_type=sa.Text)
@@ -45,3 +55,25 @@ def mask_token(token: str | None) -> str:
     if not token:
         return "-"
     return f"{token[:4]}…{token[-4:]}" if len(token) > 12 else "****"
+
+
+class MetricUnavailable(SQLModel, table=True):
+    """A metric Meta will not give for an account (THREADS_API__FEATURE_NOT_AVAILABLE: no
+    linked Instagram account, too few followers), so polls stop asking until `retry_at`."""
+
+    __tablename__ = "metric_unavailable"
+    __table_args__ = (
+        sa.UniqueConstraint("account_id", "platform", "metric", name="uq_metric_unavailable"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("account.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    platform: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    metric: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    reason: str | None = Field(default=None, sa_type=sa.Text)
+    first_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

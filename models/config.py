@@ -30,12 +30,17 @@ class Settings(BaseSettings):
     instagram_graph_url: str = "https://graph.instagram.com"
     threads_graph_url: str = "https://graph.threads.net"
     graph_api_version: str = "v25.0"
+    threads_api_version: str = "v1.0"
 
     story_poll_seconds: int = Field(900, gt=0)
     story_snapshot_seconds: int = Field(3600, gt=0)
     story_final_margin_seconds: int = Field(600, gt=0)
     threads_poll_seconds: int = Field(3600, gt=0)
     schedule_tick_seconds: int = Field(5, ge=1, le=60)
+    # Threads post snapshots, counted from the post's timestamp, then weekly until the end.
+    threads_post_snapshots: str = "1h,6h,24h,3d,7d,30d"
+    threads_post_weekly_until: str = "90d"
+    token_refresh_days: float = Field(7.0, ge=1.0, le=50.0)
     # Meta's throttle estimates count minutes; the simulator (tests, demo) shortens them.
     meta_minute_seconds: float = Field(60.0, gt=0)
 
@@ -70,6 +75,30 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("threads_post_snapshots")
+    @classmethod
+    def _check_offsets(cls, value: str) -> str:
+        offsets = [parse_duration(part) for part in value.split(",") if part.strip()]
+        if not offsets:
+            msg = "needs at least one duration, e.g. 1h,6h,24h"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("threads_post_weekly_until")
+    @classmethod
+    def _check_duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def post_snapshot_offsets(self) -> list[int]:
+        """THREADS_POST_SNAPSHOTS in seconds, sorted, then weekly to THREADS_POST_WEEKLY_UNTIL."""
+        offsets = sorted({parse_duration(p) for p in self.threads_post_snapshots.split(",") if p})
+        until, week = parse_duration(self.threads_post_weekly_until), 7 * 86400
+        while offsets[-1] + week <= until:
+            offsets.append(offsets[-1] + week)
+        return offsets
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -87,6 +116,28 @@ class Settings(BaseSettings):
         if missing:
             msg = f"{' and '.join(missing)} must be set to receive webhooks (see README: Settings)"
             raise ConfigError(msg)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> int:
+    """`90s`, `15m`, `6h`, `3d`, `2w` (or plain seconds) to seconds; ValueError otherwise."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:])
+    number = value[:-1] if unit else value
+    if not number.isdigit():
+        msg = f"{text!r} is not a duration like 90s, 15m, 6h, 3d or 2w"
+        raise ValueError(msg)
+    return int(number) * (unit or 1)
+
+
+def format_duration(seconds: int) -> str:
+    """The shortest exact label: 3600 -> `1h`, 259200 -> `3d`, 90 -> `90s`."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -13,6 +13,8 @@ def delivery_job_id(delivery_id: int) -> str:
 
 POLL_STORIES = "poll_stories"
 CAPTURE_STORY = "capture_story"
+POLL_THREADS = "poll_threads"
+CAPTURE_THREADS_POST = "capture_threads_post"
 
 
 def story_poll_job_id(account_id: int, due_epoch: int) -> str:
@@ -20,6 +22,12 @@ def story_poll_job_id(account_id: int, due_epoch: int) -> str:
     return f"stories:{account_id}:{due_epoch}"
 
 
-def story_job_id(media_id: str, slot: str) -> str:
-    """One capture per story and slot, whichever worker or tick enqueues it."""
-    return f"story:{media_id}:{slot}"
+def threads_poll_job_id(account_id: int, due_epoch: int) -> str:
+    return f"threads:{account_id}:{due_epoch}"
+
+
+def capture_job_id(platform: str, media_id: str, slot: str) -> str:
+    """One capture per media and slot, whichever worker or tick enqueues it:
+    `story:<media_id>:<slot>` for stories, `threads_post:<media_id>:<slot>` for posts."""
+    kind = "story" if platform == "instagram" else "threads_post"
+    return f"{kind}:{media_id}:{slot}"

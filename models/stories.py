@@ -1,8 +1,8 @@
-"""Story bookkeeping in the database: discovery, what is due, and each capture's outcome.
+"""Story bookkeeping in the database: which accounts are due a listing, new stories, and
+stories that expired without a final capture (models.captures has the per-capture part).
 
-The database, not Redis, says what is due (`account.next_story_poll_at`,
-`media.next_slot`/`next_capture_at`): the scheduler re-enqueues from it every tick, so a
-Redis flush or a crashed worker costs at most one tick.
+`account.next_story_poll_at` says when an account is due, so the scheduler can re-enqueue
+from the database after a Redis flush.
 """
 
 from __future__ import annotations
@@ -17,14 +17,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from models.accounts import Account
+from models.captures import LIVE, MISSED
 from models.snapshots import Media
 from models.types import utcnow
 
 ACTIVE = "active"
 REAUTH_REQUIRED = "reauth_required"
-LIVE = "live"
-FINAL_CAPTURED = "final_captured"
-MISSED = "missed"
 # "Stories are only available for 24 hours" (META-API.md §3): their insights go with them.
 STORY_LIFETIME = timedelta(hours=24)
 _media = Media.__table__  # type: ignore[attr-defined]
@@ -44,22 +42,6 @@ class FoundStory:
     raw: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
-class CaptureTarget:
-    """What a capture job needs, read in one short transaction."""
-
-    account_id: int
-    account_state: str
-    ig_user_id: str
-    ig_token: str
-    login: str
-    media_id: str
-    posted_at: datetime
-    expires_at: datetime
-    capture_state: str
-    next_slot: str | None
-
-
 def due_polls(engine: Engine, *, now: datetime, limit: int) -> list[tuple[int, datetime]]:
     """Active accounts whose /stories listing is due: (account id, due time; now if never)."""
     due = sa.func.coalesce(_account.c.next_story_poll_at, _account.c.created_at)
@@ -72,23 +54,6 @@ def due_polls(engine: Engine, *, now: datetime, limit: int) -> list[tuple[int, d
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
     return [(int(row[0]), row[1] or now) for row in rows]
-
-
-def due_captures(engine: Engine, *, until: datetime, limit: int) -> list[tuple[str, str, datetime]]:
-    """Live stories whose next capture is due by `until`: (media id, slot, due time)."""
-    stmt = (
-        select(Media.media_id, Media.next_slot, Media.next_capture_at)
-        .where(
-            col(Media.capture_state) == LIVE,
-            col(Media.next_capture_at).is_not(None),
-            col(Media.next_capture_at) <= until,
-        )
-        .order_by(col(Media.next_capture_at))
-        .limit(limit)
-    )
-    with Session(engine) as session:
-        rows = session.exec(stmt).all()
-    return [(media_id, slot, due) for media_id, slot, due in rows if slot and due]
 
 
 def mark_expired(engine: Engine, *, now: datetime, grace: timedelta) -> int:
@@ -202,75 +167,3 @@ def _fill_story(media: Media, story: FoundStory) -> None:
     for key, value in _story_values(story).items():
         if getattr(media, key) is None:
             setattr(media, key, value)
-
-
-def schedule_capture(
-    session: Session, *, media_id: str, slot: str | None, due: datetime | None
-) -> None:
-    """Set the story's next capture (None: nothing more to capture)."""
-    stmt = (
-        sa.update(_media)
-        .where(_media.c.platform == "instagram", _media.c.media_id == media_id)
-        .values(next_slot=slot, next_capture_at=due)
-    )
-    session.connection().execute(stmt)
-
-
-def capture_target(engine: Engine, media_id: str) -> CaptureTarget | None:
-    """The story and its account's credentials; None for an unknown story."""
-    stmt = (
-        select(Media, Account)
-        .join(Account, col(Account.id) == col(Media.account_id))
-        .where(col(Media.platform) == "instagram", col(Media.media_id) == media_id)
-    )
-    with Session(engine) as session:
-        found = session.exec(stmt).first()
-    if found is None:
-        return None
-    media, account = found
-    if media.posted_at is None or media.expires_at is None or account.id is None:
-        return None
-    return CaptureTarget(
-        account_id=account.id,
-        account_state=account.state,
-        ig_user_id=account.ig_user_id,
-        ig_token=account.ig_token,
-        login=account.login,
-        media_id=media.media_id,
-        posted_at=media.posted_at,
-        expires_at=media.expires_at,
-        capture_state=media.capture_state,
-        next_slot=media.next_slot,
-    )
-
-
-def close_story(
-    session: Session,
-    *,
-    media_id: str,
-    state: str,
-    final_snapshot_id: int | None = None,
-    reason: str | None = None,
-) -> None:
-    """The story's capture is over: final_captured (with its snapshot) or missed (why)."""
-    values: dict[str, Any] = {"capture_state": state, "next_slot": None, "next_capture_at": None}
-    if final_snapshot_id is not None:
-        values["final_snapshot_id"] = final_snapshot_id
-    if reason is not None:
-        values["missed_reason"] = reason
-    stmt = (
-        sa.update(_media)
-        .where(_media.c.platform == "instagram", _media.c.media_id == media_id)
-        .values(values)
-    )
-    session.connection().execute(stmt)
-
-
-def note_story_error(engine: Engine, *, media_id: str, error: str) -> None:
-    stmt = (
-        sa.update(_media)
-        .where(_media.c.platform == "instagram", _media.c.media_id == media_id)
-        .values(last_error=error[:2000])
-    )
-    with engine.begin() as conn:
-        conn.execute(stmt)

@@ -2,10 +2,18 @@
 
 from sqlmodel import SQLModel
 
-from models.accounts import Account
+from models.accounts import Account, MetricUnavailable
 from models.deliveries import WebhookDelivery
 from models.snapshots import Media, MetricValue, Snapshot
 
 metadata = SQLModel.metadata
 
-__all__ = ["Account", "Media", "MetricValue", "Snapshot", "WebhookDelivery", "metadata"]
+__all__ = [
+    "Account",
+    "Media",
+    "MetricUnavailable",
+    "MetricValue",
+    "Snapshot",
+    "WebhookDelivery",
+    "metadata",
+]

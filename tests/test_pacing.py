@@ -155,3 +155,12 @@ async def test_high_app_usage_pauses_every_account(redis_pair: tuple[Redis, Redi
     await pacer.observe(f"ig:{IG}", headers)
     with pytest.raises(AccountPaused):
         await Pacer(redis_pair[1]).check("ig:another-account")
+
+
+@pytest.mark.anyio
+async def test_threads_app_usage_never_pauses_instagram(redis_pair: tuple[Redis, Redis]) -> None:
+    """Threads has its own app: its X-App-Usage pauses Threads accounts, not Instagram ones."""
+    pacer = Pacer(redis_pair[0])
+    await pacer.observe("threads:25000000000000001", {"x-app-usage": '{"call_count": 99}'})
+    assert await pacer.remaining("threads:25000000000000002") > 0
+    assert await pacer.remaining("ig:17841400000000001") == 0

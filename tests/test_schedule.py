@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from workers.schedule import FINAL, FIRST, StorySchedule
+from workers.schedule import FINAL, FIRST, PostSchedule, StorySchedule
 
 POSTED = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 EXPIRES = POSTED + timedelta(hours=24)
@@ -57,3 +57,12 @@ def test_a_slot_spacing_longer_than_the_story_goes_straight_to_final() -> None:
         FINAL,
         EXPIRES - timedelta(minutes=10),
     )
+
+
+def test_post_slots_decay_and_end() -> None:
+    """Posts: the next offset after now, named by its label; nothing after the last one."""
+    posts = PostSchedule((3600, 6 * 3600, 86400, 3 * 86400))
+    assert posts.after(POSTED, at(minutes=10)) == ("1h", at(hours=1))
+    assert posts.after(POSTED, at(hours=1)) == ("6h", at(hours=6))
+    assert posts.after(POSTED, at(hours=30)) == ("3d", at(days=3))
+    assert posts.after(POSTED, at(days=3)) is None

@@ -25,7 +25,14 @@ from sqlalchemy.engine import Engine
 
 from models.config import Settings
 from models.errors import ConfigError
-from models.jobs import CAPTURE_STORY, POLL_STORIES, PROCESS_DELIVERY, delivery_job_id
+from models.jobs import (
+    CAPTURE_STORY,
+    CAPTURE_THREADS_POST,
+    POLL_STORIES,
+    POLL_THREADS,
+    PROCESS_DELIVERY,
+    delivery_job_id,
+)
 from models.outbox import enqueue_deliveries
 from models.types import utcnow
 from tests.conftest import APP_SECRET, VERIFY_TOKEN, make_settings
@@ -81,10 +88,14 @@ async def test_worker_is_built_from_settings(sqlite_url: str, redis_url: str) ->
         PROCESS_DELIVERY,
         POLL_STORIES,
         CAPTURE_STORY,
+        POLL_THREADS,
+        CAPTURE_THREADS_POST,
         "sweep_deliveries",
-        "schedule_stories",
+        "schedule_due",
+        "refresh_tokens",
     }
-    assert [job.name for job in worker.cron_jobs] == ["sweep_deliveries", "schedule_stories"]
+    crons = [job.name for job in worker.cron_jobs]
+    assert crons == ["sweep_deliveries", "schedule_due", "refresh_tokens"]
     assert worker.cron_jobs[0].second == {0}  # every minute
     assert worker.cron_jobs[1].second == set(range(0, 60, settings.schedule_tick_seconds))
     assert all(job.run_at_startup for job in worker.cron_jobs)

@@ -9,7 +9,6 @@ as it is.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import traceback
@@ -30,6 +29,7 @@ from models.errors import NotFoundError, StoreUnavailable
 from models.recording import BELOW_THRESHOLD, MetricRow, Subject, record_snapshot
 from models.snapshots import Media
 from models.types import utcnow
+from workers.context import in_thread
 from workers.envelope import Change, UnparseableDelivery, parse_body
 
 log = logging.getLogger(__name__)
@@ -204,8 +204,8 @@ async def process_delivery(ctx: dict[str, Any], delivery_id: int) -> str:
     started, job_try = time.monotonic(), int(ctx.get("job_try") or 1)
     extra = {"delivery_id": delivery_id, "job_id": ctx.get("job_id"), "job_try": job_try}
     try:
-        status = await asyncio.to_thread(
-            process_delivery_sync, engine=ctx["engine"], delivery_id=delivery_id
+        status = await in_thread(
+            ctx, process_delivery_sync, engine=ctx["engine"], delivery_id=delivery_id
         )
     except StoreUnavailable as exc:
         defer = retry_delay(job_try)

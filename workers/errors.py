@@ -36,6 +36,7 @@ DEFAULT_TRANSIENT_RETRY_SECONDS = 60.0
 
 _TOKEN_PARAM = re.compile(r"(access_token|client_secret)=[^&\s\"'<>]*", re.IGNORECASE)
 _NOT_ENOUGH_VIEWERS = "not enough viewers"
+FEATURE_NOT_AVAILABLE = "THREADS_API__FEATURE_NOT_AVAILABLE"
 _ONE_OF = re.compile(r"must be one of the following values:\s*(?P<values>.*)", re.IGNORECASE)
 
 
@@ -218,6 +219,24 @@ class ObjectNotFound(ClientError):
     """(#100, subcode 33) the object does not exist or cannot be read, e.g. an expired story."""
 
 
+class FeatureNotAvailable(ClientError):
+    """THREADS_API__FEATURE_NOT_AVAILABLE: e.g. follower metrics of a Threads profile without
+    a linked Instagram account, or geo-gating (META-API.md §5). `metrics` are those asked;
+    `named` those the message names, so a caller can record it once per account and metric."""
+
+    def __init__(self, message: str, *, metrics: Sequence[str] = (), **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.metrics = tuple(metrics)
+        self.named = tuple(m for m in self.metrics if re.search(rf"\b{re.escape(m)}\b", message))
+
+
+def _feature_not_available(error: Mapping[str, Any], message: str) -> bool:
+    """Threads' string code; its envelope is undocumented, so look in error_data and message."""
+    data = error.get("error_data")
+    code = data.get("error_code") if isinstance(data, dict) else None
+    return code == FEATURE_NOT_AVAILABLE or FEATURE_NOT_AVAILABLE in message
+
+
 def invalid_metrics(message: str, requested: Iterable[str]) -> list[str]:
     """Which requested metrics a (#100) message rejects.
 
@@ -292,6 +311,8 @@ def error_from_response(
         "error_type": str(error["type"]) if error.get("type") else None,
     }
     cls = _error_class(status, code, message, fields["is_transient"])
+    if issubclass(cls, ClientError) and _feature_not_available(error, message):
+        return FeatureNotAvailable(message, metrics=requested_metrics, **fields)
     if cls is Throttled:
         return Throttled(
             message, retry_after=_retry_after_seconds(headers, minute_seconds), **fields

@@ -6,12 +6,10 @@ Tokens travel as the `access_token` query parameter and never reach logs, errors
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
@@ -19,17 +17,7 @@ from redis.asyncio import Redis
 
 from models.config import Settings
 from models.recording import BELOW_THRESHOLD, MetricRow
-from models.types import utcnow
-from workers.errors import (
-    InvalidMetric,
-    MetaError,
-    NotEnoughViewers,
-    ScrubTokens,
-    Throttled,
-    Transient,
-    error_from_response,
-    scrub,
-)
+from workers.errors import InvalidMetric, NotEnoughViewers
 from workers.metric_sets import (
     DroppedMetrics,
     InsightsCall,
@@ -39,6 +27,9 @@ from workers.metric_sets import (
     story_calls,
 )
 from workers.pacing import Pacer
+from workers.transport import MetaTransport, on_host, parse_grant
+from workers.transport import TokenGrant as TokenGrant  # re-exported: callers import it here
+from workers.transport import make_http_client as make_http_client  # re-exported
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +72,6 @@ class IgMedia:
 
 
 @dataclass(frozen=True)
-class TokenGrant:
-    """A refreshed long-lived token and when it runs out."""
-
-    access_token: str = field(repr=False)
-    expires_in: int
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
 class StoryInsights:
     """One story snapshot's worth of rows; `flag` is set when Meta withheld the whole capture."""
 
@@ -98,20 +80,6 @@ class StoryInsights:
     api_version: str
     dropped: tuple[str, ...] = ()
     flag: str | None = None
-
-
-def make_http_client(settings: Settings) -> httpx.AsyncClient:
-    """The one AsyncClient of a worker process: bounded timeouts, tokens kept out of logs."""
-    httpx_log = logging.getLogger("httpx")
-    if not any(isinstance(f, ScrubTokens) for f in httpx_log.filters):
-        httpx_log.addFilter(ScrubTokens())
-    # A job makes a few calls with up to 3 tries each; keep them all inside the job timeout.
-    read = min(30.0, settings.job_timeout_seconds / 10)
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(read, connect=5.0),
-        limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
-        headers={"User-Agent": "meta-insights-archiver"},
-    )
 
 
 def parse_media(item: Mapping[str, Any]) -> IgMedia:
@@ -143,9 +111,9 @@ def parse_page(body: Any) -> tuple[list[IgMedia], str | None]:
 class GraphClient:
     """Instagram Graph API calls for one worker process; holds no token of its own.
 
-    Every request checks the shared pause first (AccountPaused, no request sent), feeds the
-    usage headers to the pacer, retries Transient failures a bounded number of times with
-    jittered exponential back-off, and raises everything else from workers.errors.
+    Requests go through workers.transport.MetaTransport under the pacer key
+    `ig:<ig_user_id>`: shared pause first, usage headers read, Transient failures retried
+    a bounded number of times, everything else raised from workers.errors.
     """
 
     def __init__(
@@ -161,14 +129,16 @@ class GraphClient:
         backoff_seconds: float = 0.5,
         backoff_cap_seconds: float = 4.0,
     ) -> None:
-        self.http = http
+        self.transport = MetaTransport(
+            http,
+            pacer=pacer,
+            max_tries=max_tries,
+            backoff_seconds=backoff_seconds,
+            backoff_cap_seconds=backoff_cap_seconds,
+        )
         self.urls = {"facebook": facebook_url.rstrip("/"), "instagram": instagram_url.rstrip("/")}
         self.version = version
-        self.pacer = pacer
         self.dropped = dropped
-        self.max_tries = max(1, max_tries)
-        self.backoff_seconds = backoff_seconds
-        self.backoff_cap_seconds = backoff_cap_seconds
 
     @classmethod
     def from_settings(
@@ -194,6 +164,11 @@ class GraphClient:
     def __repr__(self) -> str:
         return f"GraphClient(urls={self.urls!r}, version={self.version!r})"
 
+    @property
+    def pacer(self) -> Pacer | None:
+        """The transport's pacer, so callers can read an account's remaining pause."""
+        return self.transport.pacer
+
     def base_url(self, account: IgCredentials) -> str:
         """graph.facebook.com for Facebook Login accounts, graph.instagram.com for IG Login."""
         try:
@@ -211,7 +186,7 @@ class GraphClient:
         seen: set[str] = set()
         # Bounded, and never follow a `next` off the account's host: the token goes with it.
         while url is not None and url not in seen and len(seen) < MAX_PAGES:
-            if not url.startswith(base + "/"):
+            if not on_host(base, url):
                 log.warning("not following a paging.next link to another host")
                 break
             seen.add(url)
@@ -284,12 +259,7 @@ class GraphClient:
             msg = "refresh_access_token is for Instagram Login tokens only"
             raise ValueError(msg)
         url = f"{self.urls['instagram']}/refresh_access_token"
-        body = await self._get(account, url, {"grant_type": "ig_refresh_token"})
-        token, expires_in = body.get("access_token"), body.get("expires_in")
-        if not isinstance(token, str) or not isinstance(expires_in, int):
-            msg = "refresh_access_token answered without access_token/expires_in"
-            raise MetaError(msg)
-        return TokenGrant(token, expires_in, utcnow() + timedelta(seconds=expires_in))
+        return parse_grant(await self._get(account, url, {"grant_type": "ig_refresh_token"}))
 
     async def _dropped(self, metrics: set[str]) -> set[str]:
         return await self.dropped.dropped(self.version, metrics) if self.dropped else set()
@@ -321,55 +291,6 @@ class GraphClient:
         *,
         metrics: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """GET with the shared pause honoured and Transient failures retried (bounded)."""
+        """One paced, retried GET under the account's pacer key `ig:<ig_user_id>`."""
         key = f"ig:{account.ig_user_id}"
-        for attempt in range(1, self.max_tries + 1):
-            if self.pacer is not None:
-                await self.pacer.check(key)
-            result = await self._try(key, account.ig_token, url, {**params}, metrics)
-            if not isinstance(result, MetaError):
-                return result
-            if isinstance(result, Throttled) and self.pacer is not None:
-                result.retry_after = await self.pacer.throttled(key, result)
-            if not isinstance(result, Transient) or attempt == self.max_tries:
-                raise result
-            delay = min(self.backoff_cap_seconds, self.backoff_seconds * 2 ** (attempt - 1))
-            log.info("transient error (try %d/%d): %s", attempt, self.max_tries, result)
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _try(
-        self, key: str, token: str, url: str, params: dict[str, str], metrics: Sequence[str]
-    ) -> dict[str, Any] | MetaError:
-        """One request: the JSON body, or the error for the caller to raise.
-
-        The error is built fresh and raised outside any `except`, so no httpx exception
-        (whose request URL holds the token) is chained to it.
-        """
-        params["access_token"] = token
-        # Merge, not replace: httpx drops a URL's own query when `params` is given, and a
-        # `paging.next` link carries its cursor there.
-        target = httpx.URL(url).copy_merge_params(params)
-        try:
-            response = await self.http.get(target)
-        except httpx.RequestError as exc:
-            return Transient(f"{type(exc).__name__}: {scrub(str(exc), token)}")
-        log.debug("GET %s -> %d", response.request.url.path, response.status_code)
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        error: MetaError | None = None
-        if not response.is_success or not isinstance(body, dict):
-            minute = self.pacer.minute_seconds if self.pacer else 60.0
-            error = error_from_response(
-                response.status_code,
-                body,
-                response.headers,
-                requested_metrics=metrics,
-                minute_seconds=minute,
-            )
-            error.redact(token)
-        if self.pacer is not None and not isinstance(error, Throttled):
-            await self.pacer.observe(key, response.headers)
-        return error if error is not None else body
+        return await self.transport.get(key, account.ig_token, url, params, metrics=metrics)

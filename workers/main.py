@@ -21,11 +21,24 @@ from arq.worker import Function, Worker, func
 from models.config import Settings
 from models.db import create_db_engine
 from models.errors import ConfigError
-from models.jobs import CAPTURE_STORY, POLL_STORIES, PROCESS_DELIVERY
+from models.jobs import (
+    CAPTURE_STORY,
+    CAPTURE_THREADS_POST,
+    POLL_STORIES,
+    POLL_THREADS,
+    PROCESS_DELIVERY,
+)
 from models.outbox import sweep_stale
+from workers.capturing import CAPTURE_MAX_TRIES
+from workers.context import DB_THREADS, close_db_threads, make_db_threads
 from workers.deliveries import process_delivery
 from workers.graph import GraphClient, make_http_client
-from workers.stories import CAPTURE_MAX_TRIES, capture_story, poll_stories, schedule_stories
+from workers.scheduler import schedule_due
+from workers.stories import capture_story, poll_stories
+from workers.threads import ThreadsClient
+from workers.threads_polling import poll_threads
+from workers.threads_posts import capture_threads_post
+from workers.tokens import refresh_tokens
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +60,8 @@ FUNCTIONS: list[Function] = [
     func(process_delivery, name=PROCESS_DELIVERY),
     func(poll_stories, name=POLL_STORIES),
     func(capture_story, name=CAPTURE_STORY, max_tries=CAPTURE_MAX_TRIES),
+    func(poll_threads, name=POLL_THREADS),
+    func(capture_threads_post, name=CAPTURE_THREADS_POST, max_tries=CAPTURE_MAX_TRIES),
 ]
 
 
@@ -60,11 +75,13 @@ def make_cron_jobs(settings: Settings) -> list[CronJob]:
     return [
         cron(sweep_deliveries, name="sweep_deliveries", second={0}, run_at_startup=True),
         cron(
-            schedule_stories,
-            name="schedule_stories",
+            schedule_due,
+            name="schedule_due",
             second=set(range(0, 60, tick)),
             run_at_startup=True,
         ),
+        # Hourly, whatever else runs: a token refreshed late is a token lost.
+        cron(refresh_tokens, name="refresh_tokens", minute={17}, second={30}, run_at_startup=True),
     ]
 
 
@@ -74,9 +91,14 @@ def make_startup(settings: Settings) -> Startup:
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
         ctx["engine"] = create_db_engine(settings.database_url)
+        ctx[DB_THREADS] = make_db_threads(settings.worker_max_jobs)
         ctx["http"] = make_http_client(settings)
+        minute = settings.meta_minute_seconds
         ctx["graph"] = GraphClient.from_settings(
-            ctx["http"], settings, ctx["redis"], minute_seconds=settings.meta_minute_seconds
+            ctx["http"], settings, ctx["redis"], minute_seconds=minute
+        )
+        ctx["threads"] = ThreadsClient.from_settings(
+            ctx["http"], settings, ctx["redis"], minute_seconds=minute
         )
 
     return startup
@@ -87,6 +109,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     http = ctx.pop("http", None)
     if http is not None:
         await http.aclose()
+    await close_db_threads(ctx)
     engine = ctx.pop("engine", None)
     if engine is not None:
         engine.dispose()

@@ -92,6 +92,13 @@ class Pacer:
     def pause_key(self, account: str) -> str:
         return f"{self.prefix}:pause:{account}"
 
+    @staticmethod
+    def app_of(account: str) -> str:
+        """The app whose usage `account` shares: Instagram's (`app`) or Threads' own app
+        (`app:threads`), which has a separate app id and budget (META-API.md §5)."""
+        platform = account.partition(":")[0]
+        return APP if platform in ("ig", APP) else f"{APP}:{platform}"
+
     def count_key(self, account: str) -> str:
         return f"{self.prefix}:pauses:{account}"
 
@@ -99,7 +106,7 @@ class Pacer:
         """Seconds until calls for `account` may resume (the app pause included); 0 if free."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.pttl(self.pause_key(account))
-            pipe.pttl(self.pause_key(APP))
+            pipe.pttl(self.pause_key(self.app_of(account)))
             ttls = await pipe.execute()
         return max(0, *(int(ttl) for ttl in ttls)) / 1000
 
@@ -142,7 +149,7 @@ class Pacer:
             paused = await self.pause(account, self.slow_seconds(usage.peak), reason="slowdown")
         app = parse_app_usage(headers.get("x-app-usage"))
         if app is not None and app.peak > self.slow_at:
-            await self.pause(APP, self.slow_seconds(app.peak), reason="slowdown")
+            await self.pause(self.app_of(account), self.slow_seconds(app.peak), reason="slowdown")
         return paused
 
     def slow_seconds(self, peak: float) -> float:

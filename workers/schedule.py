@@ -1,4 +1,4 @@
-"""When each story is captured: pure slot arithmetic, no I/O.
+"""When each story and Threads post is captured: pure slot arithmetic, no I/O.
 
 A story lives 24 hours from its `timestamp`
 (https://developers.facebook.com/docs/instagram-platform/reference/instagram-media/insights,
@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from models.config import format_duration
 
 FIRST = "first"
 FINAL = "final"
@@ -62,3 +64,20 @@ class StorySchedule:
         if due < final_due:
             return f"s{k}", due
         return FINAL, final_due
+
+
+@dataclass(frozen=True)
+class PostSchedule:
+    """Threads post counters only show "now": snapshot them on a decaying schedule counted
+    from the post's timestamp (THREADS_POST_SNAPSHOTS, then weekly), each slot named by its
+    offset (`1h`, `3d`, ...). A post is captured as `first` when found, whatever its age."""
+
+    offsets: tuple[int, ...]
+
+    def after(self, posted_at: datetime, now: datetime) -> tuple[str, datetime] | None:
+        """The next slot due after `now`; None when the schedule is over."""
+        for offset in self.offsets:
+            due = posted_at + timedelta(seconds=offset)
+            if due > now:
+                return format_duration(offset), due
+        return None

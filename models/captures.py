@@ -1,0 +1,130 @@
+"""Scheduled captures of media (Instagram stories, Threads posts): what is due, and each
+capture's outcome, kept on the `media` row.
+
+The database, not Redis, says what is due (`media.next_slot`/`next_capture_at`): the
+scheduler re-enqueues from it every tick, so a Redis flush or a crashed worker costs at most
+one tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from models.accounts import Account
+from models.snapshots import Media
+
+LIVE = "live"  # a story still being captured
+TRACKED = "tracked"  # a Threads post still being captured
+FINAL_CAPTURED = "final_captured"
+MISSED = "missed"
+DONE = "done"  # a Threads post whose schedule is over
+SKIPPED = "skipped"  # a Threads post Meta gives no insights for (REPOST_FACADE)
+OPEN_STATES = (LIVE, TRACKED)
+_media = Media.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class CaptureTarget:
+    """A media row and its account, read in one short transaction; tokens hidden in repr."""
+
+    media: Media
+    account: Account
+
+    @property
+    def is_open(self) -> bool:
+        return self.media.capture_state in OPEN_STATES
+
+    def __repr__(self) -> str:
+        return f"CaptureTarget({self.media.platform}:{self.media.media_id})"
+
+
+@dataclass(frozen=True)
+class DueCapture:
+    platform: str
+    media_id: str
+    slot: str
+    due: datetime
+
+
+def due_captures(engine: Engine, *, until: datetime, limit: int) -> list[DueCapture]:
+    """Open media whose next capture is due by `until`, soonest first."""
+    stmt = (
+        select(Media.platform, Media.media_id, Media.next_slot, Media.next_capture_at)
+        .where(
+            col(Media.capture_state).in_(OPEN_STATES),
+            col(Media.next_capture_at).is_not(None),
+            col(Media.next_capture_at) <= until,
+        )
+        .order_by(col(Media.next_capture_at))
+        .limit(limit)
+    )
+    with Session(engine) as session:
+        rows = session.exec(stmt).all()
+    return [DueCapture(p, m, slot, due) for p, m, slot, due in rows if slot and due]
+
+
+def capture_target(engine: Engine, platform: str, media_id: str) -> CaptureTarget | None:
+    """The media row with its account; None for an unknown one."""
+    stmt = (
+        select(Media, Account)
+        .join(Account, col(Account.id) == col(Media.account_id))
+        .where(col(Media.platform) == platform, col(Media.media_id) == media_id)
+    )
+    with Session(engine, expire_on_commit=False) as session:
+        found = session.exec(stmt).first()
+        if found is None:
+            return None
+        session.expunge_all()
+    return CaptureTarget(*found)
+
+
+def _update(session: Session, platform: str, media_id: str, values: dict[str, Any]) -> None:
+    stmt = (
+        sa.update(_media)
+        .where(_media.c.platform == platform, _media.c.media_id == media_id)
+        .values(values)
+    )
+    session.connection().execute(stmt)
+
+
+def schedule_capture(
+    session: Session,
+    *,
+    platform: str,
+    media_id: str,
+    slot: str | None,
+    due: datetime | None,
+) -> None:
+    """Set the next capture (None: nothing more is scheduled)."""
+    _update(session, platform, media_id, {"next_slot": slot, "next_capture_at": due})
+
+
+def close_capture(
+    session: Session,
+    *,
+    platform: str,
+    media_id: str,
+    state: str,
+    final_snapshot_id: int | None = None,
+    reason: str | None = None,
+) -> None:
+    """Capturing is over: final_captured (with its snapshot), missed (why), done, skipped."""
+    values: dict[str, Any] = {"capture_state": state, "next_slot": None, "next_capture_at": None}
+    if final_snapshot_id is not None:
+        values["final_snapshot_id"] = final_snapshot_id
+    if reason is not None:
+        values["missed_reason"] = reason
+    _update(session, platform, media_id, values)
+
+
+def note_capture_error(engine: Engine, *, platform: str, media_id: str, error: str) -> None:
+    """The last error of a media's captures (a missed story's reason comes from it)."""
+    with Session(engine) as session:
+        _update(session, platform, media_id, {"last_error": error[:2000]})
+        session.commit()

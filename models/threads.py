@@ -1,0 +1,203 @@
+"""Threads bookkeeping in the database: which accounts are due a poll, what history is stored
+already, metrics Meta will not give, and newly listed posts.
+
+What was stored is read back from the snapshots themselves (the last `views` day, the last
+demographics capture), so there is no second copy of it to drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from models.accounts import Account, MetricUnavailable
+from models.captures import SKIPPED, TRACKED
+from models.snapshots import Media, MetricValue, Snapshot
+from models.types import utcnow
+
+PLATFORM = "threads"
+USER = "threads_user"
+POST = "threads_post"
+ACTIVE = "active"
+REAUTH_REQUIRED = "reauth_required"
+REPOST_FACADE = "REPOST_FACADE"  # a repost: Meta gives no insights for it
+_account = Account.__table__  # type: ignore[attr-defined]
+_media = Media.__table__  # type: ignore[attr-defined]
+_unavailable = MetricUnavailable.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class FoundPost:
+    """A post as /threads lists it (workers.threads.ThreadsPost, without the worker import)."""
+
+    media_id: str
+    posted_at: datetime | None
+    media_type: str | None = None
+    permalink: str | None = None
+    text: str | None = None
+    raw: dict[str, Any] | None = None
+
+
+def due_threads_polls(engine: Engine, *, now: datetime, limit: int) -> list[tuple[int, datetime]]:
+    """Accounts with a usable Threads token whose poll is due: (account id, due; now if never)."""
+    due = sa.func.coalesce(_account.c.next_threads_poll_at, _account.c.created_at)
+    stmt = (
+        sa.select(_account.c.id, _account.c.next_threads_poll_at)
+        .where(
+            _account.c.threads_user_id.is_not(None),
+            _account.c.threads_token.is_not(None),
+            _account.c.threads_state == ACTIVE,
+            _account.c.state != "disabled",
+            due <= now,
+        )
+        .order_by(due)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return [(int(row[0]), row[1] or now) for row in rows]
+
+
+def record_threads_poll(
+    engine: Engine, *, account_id: int, next_at: datetime, polled: bool, error: str | None = None
+) -> None:
+    values: dict[str, Any] = {"next_threads_poll_at": next_at, "updated_at": utcnow()}
+    if polled:
+        values["threads_polled_at"] = utcnow()
+    if error is not None:
+        values["last_error"] = error[:2000]
+    with engine.begin() as conn:
+        conn.execute(sa.update(_account).where(_account.c.id == account_id).values(values))
+
+
+def flag_threads_reauth(engine: Engine, *, account_id: int, reason: str) -> bool:
+    """The Threads token is unusable; True only the first time (log it once)."""
+    stmt = (
+        sa.update(_account)
+        .where(_account.c.id == account_id, _account.c.threads_state == ACTIVE)
+        .values(threads_state=REAUTH_REQUIRED, threads_state_reason=reason, updated_at=utcnow())
+    )
+    with engine.begin() as conn:
+        return bool(conn.execute(stmt).rowcount)
+
+
+def _user_snapshots(threads_user_id: str) -> Any:
+    return (
+        col(Snapshot.platform) == PLATFORM,
+        col(Snapshot.subject_type) == USER,
+        col(Snapshot.subject_id) == threads_user_id,
+    )
+
+
+def last_views_day(engine: Engine, *, threads_user_id: str) -> datetime | None:
+    """The newest `views` day stored for the user (the next poll overlaps it)."""
+    stmt = (
+        select(sa.func.max(col(MetricValue.end_time)))
+        .join(Snapshot, col(Snapshot.id) == col(MetricValue.snapshot_id))
+        .where(*_user_snapshots(threads_user_id), col(MetricValue.metric) == "views")
+    )
+    with Session(engine) as session:
+        found = session.exec(stmt).one()
+    return found
+
+
+def last_capture_at(engine: Engine, *, threads_user_id: str, kind: str) -> datetime | None:
+    """When the user's last snapshot of `kind` was taken (demographics: once a day)."""
+    stmt = select(sa.func.max(col(Snapshot.captured_at))).where(
+        *_user_snapshots(threads_user_id), col(Snapshot.kind) == kind
+    )
+    with Session(engine) as session:
+        return session.exec(stmt).one()
+
+
+def unavailable_metrics(engine: Engine, *, account_id: int, now: datetime) -> set[str]:
+    """Metrics not to ask for now (Meta said it will not give them; see `retry_at`)."""
+    stmt = select(MetricUnavailable.metric).where(
+        col(MetricUnavailable.account_id) == account_id,
+        col(MetricUnavailable.platform) == PLATFORM,
+        sa.or_(col(MetricUnavailable.retry_at).is_(None), col(MetricUnavailable.retry_at) > now),
+    )
+    with Session(engine) as session:
+        return set(session.exec(stmt).all())
+
+
+def mark_unavailable(
+    engine: Engine, *, account_id: int, metrics: list[str], reason: str, retry_at: datetime
+) -> list[str]:
+    """Record that Meta will not give `metrics` until `retry_at`; return those that were not
+    recorded before (the caller logs them, once)."""
+    where = (
+        col(MetricUnavailable.account_id) == account_id,
+        col(MetricUnavailable.platform) == PLATFORM,
+    )
+    with Session(engine) as session:
+        rows = {
+            row.metric: row
+            for row in session.exec(
+                select(MetricUnavailable).where(*where, col(MetricUnavailable.metric).in_(metrics))
+            )
+        }
+        for metric in metrics:
+            row = rows.get(metric) or MetricUnavailable(
+                account_id=account_id, platform=PLATFORM, metric=metric
+            )
+            row.reason, row.retry_at = reason[:2000], retry_at
+            session.add(row)
+        session.commit()
+    return [metric for metric in metrics if metric not in rows]
+
+
+def newest_post_at(engine: Engine, *, account_id: int) -> datetime | None:
+    stmt = select(sa.func.max(col(Media.posted_at))).where(
+        col(Media.account_id) == account_id, col(Media.platform) == PLATFORM
+    )
+    with Session(engine) as session:
+        return session.exec(stmt).one()
+
+
+def add_posts(session: Session, *, account_id: int, posts: list[FoundPost]) -> list[FoundPost]:
+    """Insert the posts not seen before; return those to capture (reposts are kept, skipped)."""
+    if not posts:
+        return []
+    ids = [post.media_id for post in posts]
+    known = set(
+        session.exec(
+            select(Media.media_id).where(
+                col(Media.platform) == PLATFORM, col(Media.media_id).in_(ids)
+            )
+        )
+    )
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    fresh = []
+    for post in posts:
+        if post.media_id in known:
+            continue
+        repost = post.media_type == REPOST_FACADE
+        row = Media(
+            account_id=account_id,
+            platform=PLATFORM,
+            subject_type=POST,
+            media_id=post.media_id,
+            media_type=post.media_type,
+            permalink=post.permalink,
+            caption=post.text,
+            posted_at=post.posted_at,
+            capture_state=SKIPPED if repost else TRACKED,
+            missed_reason="Meta gives no insights for reposts (REPOST_FACADE)" if repost else None,
+            raw=post.raw,
+        )
+        values = row.model_dump(exclude={"id"}, exclude_none=True)
+        stmt = (
+            dialect.insert(_media)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["platform", "media_id"])
+        )
+        if session.connection().execute(stmt).rowcount and not repost:
+            fresh.append(post)
+    return fresh

@@ -1,0 +1,104 @@
+"""What every scheduled capture job shares: enqueueing by platform, retry or give up on
+Meta's errors, moving a schedule on past a slot that cannot be taken, one log line per job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from arq import Retry
+from arq.connections import ArqRedis
+from sqlalchemy.engine import Engine
+
+from models.captures import close_capture, note_capture_error, schedule_capture
+from models.db import session_scope
+from models.jobs import CAPTURE_STORY, CAPTURE_THREADS_POST, capture_job_id
+from workers.context import in_thread
+from workers.errors import MetaError, Throttled, Transient
+
+log = logging.getLogger(__name__)
+
+CAPTURE_MAX_TRIES = 8  # throttle pauses and transient failures; the last try moves on
+JOBS = {"instagram": CAPTURE_STORY, "threads": CAPTURE_THREADS_POST}
+
+Next = tuple[str, datetime] | None
+
+
+async def enqueue_capture(
+    redis: ArqRedis, platform: str, media_id: str, slot: str, due: datetime | None = None
+) -> None:
+    """Enqueue under the deterministic id: a slot already queued, running or done is a no-op."""
+    await redis.enqueue_job(
+        JOBS[platform],
+        media_id,
+        slot,
+        _job_id=capture_job_id(platform, media_id, slot),
+        _defer_until=due,
+    )
+
+
+def retry_later(ctx: dict[str, Any], exc: MetaError) -> None:
+    """Raise arq's Retry for a throttled or transient failure while tries remain."""
+    job_try = int(ctx.get("job_try") or 1)
+    if isinstance(exc, Throttled | Transient) and job_try < CAPTURE_MAX_TRIES:
+        delay = exc.retry_after if isinstance(exc, Throttled) else min(60, 2**job_try)
+        raise Retry(defer=max(delay, 0.5))
+
+
+async def skip_slot(
+    ctx: dict[str, Any],
+    *,
+    platform: str,
+    media_id: str,
+    slot: str,
+    following: Next,
+    why: str,
+    closed_state: str,
+) -> str:
+    """Give up on this slot but keep the schedule going; close with `closed_state` when it
+    was the last one."""
+    engine: Engine = ctx["engine"]
+
+    def advance() -> None:
+        note_capture_error(engine, platform=platform, media_id=media_id, error=why)
+        with session_scope(engine) as session:
+            slot_name, due = following or (None, None)
+            schedule_capture(session, platform=platform, media_id=media_id, slot=slot_name, due=due)
+            if following is None:
+                close_capture(
+                    session, platform=platform, media_id=media_id, state=closed_state, reason=why
+                )
+
+    await in_thread(ctx, advance)
+    if following is not None:
+        await enqueue_capture(ctx["redis"], platform, media_id, *following)
+    log.warning("%s %s: slot %s skipped: %s", platform, media_id, slot, why)
+    return f"skipped {slot}: {why}"
+
+
+def close(engine: Engine, platform: str, media_id: str, state: str, reason: str | None) -> None:
+    with session_scope(engine) as session:
+        close_capture(session, platform=platform, media_id=media_id, state=state, reason=reason)
+
+
+def log_job(ctx: dict[str, Any], what: str, outcome: str, started: float) -> None:
+    """One line per job: what, outcome, duration and try; ids in `extra`."""
+    duration_ms = round((time.monotonic() - started) * 1000, 1)
+    job_try = ctx.get("job_try")
+    extra = {"job_id": ctx.get("job_id"), "job_try": job_try, "duration_ms": duration_ms}
+    log.info("%s: %s in %.1f ms (try %s)", what, outcome, duration_ms, job_try, extra=extra)
+
+
+def timed(ctx: dict[str, Any], what: str) -> Callable[[str], str]:
+    """Start timing a job; call the result with the outcome to log it and return it."""
+    started = time.monotonic()
+
+    def done(outcome: str) -> str:
+        log_job(ctx, what, outcome, started)
+        return outcome
+
+    return done

@@ -1,0 +1,57 @@
+"""The scheduler tick (cron, every SCHEDULE_TICK_SECONDS; arq's unique cron makes one worker of
+many run each tick): enqueue every listing, poll and capture the database says is due, under
+deterministic job ids (a duplicate is a no-op), and close stories that expired uncaptured.
+
+Jobs also enqueue their own follow-ups (the next slot) for precision; the tick is what makes
+the schedule survive a Redis flush or a killed worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from arq.connections import ArqRedis
+from sqlalchemy.engine import Engine
+
+from models.captures import due_captures
+from models.config import Settings
+from models.jobs import POLL_STORIES, POLL_THREADS, story_poll_job_id, threads_poll_job_id
+from models.stories import due_polls, mark_expired
+from models.threads import due_threads_polls
+from models.types import utcnow
+from workers.capturing import enqueue_capture
+from workers.context import in_thread
+
+log = logging.getLogger(__name__)
+
+TICK_BATCH = 2000  # rows per tick and kind; the rest are due at the next tick
+EXPIRY_GRACE = timedelta(seconds=60)  # a final capture in flight at expiry may still land
+
+
+async def schedule_due(ctx: dict[str, Any]) -> dict[str, int]:
+    """The tick: enqueue what is due, close expired stories; returns counts for the log."""
+    settings: Settings = ctx["settings"]
+    engine: Engine = ctx["engine"]
+    redis: ArqRedis = ctx["redis"]
+    now = utcnow()
+    polls = await in_thread(ctx, due_polls, engine, now=now, limit=TICK_BATCH)
+    for account_id, due in polls:
+        job_id = story_poll_job_id(account_id, int(due.timestamp()))
+        await redis.enqueue_job(POLL_STORIES, account_id, _job_id=job_id)
+    threads = await in_thread(ctx, due_threads_polls, engine, now=now, limit=TICK_BATCH)
+    for account_id, due in threads:
+        epoch = int(due.timestamp())
+        await redis.enqueue_job(
+            POLL_THREADS, account_id, epoch, _job_id=threads_poll_job_id(account_id, epoch)
+        )
+    lookahead = now + timedelta(seconds=2 * settings.schedule_tick_seconds)
+    captures = await in_thread(ctx, due_captures, engine, until=lookahead, limit=TICK_BATCH)
+    for capture in captures:
+        await enqueue_capture(redis, capture.platform, capture.media_id, capture.slot, capture.due)
+    missed = await in_thread(ctx, mark_expired, engine, now=now, grace=EXPIRY_GRACE)
+    if missed:
+        log.warning("%d stories expired without a final snapshot", missed)
+    counts = {"story_polls": len(polls), "threads_polls": len(threads)}
+    return counts | {"captures": len(captures), "missed": missed}

@@ -1,0 +1,272 @@
+"""Threads jobs: the user's insights every THREADS_POLL_SECONDS, its posts, each post's
+decaying snapshot schedule, and the `views` backfill run when an account is linked.
+
+Threads has no insights webhooks and its counters only show "now" (META-API.md §5), so every
+poll is a snapshot version of the Threads user (`subject_type='threads_user'`) and every post
+capture a version of the post (`threads_post`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from models.accounts import Account
+from models.captures import schedule_capture
+from models.config import Settings
+from models.db import session_scope
+from models.recording import MetricRow, Subject, record_snapshot
+from models.stories import account_credentials
+from models.threads import (
+    ACTIVE,
+    PLATFORM,
+    USER,
+    FoundPost,
+    add_posts,
+    flag_threads_reauth,
+    last_capture_at,
+    last_views_day,
+    mark_unavailable,
+    newest_post_at,
+    record_threads_poll,
+    unavailable_metrics,
+)
+from models.types import utcnow
+from workers.capturing import enqueue_capture, timed
+from workers.context import in_thread
+from workers.errors import AuthError, FeatureNotAvailable, MetaError, Throttled
+from workers.threads import ThreadsAccount, ThreadsClient
+
+log = logging.getLogger(__name__)
+
+INSIGHTS_FLOOR = datetime.fromtimestamp(1712991600, UTC)  # "any timestamp before ... rejected"
+VIEWS_OVERLAP = timedelta(days=2)  # the last days' views are still settling: ask them again
+TOTALS = ("likes", "replies", "reposts", "quotes", "clicks")
+DEMOGRAPHICS = ("country", "city", "age", "gender")
+UNAVAILABLE_RETRY = timedelta(days=7)  # ask again for a metric Meta refused, once a week
+BACKFILL_CHUNK = timedelta(days=30)
+
+
+@dataclass
+class Collected:
+    """The rows of one poll's calls; `stop` is set once an error makes more calls pointless."""
+
+    rows: list[MetricRow] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+    stop: MetaError | None = None
+
+
+def threads_account(account: Account) -> ThreadsAccount:
+    assert account.threads_user_id is not None
+    assert account.threads_token is not None
+    return ThreadsAccount(account.threads_user_id, account.threads_token)
+
+
+async def poll_threads(ctx: dict[str, Any], account_id: int, due_epoch: int) -> str:
+    """One poll: user insights (a snapshot), demographics once a day, and new posts."""
+    settings: Settings = ctx["settings"]
+    engine: Engine = ctx["engine"]
+    done = timed(ctx, f"threads of account {account_id}")
+    account = await in_thread(ctx, account_credentials, engine, account_id)
+    if account is None or account.threads_user_id is None or account.threads_state != ACTIVE:
+        return done("skipped: no usable Threads token")
+    got = await _user_insights(ctx, account)
+    summary = [f"{len(got.rows)} values"]
+    if got.stop is None:
+        summary.append(await _demographics(ctx, account))
+        summary.append(await _list_posts(ctx, account))
+    now = utcnow()
+    next_at = now + timedelta(seconds=settings.threads_poll_seconds)
+    if isinstance(got.stop, Throttled):
+        next_at = now + timedelta(seconds=max(got.stop.retry_after, 1.0))
+    if got.rows:
+        await in_thread(ctx, _store_user, engine, account, f"poll:{due_epoch}", "insights", got)
+    await in_thread(
+        ctx,
+        record_threads_poll,
+        engine,
+        account_id=account_id,
+        next_at=next_at,
+        polled=got.stop is None,
+        error=None if got.stop is None else str(got.stop),
+    )
+    return done(", ".join(summary) if got.stop is None else f"stopped: {got.stop}")
+
+
+async def _user_insights(ctx: dict[str, Any], account: Account) -> Collected:
+    """views since the last stored day (with overlap), range totals, followers_count."""
+    engine: Engine = ctx["engine"]
+    assert account.threads_user_id is not None
+    last = await in_thread(ctx, last_views_day, engine, threads_user_id=account.threads_user_id)
+    now = utcnow()
+    since = max(INSIGHTS_FLOOR, (last or now) - VIEWS_OVERLAP)
+    got = Collected()
+    calls: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
+        ("views", ("views",), {"since": int(since.timestamp()), "until": int(now.timestamp())}),
+        ("totals", TOTALS, {}),
+        ("followers_count", ("followers_count",), {}),
+    ]
+    for name, metrics, options in calls:
+        await _call(ctx, account, got, name, metrics, **options)
+    return got
+
+
+async def _call(
+    ctx: dict[str, Any],
+    account: Account,
+    got: Collected,
+    name: str,
+    metrics: tuple[str, ...],
+    **options: Any,
+) -> None:
+    """One user-insights call into `got`, minus metrics Meta said it will not give."""
+    engine: Engine = ctx["engine"]
+    assert account.id is not None
+    skip = await in_thread(ctx, unavailable_metrics, engine, account_id=account.id, now=utcnow())
+    wanted = [metric for metric in metrics if metric not in skip]
+    if not wanted or got.stop is not None:
+        return
+    client: ThreadsClient = ctx["threads"]
+    try:
+        rows, body = await client.user_insights(threads_account(account), wanted, **options)
+    except FeatureNotAvailable as exc:
+        await _unavailable(ctx, account.id, wanted, exc)
+        return
+    except MetaError as exc:
+        await _failed(ctx, account.id, exc, got)
+        return
+    got.rows.extend(rows)
+    got.raw[name] = body
+
+
+async def _unavailable(
+    ctx: dict[str, Any], account_id: int, metrics: list[str], exc: MetaError
+) -> None:
+    fresh = await in_thread(
+        ctx,
+        mark_unavailable,
+        ctx["engine"],
+        account_id=account_id,
+        metrics=metrics,
+        reason=str(exc),
+        retry_at=utcnow() + UNAVAILABLE_RETRY,
+    )
+    if fresh:
+        log.warning("account %s: Threads will not give %s: %s", account_id, ", ".join(fresh), exc)
+
+
+async def _failed(ctx: dict[str, Any], account_id: int, exc: MetaError, got: Collected) -> None:
+    """Auth and throttling stop the poll (auth flags the token once); others are noted."""
+    if isinstance(exc, AuthError):
+        flagged = await in_thread(
+            ctx, flag_threads_reauth, ctx["engine"], account_id=account_id, reason=str(exc)
+        )
+        if flagged:
+            log.warning("account %s: the Threads token needs re-authorisation: %s", account_id, exc)
+    if isinstance(exc, AuthError | Throttled):
+        got.stop = exc
+    else:
+        got.raw.setdefault("errors", []).append(str(exc))
+
+
+async def _demographics(ctx: dict[str, Any], account: Account) -> str:
+    """follower_demographics once a day, one call per breakdown, as a snapshot of its own."""
+    engine: Engine = ctx["engine"]
+    assert account.threads_user_id is not None
+    last = await in_thread(
+        ctx, last_capture_at, engine, threads_user_id=account.threads_user_id, kind="demographics"
+    )
+    now = utcnow()
+    if last is not None and now - last < timedelta(days=1):
+        return "demographics: done today"
+    got = Collected()
+    for breakdown in DEMOGRAPHICS:
+        await _call(ctx, account, got, breakdown, ("follower_demographics",), breakdown=breakdown)
+    if got.rows:
+        slot = f"day:{now.date().isoformat()}"
+        await in_thread(ctx, _store_user, engine, account, slot, "demographics", got)
+    return f"demographics: {len(got.rows)} values"
+
+
+def _store_user(engine: Engine, account: Account, slot: str, kind: str, got: Collected) -> None:
+    assert account.id is not None
+    assert account.threads_user_id is not None
+    with session_scope(engine) as session:
+        record_snapshot(
+            session=session,
+            subject=Subject(account.id, PLATFORM, USER, account.threads_user_id, kind),
+            slot=slot,
+            source="api",
+            metrics=got.rows,
+            raw=got.raw,
+        )
+
+
+async def _list_posts(ctx: dict[str, Any], account: Account) -> str:
+    """New posts since the newest known one (a day of overlap); each is captured at once."""
+    engine: Engine = ctx["engine"]
+    assert account.id is not None
+    newest = await in_thread(ctx, newest_post_at, engine, account_id=account.id)
+    since = None if newest is None else int((newest - timedelta(days=1)).timestamp())
+    client: ThreadsClient = ctx["threads"]
+    try:
+        posts = await client.list_posts(threads_account(account), since=since)
+    except MetaError as exc:
+        return f"posts: listing failed: {type(exc).__name__}"
+    found = [
+        FoundPost(p.id, p.timestamp, p.media_type, p.permalink, p.text, dict(p.raw)) for p in posts
+    ]
+    fresh = await in_thread(ctx, _store_posts, engine, account.id, found)
+    for post in fresh:
+        await enqueue_capture(ctx["redis"], PLATFORM, post.media_id, "first")
+    return f"posts: {len(posts)} listed, {len(fresh)} new"
+
+
+def _store_posts(engine: Engine, account_id: int, found: list[FoundPost]) -> list[FoundPost]:
+    now = utcnow()
+    with session_scope(engine) as session:
+        fresh = add_posts(session, account_id=account_id, posts=found)
+        for post in fresh:
+            schedule_capture(
+                session, platform=PLATFORM, media_id=post.media_id, slot="first", due=now
+            )
+    return fresh
+
+
+async def backfill_views(
+    *,
+    engine: Engine,
+    client: ThreadsClient,
+    account: Account,
+    progress: Callable[[int, int], None] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """The `views` history from the API floor to now, one snapshot per chunk (idempotent by
+    its slot); `progress(done, total)` after each chunk. Returns the values stored."""
+    now = now or utcnow()
+    starts = []
+    start = INSIGHTS_FLOOR
+    while start < now:
+        starts.append(start)
+        start += BACKFILL_CHUNK
+    stored = 0
+    for number, start in enumerate(starts, 1):
+        until = min(start + BACKFILL_CHUNK, now)
+        since_s, until_s = int(start.timestamp()), int(until.timestamp())
+        rows, body = await client.user_insights(
+            threads_account(account), ["views"], since=since_s, until=until_s
+        )
+        got = Collected(rows=rows, raw={"views": body})
+        await asyncio.to_thread(
+            _store_user, engine, account, f"backfill:{since_s}", "insights", got
+        )
+        stored += len(rows)
+        if progress is not None:
+            progress(number, len(starts))
+    return stored
