@@ -43,17 +43,18 @@ class FoundStory:
 
 
 def due_polls(engine: Engine, *, now: datetime, limit: int) -> list[tuple[int, datetime]]:
-    """Active accounts whose /stories listing is due: (account id, due time; now if never)."""
+    """Active accounts whose /stories listing is due: (account id, due time; when added if
+    never), so the job id stays the same from tick to tick until the listing has run."""
     due = sa.func.coalesce(_account.c.next_story_poll_at, _account.c.created_at)
     stmt = (
-        sa.select(_account.c.id, _account.c.next_story_poll_at)
+        sa.select(_account.c.id, due)
         .where(_account.c.state == ACTIVE, due <= now)
         .order_by(due)
         .limit(limit)
     )
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
-    return [(int(row[0]), row[1] or now) for row in rows]
+    return [(int(row[0]), row[1]) for row in rows]
 
 
 def mark_expired(engine: Engine, *, now: datetime, grace: timedelta) -> int:

@@ -48,7 +48,7 @@ def due_threads_polls(engine: Engine, *, now: datetime, limit: int) -> list[tupl
     """Accounts with a usable Threads token whose poll is due: (account id, due; now if never)."""
     due = sa.func.coalesce(_account.c.next_threads_poll_at, _account.c.created_at)
     stmt = (
-        sa.select(_account.c.id, _account.c.next_threads_poll_at)
+        sa.select(_account.c.id, due)
         .where(
             _account.c.threads_user_id.is_not(None),
             _account.c.threads_token.is_not(None),
@@ -61,7 +61,7 @@ def due_threads_polls(engine: Engine, *, now: datetime, limit: int) -> list[tupl
     )
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
-    return [(int(row[0]), row[1] or now) for row in rows]
+    return [(int(row[0]), row[1]) for row in rows]
 
 
 def record_threads_poll(

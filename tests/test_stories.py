@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from arq.worker import Worker
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -28,7 +25,7 @@ from models.types import utcnow
 from tests.conftest import make_settings
 from tests.metasim_fixtures import RunningSim, running_metasim
 from tests.test_deliveries import add_delivery, run_burst
-from workers.main import build_worker, close_worker
+from tests.workers_harness import eventually, running_workers
 from workers.metric_sets import NEVER_REQUEST
 
 DAY = 24 * 3600
@@ -71,32 +68,6 @@ def register(engine: Engine, world: World, *, name: str = "shop", **account: Any
         )
         session.commit()
     return sim_account.ig_user_id
-
-
-@asynccontextmanager
-async def running_workers(settings: Settings, count: int = 1) -> AsyncIterator[list[Worker]]:
-    """`count` real arq workers (cron included) on this loop until the block ends."""
-    workers = [build_worker(settings, poll_delay=0.05, handle_signals=False) for _ in range(count)]
-    tasks = [asyncio.create_task(worker.async_run()) for worker in workers]
-    try:
-        yield workers
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for worker in workers:
-            await close_worker(worker)
-
-
-async def eventually(predicate: Callable[[], Any], *, timeout: float = 20.0) -> Any:
-    """Poll a (blocking, quick) predicate from the loop until truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not (result := await asyncio.to_thread(predicate)):
-        if time.monotonic() > deadline:
-            msg = f"condition not met within {timeout}s"
-            raise TimeoutError(msg)
-        await asyncio.sleep(0.1)
-    return result
 
 
 def stories(engine: Engine) -> dict[str, Media]:

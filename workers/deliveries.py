@@ -31,6 +31,7 @@ from models.snapshots import Media
 from models.types import utcnow
 from workers.context import in_thread
 from workers.envelope import Change, UnparseableDelivery, parse_body
+from workers.threads_webhooks import apply_publish, is_publish
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Outcome:
 
     fields: list[str] = field(default_factory=list)
     recorded: int = 0  # new webhook versions
+    published: int = 0  # Threads posts whose captures a publish event started
     already: int = 0  # stories whose webhook version existed (a Meta retry, a rerun)
     unrouted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -68,12 +70,14 @@ class Outcome:
     def status(self) -> str:
         if self.unrouted:
             return UNROUTED
-        return PROCESSED if self.recorded or self.already else IGNORED
+        return PROCESSED if self.recorded or self.already or self.published else IGNORED
 
     def summary(self) -> str:
         parts = [f"fields: {', '.join(sorted(set(self.fields))) or '-'}"]
         if self.recorded or self.already:
             parts.append(f"stories: {self.recorded} recorded, {self.already} already recorded")
+        if self.published:
+            parts.append(f"threads posts: {self.published} published")
         parts += sorted(set(self.unrouted)) + sorted(set(self.skipped))
         return "; ".join(parts)
 
@@ -120,8 +124,15 @@ def _process(session: Session, delivery_id: int) -> str:
 
 
 def _apply(session: Session, delivery_id: int, change: Change, outcome: Outcome) -> None:
-    """Route one change; everything but Instagram story_insights is archived only."""
+    """Route one change; all but IG story_insights and Threads publish is archived only."""
     outcome.fields.append(change.field)
+    if is_publish(change):
+        kind, note = apply_publish(session, change)
+        if kind == "published":
+            outcome.published += 1
+        else:
+            (outcome.unrouted if kind == "unrouted" else outcome.skipped).append(note)
+        return
     if change.object != "instagram" or change.field != STORY_INSIGHTS:
         return
     media_id = change.value.get("media_id")

@@ -1,0 +1,275 @@
+"""Threads polling, post schedules, the publish webhook and token refresh, end to end: the
+real arq worker, real Redis, the simulator over HTTP."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from metasim import World
+from models.accounts import Account, MetricUnavailable
+from models.config import Settings
+from models.snapshots import Media, Snapshot
+from models.types import UTCDateTime, utcnow
+from tests.conftest import make_settings
+from tests.metasim_fixtures import RunningSim, running_metasim
+from tests.test_deliveries import add_delivery, burst
+from tests.workers_harness import eventually, running_workers
+from workers.main import make_startup, shutdown
+from workers.threads_polling import INSIGHTS_FLOOR
+from workers.tokens import refresh_tokens
+
+DAY = 86400
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[RunningSim]:
+    with running_metasim(minute_seconds=1.0) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(served: RunningSim) -> RunningSim:
+    return served.fresh()
+
+
+def threads_settings(engine: Engine, redis_url: str, sim: RunningSim, **kw: Any) -> Settings:
+    """Poll Threads every 2 s; post snapshots 2 s and 4 s after posting, nothing weekly."""
+    base: dict[str, Any] = {
+        "threads_poll_seconds": 2,
+        "story_poll_seconds": 3600,
+        "schedule_tick_seconds": 1,
+        "meta_minute_seconds": 1.0,
+        "threads_post_snapshots": "2s,4s",
+        "threads_post_weekly_until": "0s",
+    }
+    url = engine.url.render_as_string(hide_password=False)
+    return make_settings(url, redis_url, **(base | sim.settings_overrides() | kw))
+
+
+def register(engine: Engine, world: World, *, linked: bool = True, **user: Any) -> Account:
+    """An IG account with a Threads profile in the simulator, and both in the archiver."""
+    ig = world.add_account()
+    th = world.add_threads_user(ig_user_id=ig.ig_user_id if linked else None, **user)
+    account = Account(
+        name=f"shop{ig.ig_user_id[-4:]}",
+        ig_user_id=ig.ig_user_id,
+        ig_token=ig.token,
+        threads_user_id=th.id,
+        threads_token=th.token,
+        threads_link_source="operator",
+        threads_linked_at=utcnow(),
+    )
+    with Session(engine, expire_on_commit=False) as session:
+        session.add(account)
+        session.commit()
+    return account
+
+
+def snapshots(engine: Engine, subject_type: str, kind: str = "insights") -> list[Snapshot]:
+    with Session(engine) as session:
+        stmt = (
+            select(Snapshot)
+            .where(col(Snapshot.subject_type) == subject_type, col(Snapshot.kind) == kind)
+            .order_by(col(Snapshot.id))
+        )
+        return list(session.exec(stmt))
+
+
+def history(engine: Engine, where: str, **params: Any) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT * FROM metric_history WHERE {where}"), params)
+        return [dict(row._mapping) for row in rows]
+
+
+def posts(engine: Engine) -> dict[str, Media]:
+    with Session(engine) as session:
+        stmt = select(Media).where(col(Media.platform) == "threads")
+        return {m.media_id: m for m in session.exec(stmt)}
+
+
+def account_of(engine: Engine, account_id: int | None) -> Account:
+    with Session(engine) as session:
+        found = session.get(Account, account_id)
+        assert found is not None
+        return found
+
+
+@pytest.mark.anyio
+async def test_a_poll_snapshots_the_user_and_lists_posts(
+    engine: Engine, redis_url: str, sim: RunningSim
+) -> None:
+    """views by day, totals, clicks per URL, followers_count, demographics, and new posts."""
+    account = register(engine, sim.world, followers_count=250)
+    for age in (3600, 7200):
+        sim.world.add_threads_post(account.threads_user_id or "", age_seconds=age)
+    sim.world.add_threads_post(account.threads_user_id or "", media_type="REPOST_FACADE")
+    async with running_workers(threads_settings(engine, redis_url, sim)):
+        await eventually(lambda: len(snapshots(engine, "threads_user", "demographics")) == 1)
+        await eventually(lambda: len(snapshots(engine, "threads_post")) >= 2)
+    user_rows = history(engine, "subject_type = 'threads_user' AND version = 1")
+    views = [r for r in user_rows if r["metric"] == "views"]
+    assert views
+    assert all(r["end_time"] is not None for r in views)
+    metrics = {r["metric"] for r in user_rows}
+    assert {"likes", "replies", "reposts", "quotes", "followers_count"} <= metrics
+    clicks = [r for r in user_rows if r["metric"] == "clicks" and r["breakdown"] == "link_url"]
+    assert {r["dimension"] for r in clicks} >= {"https://example.com/shop"}
+    demo = history(engine, "metric = 'follower_demographics'")
+    assert {r["breakdown"] for r in demo} == {"country", "city", "age", "gender"}
+    states = sorted(m.capture_state for m in posts(engine).values())
+    assert states == ["skipped", "tracked", "tracked"] or "done" in states
+    insights = sim.world.calls(kind="threads_insights")
+    assert all(
+        int(c.params.get("since", INSIGHTS_FLOOR.timestamp())) >= 1712991600 for c in insights
+    )
+
+
+@pytest.mark.anyio
+async def test_views_are_asked_again_with_a_two_day_overlap_and_demographics_daily(
+    engine: Engine, redis_url: str, sim: RunningSim
+) -> None:
+    """The second poll asks views from two days before the last stored day, and no
+    demographics (once a day); each poll is a new version of the user."""
+    register(engine, sim.world)
+    async with running_workers(threads_settings(engine, redis_url, sim)):
+        await eventually(lambda: len(snapshots(engine, "threads_user")) >= 2, timeout=20)
+    views = [
+        c for c in sim.world.calls(kind="threads_insights") if c.params.get("metric") == "views"
+    ]
+    assert len(views) >= 2
+    ends = [r["end_time"] for r in history(engine, "metric = 'views' AND version = 1")]
+    last_day = max(UTCDateTime().process_result_value(end, engine.dialect) for end in ends)
+    assert last_day is not None
+    since = int(views[1].params["since"])
+    assert since == int((last_day - timedelta(days=2)).timestamp())
+    demo = [c for c in sim.world.calls(kind="threads_insights") if c.params.get("breakdown")]
+    assert len(demo) == 4  # one per breakdown, once
+    versions = [s.version for s in snapshots(engine, "threads_user")]
+    assert versions == list(range(1, len(versions) + 1))
+
+
+@pytest.mark.anyio
+async def test_feature_not_available_is_recorded_once_and_not_asked_again(
+    engine: Engine, redis_url: str, sim: RunningSim, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A profile without Instagram: followers metrics are refused once, then skipped."""
+    account = register(engine, sim.world, linked=False)
+    with caplog.at_level(logging.WARNING):
+        async with running_workers(threads_settings(engine, redis_url, sim)):
+            await eventually(lambda: len(snapshots(engine, "threads_user")) >= 3, timeout=20)
+    with Session(engine) as session:
+        refused = set(session.exec(select(MetricUnavailable.metric)))
+    assert refused == {"followers_count", "follower_demographics"}
+    asked = [
+        c.params["metric"]
+        for c in sim.world.calls(kind="threads_insights")
+        if "followers_count" in c.params.get("metric", "")
+    ]
+    assert asked == ["followers_count"]  # the first poll only
+    assert caplog.text.count("Threads will not give") == 2  # one line per metric group
+    assert account_of(engine, account.id).threads_state == "active"
+
+
+@pytest.mark.anyio
+async def test_posts_follow_their_schedule_and_reposts_are_skipped(
+    engine: Engine, redis_url: str, sim: RunningSim
+) -> None:
+    """first, then 2s and 4s after posting; done afterwards; REPOST_FACADE never asked."""
+    account = register(engine, sim.world)
+    post = sim.world.add_threads_post(account.threads_user_id or "", age_seconds=0)
+    repost = sim.world.add_threads_post(account.threads_user_id or "", media_type="REPOST_FACADE")
+
+    def done() -> bool:
+        return posts(engine).get(post.id, Media()).capture_state == "done"  # type: ignore[call-arg]
+
+    async with running_workers(threads_settings(engine, redis_url, sim)):
+        await eventually(done, timeout=20)
+    slots = [s.slot for s in snapshots(engine, "threads_post") if s.subject_id == post.id]
+    assert slots == ["first", "2s", "4s"]
+    assert posts(engine)[repost.id].capture_state == "skipped"
+    asked = {c.object_id for c in sim.world.calls(kind="threads_media_insights")}
+    assert repost.id not in asked
+    assert len(sim.world.calls(kind="threads_media_insights")) == 3
+
+
+@pytest.mark.anyio
+async def test_publish_webhook_starts_a_posts_captures_at_once(
+    engine: Engine, redis_url: str, sim: RunningSim
+) -> None:
+    """A publish event tracks the new post before any listing and captures it."""
+    account = register(engine, sim.world)
+    post = sim.world.add_threads_post(account.threads_user_id or "", age_seconds=0)
+    value = {"id": post.id, "media_type": "TEXT_POST", "text": "hello"}
+    body = {
+        "app_id": "1",
+        "topic": "interaction",
+        "target_id": account.threads_user_id,
+        "time": int(utcnow().timestamp()),
+        "values": {"value": value, "field": "publish"},
+    }
+    settings = threads_settings(engine, redis_url, sim, threads_poll_seconds=3600)
+    with Session(engine) as session:  # the poll is not due: only the webhook can find it
+        row = session.get(Account, account.id)
+        assert row is not None
+        row.next_threads_poll_at = utcnow() + timedelta(hours=1)
+        session.add(row)
+        session.commit()
+    delivery = add_delivery(engine, json.dumps(body).encode())
+    await burst(settings, [delivery])
+    assert posts(engine)[post.id].capture_state == "tracked"
+    async with running_workers(settings):
+        await eventually(lambda: snapshots(engine, "threads_post"), timeout=10)
+    assert sim.world.calls(kind="threads") == []  # no listing was needed
+
+
+@pytest.mark.anyio
+async def test_tokens_are_refreshed_and_a_dead_one_flags_once(
+    engine: Engine, redis_url: str, sim: RunningSim, caplog: pytest.LogCaptureFixture
+) -> None:
+    """IG Login and Threads tokens older than TOKEN_REFRESH_DAYS are renewed; a token Meta
+    will not refresh flags its side for re-authorisation, logged once."""
+    ig = sim.world.add_account(login="instagram", token_age_seconds=10 * DAY)
+    th = sim.world.add_threads_user(token_age_seconds=10 * DAY)
+    dead = sim.world.add_account(login="instagram", token_age_seconds=10 * DAY)
+    sim.world.expire_token(dead.token)
+    old = utcnow() - timedelta(days=10)
+    with Session(engine, expire_on_commit=False) as session:
+        good = Account(name="good", ig_user_id=ig.ig_user_id, ig_token=ig.token,
+                       login="instagram", threads_user_id=th.id, threads_token=th.token,
+                       created_at=old, threads_linked_at=old)  # fmt: skip
+        bad = Account(name="bad", ig_user_id=dead.ig_user_id, ig_token=dead.token,
+                      login="instagram", created_at=old)  # fmt: skip
+        session.add_all([good, bad])
+        session.commit()
+    ctx: dict[str, Any] = {"redis": None}
+    await make_startup(threads_settings(engine, redis_url, sim))(ctx)
+    try:
+        with caplog.at_level(logging.WARNING):
+            first = await refresh_tokens(ctx)
+            second = await refresh_tokens(ctx)
+    finally:
+        await shutdown(ctx)
+    assert first == {"refreshed": 2, "failed": 1, "later": 0}
+    assert second == {"refreshed": 0, "failed": 0, "later": 0}  # nothing due any more
+    renewed = account_of(engine, good.id)
+    for expires_at, refreshed_at in (
+        (renewed.ig_token_expires_at, renewed.ig_token_refreshed_at),
+        (renewed.threads_token_expires_at, renewed.threads_token_refreshed_at),
+    ):
+        assert expires_at is not None
+        assert expires_at > utcnow() + timedelta(days=59)
+        assert refreshed_at is not None
+    assert len(sim.world.calls(kind="refresh")) == 3  # two renewed, one refused; then none
+    flagged = account_of(engine, bad.id)
+    assert flagged.state == "reauth_required"
+    assert caplog.text.count("could not be refreshed") == 1
+    assert dead.token not in caplog.text
