@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from archiver.commands import accounts, db, replay, run, serve, status, worker
+from archiver.commands import accounts, db, demo, replay, run, serve, status, worker
 from archiver.logs import redact, setup_logging
 from models.errors import ArchiverError
 
@@ -46,7 +46,7 @@ def build_parser() -> ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=ArgumentParser
     )
-    for module in (run, serve, worker, db, accounts, replay, status):
+    for module in (demo, run, serve, worker, db, accounts, replay, status):
         module.register(commands)
     return parser
 
