@@ -79,10 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from models.config import get_settings
+    """Load settings and set up logging, unless the command brings its own (`demo`), so a
+    broken environment or .env never stops a command that does not read it."""
+    from models.config import Settings, get_settings
 
-    settings = get_settings()
-    setup_logging(settings)
+    settings: Settings | None = None
+    if getattr(args, "needs_settings", True):
+        settings = get_settings()
+        setup_logging(settings)
     status: int = args.handler(args, settings)
     return status
 

@@ -57,7 +57,7 @@ def register(subparsers: SubParsers) -> None:
         "Needs no settings and ignores the environment. Takes about 20 seconds.",
     )
     demo.add_argument("--verbose", action="store_true", help="show the components' logs")
-    demo.set_defaults(handler=run_demo)
+    demo.set_defaults(handler=run_demo, needs_settings=False)
 
 
 @dataclass
@@ -76,7 +76,7 @@ class Stage:
         print(f"{time.monotonic() - self.started:6.1f}s  {line}", flush=True)
 
 
-def run_demo(args: argparse.Namespace, _settings: Settings) -> int:
+def run_demo(args: argparse.Namespace, _settings: Settings | None) -> int:
     """The tour; the environment's settings are ignored on purpose (see DemoSettings)."""
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="archiver-demo-"))
