@@ -27,7 +27,9 @@ import redis
 import sqlalchemy as sa
 from loadgen import (
     LoadResult,
+    MachineCpu,
     Target,
+    machine_cpu,
     process_cpu_seconds,
     run_python,
     run_wrk,
@@ -119,6 +121,7 @@ class Measured:
     result: LoadResult
     new_rows: int | None = None  # rows added to webhook_delivery by the measured run
     cpu_s: float = 0.0  # CPU seconds the server process used during the measured run
+    machine: MachineCpu = dataclasses.field(default_factory=MachineCpu)  # the whole machine
 
 
 def _load(
@@ -231,12 +234,13 @@ def measure(
         warm = _load(opts, target, warm_pool, opts.warmup, repeat=not durable, workdir=workdir)
         pool = deliveries.pool(host, _pool_size(warm, opts.duration)) if durable else warm_pool
         before = _settled_rows(db_url) if db_url else 0
-        cpu_before = process_cpu_seconds(target.pid)
+        cpu_before, machine_before = process_cpu_seconds(target.pid), machine_cpu()
         with _profiling(opts, target, name) if db_url else nullcontext():
             result = _load(opts, target, pool, opts.duration, repeat=not durable, workdir=workdir)
         cpu = process_cpu_seconds(target.pid) - cpu_before
+        machine = machine_cpu() - machine_before
         new_rows = _settled_rows(db_url) - before if db_url else None
-    return Measured(name, result, new_rows, cpu)
+    return Measured(name, result, new_rows, cpu, machine)
 
 
 def _ms(us: float) -> str:
@@ -249,11 +253,16 @@ def _mark(good: bool) -> str:
 
 def _line(m: Measured, unit: str) -> str:
     r = m.result
+    pct = 100 / r.duration_s if r.duration_s else 0.0
+    mc = m.machine
     return (
         f"  {m.name:<15}: {r.rate:,.1f} {unit}/s  p50 {_ms(r.p50_us)}  p99 {_ms(r.p99_us)}  "
         f"max {_ms(r.max_us)}  non-2xx {r.non_2xx}  socket errors {r.socket_errors}\n"
-        f"  {'':<15}  server CPU {100 * m.cpu_s / r.duration_s:.0f} % of one core, "
-        f"{1e6 * m.cpu_s / max(r.requests, 1):.0f} us per request"
+        f"  {'':<15}  server CPU {pct * m.cpu_s:.0f} % of one core, "
+        f"{1e6 * m.cpu_s / max(r.requests, 1):.0f} us per request; machine: "
+        f"{pct * mc.busy_s:.0f} % busy of {os.cpu_count()} cores (PostgreSQL "
+        f"{pct * mc.postgres_s:.0f} %, everything else but this server "
+        f"{pct * (mc.busy_s - m.cpu_s - mc.postgres_s):.0f} %), {pct * mc.steal_s:.0f} % stolen"
     )
 
 

@@ -8,6 +8,7 @@ server for CPU and would flatten the ratio between a fast and a slow server.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import socket
@@ -113,6 +114,44 @@ def process_cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class MachineCpu:
+    """CPU seconds, machine-wide: all cores busy, stolen by the hypervisor, and used by the
+    PostgreSQL processes (backends that exit in between are missed). Linux /proc only."""
+
+    busy_s: float = 0.0
+    steal_s: float = 0.0
+    postgres_s: float = 0.0
+
+    def __sub__(self, other: MachineCpu) -> MachineCpu:
+        fields = zip(dataclasses.astuple(self), dataclasses.astuple(other), strict=True)
+        return MachineCpu(*(a - b for a, b in fields))
+
+
+def _postgres_ticks() -> int:
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process is gone
+            continue
+        if " (postgres) " in text:
+            fields = text.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def machine_cpu() -> MachineCpu:
+    """A snapshot to subtract from a later one; zeros where /proc is missing."""
+    try:  # user nice system idle iowait irq softirq steal
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split(maxsplit=9)[1:9]]
+    except OSError:
+        return MachineCpu()
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = sum(ticks) - ticks[3] - ticks[4] - ticks[7]
+    return MachineCpu(busy / tick, ticks[7] / tick, _postgres_ticks() / tick)
 
 
 def wrk_version() -> str | None:

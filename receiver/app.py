@@ -95,8 +95,14 @@ def _lifespan(
         redis = create_redis(settings.redis_url) if settings.redis_url else None
         relay = None
         if redis is not None:
-            relay = Relay(engine, redis, state.metrics, interval=settings.relay_interval_seconds)
-            archive.on_commit = relay.wake
+            relay = Relay(
+                engine,
+                redis,
+                state.metrics,
+                mark=archive.mark_enqueued,
+                interval=settings.relay_interval_seconds,
+            )
+            archive.on_commit = relay.committed
         else:
             log.warning("REDIS_URL is unset: deliveries are archived but not relayed to workers")
         state.engine, state.archive, state.redis, state.relay = engine, archive, redis, relay

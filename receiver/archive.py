@@ -2,7 +2,8 @@
 
 Group commit: each request hands its row to a queue and awaits a future. A writer takes every
 row waiting (up to `max_batch`), inserts them with one INSERT ... ON CONFLICT DO NOTHING
-RETURNING, commits, and resolves the futures of the whole batch in one loop callback. A commit
+RETURNING, commits, and resolves the futures of the whole batch in one loop callback, which
+also hands the new rows' ids to the relay (`on_commit`). A commit
 costs about the same for one row as for two hundred, so under load the cost per delivery falls
 as batches grow; with no load a batch is one row and the latency is one commit.
 
@@ -19,7 +20,7 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from models.errors import StoreUnavailable
+from models.outbox import mark_enqueued
 from receiver.inserts import Key, insert_sqlite, sqlite_statement
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class DeliveryRow:
 
 
 Item = tuple[DeliveryRow, "asyncio.Future[bool]"]
+OnCommit = Callable[[list[int]], None]  # the ids of the rows a commit stored
 
 
 def unique_rows(rows: Sequence[DeliveryRow]) -> tuple[list[DeliveryRow], dict[Key, int]]:
@@ -60,7 +63,9 @@ def unique_rows(rows: Sequence[DeliveryRow]) -> tuple[list[DeliveryRow], dict[Ke
     return unique, first
 
 
-def outcomes(rows: Sequence[DeliveryRow], first: dict[Key, int], new: set[Key]) -> list[bool]:
+def outcomes(
+    rows: Sequence[DeliveryRow], first: dict[Key, int], new: Mapping[Key, int]
+) -> list[bool]:
     """True for a row that was inserted now; False for a duplicate (earlier or in-batch)."""
     result = []
     for index, row in enumerate(rows):
@@ -94,14 +99,14 @@ class DeliveryArchive:
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         timeout: float = 10.0,
-        on_commit: Callable[[], None] | None = None,
+        on_commit: OnCommit | None = None,
     ) -> None:
         if max_batch < 1:
             msg = "max_batch must be at least 1"
             raise ValueError(msg)
         self.max_batch = max_batch
         self.timeout = timeout
-        self.on_commit = on_commit  # called on the loop after a batch that stored new rows
+        self.on_commit = on_commit  # called on the loop with the ids a batch stored, if any
         self.commits = 0
         self.rows_stored = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -138,6 +143,10 @@ class DeliveryArchive:
         """Commit what is queued, then stop the writers and close their connections."""
         raise NotImplementedError
 
+    async def mark_enqueued(self, ids: list[int]) -> None:
+        """`received` rows among `ids` become `enqueued`: the relay's mark once Redis has them."""
+        raise NotImplementedError
+
     def _start_writers(self) -> None:
         raise NotImplementedError
 
@@ -146,14 +155,16 @@ class DeliveryArchive:
 
     # --- results, on the event loop ---------------------------------------------------------
 
-    def _resolve(self, futures: list[asyncio.Future[bool]], stored: list[bool]) -> None:
+    def _resolve(
+        self, futures: list[asyncio.Future[bool]], stored: list[bool], ids: list[int]
+    ) -> None:
         self.commits += 1
-        self.rows_stored += sum(stored)
+        self.rows_stored += len(ids)
         for future, new in zip(futures, stored, strict=True):
             if not future.done():
                 future.set_result(new)
-        if self.on_commit is not None and any(stored):
-            self.on_commit()
+        if self.on_commit is not None and ids:
+            self.on_commit(ids)
 
     @staticmethod
     def _fail(futures: list[asyncio.Future[bool]]) -> None:
@@ -183,7 +194,7 @@ class ThreadedArchive(DeliveryArchive):
         writers: int = 1,
         max_batch: int = DEFAULT_MAX_BATCH,
         timeout: float = 10.0,
-        on_commit: Callable[[], None] | None = None,
+        on_commit: OnCommit | None = None,
     ) -> None:
         super().__init__(max_batch=max_batch, timeout=timeout, on_commit=on_commit)
         self.engine = engine
@@ -201,6 +212,9 @@ class ThreadedArchive(DeliveryArchive):
 
     def _submit(self, item: Item) -> None:
         self._queue.put(item)
+
+    async def mark_enqueued(self, ids: list[int]) -> None:
+        await asyncio.to_thread(mark_enqueued, self.engine, ids)
 
     async def aclose(self) -> None:
         self._running = False
@@ -254,7 +268,8 @@ class ThreadedArchive(DeliveryArchive):
             loop.call_soon_threadsafe(self._fail, futures)
             return None
         self._note_success()
-        loop.call_soon_threadsafe(self._resolve, futures, outcomes(rows, first, new))
+        stored = outcomes(rows, first, new)
+        loop.call_soon_threadsafe(self._resolve, futures, stored, list(new.values()))
         return conn
 
 

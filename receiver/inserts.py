@@ -1,7 +1,8 @@
 """The one deduplicating INSERT per batch, built with SQLAlchemy Core for each backend.
 
-Both are INSERT ... ON CONFLICT (platform, body_sha256) DO NOTHING RETURNING the keys that were
-new, so a delivery seen before is told apart without another query.
+Both are INSERT ... ON CONFLICT (platform, body_sha256) DO NOTHING RETURNING the new rows' keys
+and ids, so a delivery seen before is told apart without another query, and the relay gets the
+ids to enqueue without reading them back.
 
 - SQLite: SQLAlchemy's "insertmanyvalues" executemany (one multi-VALUES statement per batch).
 - PostgreSQL: INSERT ... SELECT FROM unnest(<five arrays>). The statement text is the same for
@@ -23,13 +24,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.engine import Connection
 
-from models.deliveries import RECEIVED, WebhookDelivery
+from models.deliveries import ENQUEUED, RECEIVED, WebhookDelivery
 
 _table = WebhookDelivery.__table__  # type: ignore[attr-defined]
 _KEY = ["platform", "body_sha256"]
 _COLUMNS = ["platform", "body", "body_sha256", "headers", "received_at"]
 
 Key = tuple[str, str]  # (platform, body_sha256): what makes a delivery a duplicate
+_RETURNING = (_table.c.platform, _table.c.body_sha256, _table.c.id)
 
 
 class Row(Protocol):
@@ -48,15 +50,11 @@ class Row(Protocol):
 
 
 def sqlite_statement() -> sa.Insert:
-    return (
-        sqlite.insert(_table)
-        .on_conflict_do_nothing(index_elements=_KEY)
-        .returning(_table.c.platform, _table.c.body_sha256)
-    )
+    return sqlite.insert(_table).on_conflict_do_nothing(index_elements=_KEY).returning(*_RETURNING)
 
 
-def insert_sqlite(conn: Connection, stmt: sa.Insert, rows: Sequence[Row]) -> set[Key]:
-    """Run the SQLite statement for `rows` in the caller's transaction; return new keys."""
+def insert_sqlite(conn: Connection, stmt: sa.Insert, rows: Sequence[Row]) -> dict[Key, int]:
+    """Run the SQLite statement for `rows` in the caller's transaction; return new keys' ids."""
     params: list[dict[str, Any]] = [
         {
             "platform": row.platform,
@@ -69,7 +67,7 @@ def insert_sqlite(conn: Connection, stmt: sa.Insert, rows: Sequence[Row]) -> set
         }
         for row in rows
     ]
-    return {(platform, sha) for platform, sha in conn.execute(stmt, params)}
+    return {(platform, sha): row_id for platform, sha, row_id in conn.execute(stmt, params)}
 
 
 def postgres_statement() -> sa.Insert:
@@ -95,18 +93,35 @@ def postgres_statement() -> sa.Insert:
         postgresql.insert(_table)
         .from_select([*_COLUMNS, "status", "attempts"], select)
         .on_conflict_do_nothing(index_elements=_KEY)
-        .returning(_table.c.platform, _table.c.body_sha256)
+        .returning(*_RETURNING)
     )
+
+
+def postgres_mark_statement() -> sa.Update:
+    """The relay's mark for a list of ids (one array parameter, so one prepared statement)."""
+    return (
+        sa.update(_table)
+        .where(
+            _table.c.id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.BigInteger))),
+            _table.c.status == RECEIVED,
+        )
+        .values(status=ENQUEUED, enqueued_at=sa.bindparam("enqueued_at"))
+    )
+
+
+def compile_psycopg(stmt: sa.Insert | sa.Update) -> tuple[str, dict[str, Any]]:
+    """SQL text for psycopg and the statement's constant parameters."""
+    dialect = psycopg_dialect.dialect()  # type: ignore[no-untyped-call] # SQLAlchemy's own
+    compiled = stmt.compile(dialect=dialect)
+    return compiled.string, dict(compiled.params)
 
 
 class PostgresBatch:
     """The PostgreSQL statement compiled once for psycopg, and its parameters for a batch."""
 
     def __init__(self) -> None:
-        dialect = psycopg_dialect.dialect()  # type: ignore[no-untyped-call] # SQLAlchemy's own
-        compiled = postgres_statement().compile(dialect=dialect)
-        self.sql = compiled.string
-        self._constants = {k: v for k, v in compiled.params.items() if k not in _COLUMNS}
+        self.sql, params = compile_psycopg(postgres_statement())
+        self._constants = {k: v for k, v in params.items() if k not in _COLUMNS}
 
     def params(self, rows: Sequence[Row]) -> dict[str, Any]:
         return {
