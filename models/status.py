@@ -1,4 +1,5 @@
-"""What `archiver status` reports from the database: per-account coverage and the deliveries.
+"""What `archiver status` reports from the database: per-account coverage (Instagram stories
+and, for a linked Threads profile, its polls and posts) and the deliveries.
 
 Plain aggregate queries over the tables (no views), so the report works on any migrated
 database and reads no token column at all: a token cannot leak from data it never loads.
@@ -13,11 +14,13 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from models.accounts import Account
+from models.accounts import Account, MetricUnavailable
+from models.captures import DONE, SKIPPED, TRACKED
 from models.deliveries import PENDING_STATES, WebhookDelivery
 from models.snapshots import Media, Snapshot
 
 _account = Account.__table__  # type: ignore[attr-defined]
+_unavailable = MetricUnavailable.__table__  # type: ignore[attr-defined]
 _media = Media.__table__  # type: ignore[attr-defined]
 _snapshot = Snapshot.__table__  # type: ignore[attr-defined]
 _delivery = WebhookDelivery.__table__  # type: ignore[attr-defined]
@@ -37,6 +40,46 @@ class Stories:
 
 
 @dataclass
+class Refused:
+    """A metric Meta will not give (THREADS_API__FEATURE_NOT_AVAILABLE), asked again at
+    `retry_at`."""
+
+    metric: str
+    reason: str | None
+    first_seen_at: datetime
+    retry_at: datetime | None
+
+
+@dataclass
+class ThreadsPosts:
+    """An account's Threads posts by capture_state (skipped: reposts, which have no insights)."""
+
+    seen: int = 0
+    tracked: int = 0
+    done: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class ThreadsStatus:
+    """The linked Threads profile: link, token, polling, posts, snapshots, refused metrics."""
+
+    threads_user_id: str
+    link_source: str | None
+    linked_at: datetime | None
+    state: str
+    state_reason: str | None
+    token_expires_at: datetime | None
+    token_refreshed_at: datetime | None
+    polled_at: datetime | None
+    next_poll_at: datetime | None
+    posts: ThreadsPosts = field(default_factory=ThreadsPosts)
+    # by what was captured: user_insights, demographics, posts
+    snapshots: dict[str, int] = field(default_factory=dict)
+    refused: list[Refused] = field(default_factory=list)
+
+
+@dataclass
 class AccountStatus:
     id: int
     name: str
@@ -45,11 +88,33 @@ class AccountStatus:
     state: str
     state_reason: str | None
     ig_token_expires_at: datetime | None
+    ig_token_refreshed_at: datetime | None
     stories_polled_at: datetime | None
     next_story_poll_at: datetime | None
     last_error: str | None
     stories: Stories = field(default_factory=Stories)
-    snapshots: dict[str, int] = field(default_factory=dict)  # by source: api, webhook
+    snapshots: dict[str, int] = field(default_factory=dict)  # Instagram's, by source
+    threads: ThreadsStatus | None = None  # None: no Threads profile linked
+
+
+# ThreadsStatus field -> account column; the Threads token itself is never selected.
+THREADS_COLUMNS = {
+    "threads_user_id": "threads_user_id",
+    "link_source": "threads_link_source",
+    "linked_at": "threads_linked_at",
+    "state": "threads_state",
+    "state_reason": "threads_state_reason",
+    "token_expires_at": "threads_token_expires_at",
+    "token_refreshed_at": "threads_token_refreshed_at",
+    "polled_at": "threads_polled_at",
+    "next_poll_at": "next_threads_poll_at",
+}
+# (subject_type, kind) of a Threads snapshot -> the name it is counted under.
+THREADS_SNAPSHOT_NAMES = {
+    ("threads_user", "insights"): "user_insights",
+    ("threads_user", "demographics"): "demographics",
+    ("threads_post", "insights"): "posts",
+}
 
 
 @dataclass
@@ -65,22 +130,29 @@ class Deliveries:
 
 
 def account_statuses(engine: Engine) -> list[AccountStatus]:
-    """Every account, oldest first, with its story and snapshot counts filled in."""
-    columns = [
-        _account.c[name]
+    """Every account, oldest first, with its story, snapshot and Threads figures filled in."""
+    names = [
+        name
         for name in AccountStatus.__dataclass_fields__
-        if name not in ("stories", "snapshots")
+        if name not in ("stories", "snapshots", "threads")
     ]
+    columns = [_account.c[name] for name in names]
+    columns += [_account.c[column].label(f"t_{name}") for name, column in THREADS_COLUMNS.items()]
     with engine.connect() as conn:
-        accounts = [
-            AccountStatus(**row._mapping)
-            for row in conn.execute(sa.select(*columns).order_by(_account.c.id))
-        ]
+        rows = conn.execute(sa.select(*columns).order_by(_account.c.id)).all()
         stories = _story_counts(conn)
         snapshots = _snapshot_counts(conn)
-    for account in accounts:
+        threads = _threads_figures(conn)
+    accounts = []
+    for row in rows:
+        account = AccountStatus(**{name: row._mapping[name] for name in names})
         account.stories = stories.get(account.id, Stories())
         account.snapshots = snapshots.get(account.id, {})
+        if row._mapping["t_threads_user_id"] is not None:
+            linked = {name: row._mapping[f"t_{name}"] for name in THREADS_COLUMNS}
+            account.threads = ThreadsStatus(**linked)
+            threads.fill(account.id, account.threads)
+        accounts.append(account)
     return accounts
 
 
@@ -108,12 +180,57 @@ def _story_counts(conn: Connection) -> dict[int, Stories]:
 
 
 def _snapshot_counts(conn: Connection) -> dict[int, dict[str, int]]:
-    stmt = sa.select(_snapshot.c.account_id, _snapshot.c.source, sa.func.count()).group_by(
-        _snapshot.c.account_id, _snapshot.c.source
+    stmt = (
+        sa.select(_snapshot.c.account_id, _snapshot.c.source, sa.func.count())
+        .where(_snapshot.c.platform == "instagram")
+        .group_by(_snapshot.c.account_id, _snapshot.c.source)
     )
     found: dict[int, dict[str, int]] = defaultdict(dict)
     for account_id, source, count in conn.execute(stmt):
         found[account_id][source] = count
+    return found
+
+
+@dataclass
+class _ThreadsFigures:
+    """Per account: Threads posts by state, snapshots by what they captured, refusals."""
+
+    posts: dict[int, ThreadsPosts] = field(default_factory=lambda: defaultdict(ThreadsPosts))
+    snapshots: dict[int, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+    refused: dict[int, list[Refused]] = field(default_factory=lambda: defaultdict(list))
+
+    def fill(self, account_id: int, threads: ThreadsStatus) -> None:
+        threads.posts = self.posts.get(account_id, ThreadsPosts())
+        threads.snapshots = self.snapshots.get(account_id, {})
+        threads.refused = self.refused.get(account_id, [])
+
+
+def _threads_figures(conn: Connection) -> _ThreadsFigures:
+    found = _ThreadsFigures()
+    media = _media.c
+    posts = sa.select(media.account_id, media.capture_state, sa.func.count())
+    posts = posts.where(media.platform == "threads", media.subject_type == "threads_post")
+    for account_id, state, count in conn.execute(
+        posts.group_by(media.account_id, media.capture_state)
+    ):
+        counted = found.posts[account_id]
+        counted.seen += count
+        if state in (TRACKED, DONE, SKIPPED):
+            setattr(counted, state, getattr(counted, state) + count)
+    snap = _snapshot.c
+    snapshots = sa.select(snap.account_id, snap.subject_type, snap.kind, sa.func.count())
+    snapshots = snapshots.where(snap.platform == "threads")
+    for account_id, subject_type, kind, count in conn.execute(
+        snapshots.group_by(snap.account_id, snap.subject_type, snap.kind)
+    ):
+        name = THREADS_SNAPSHOT_NAMES.get((subject_type, kind), f"{subject_type}:{kind}")
+        by_name = found.snapshots[account_id]
+        by_name[name] = by_name.get(name, 0) + count
+    refused = sa.select(_unavailable).where(_unavailable.c.platform == "threads")
+    for row in conn.execute(refused.order_by(_unavailable.c.metric)):
+        found.refused[row.account_id].append(
+            Refused(row.metric, row.reason, row.first_seen_at, row.retry_at)
+        )
     return found
 
 

@@ -176,3 +176,125 @@ STORY_FINAL_COLUMNS = (
     "webhook_value",
     "webhook_flag",
 )
+
+# The UTC calendar day of a timestamp column as ISO text 'YYYY-MM-DD', per dialect: SQLite
+# keeps UTC timestamps as text (date() reads it), PostgreSQL as timestamptz, whose day
+# depends on the session's TimeZone unless converted to UTC first. No spelling works on both.
+# The UTC day a value belongs to. A series value's `end_time` is the END of its day (midnight
+# Pacific, 07:00 or 08:00 UTC the next day), so it belongs to the day before its end_time; a
+# value without end_time belongs to the day it was captured. PostgreSQL converts to UTC
+# itself, so the session's time zone never moves a day.
+UTC_DAY_V1 = {
+    "sqlite": "COALESCE(date(m.end_time, '-1 day'), date(s.captured_at))",
+    "postgresql": "to_char(COALESCE(m.end_time - interval '1 day', s.captured_at)"
+    " AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+}
+
+# Threads user insights, one row per (account, Threads user, UTC day, metric, breakdown,
+# dimension). A time-series value (`views`, with end_time) belongs to the day that ended at
+# its end_time and comes from the newest snapshot version holding that day: each poll asks
+# the last two days again, and the newer answer has settled further. A value without
+# end_time (totals, followers_count, clicks per link_url, follower_demographics) belongs to
+# the day it was captured, and the day's last capture (its highest version) wins. `{day}` is
+# filled in per dialect (UTC_DAY_V1).
+_THREADS_USER_DAILY_V1 = """
+CREATE VIEW threads_user_daily AS
+SELECT account_id, threads_user_id, day, metric, breakdown, dimension, value, flag, end_time,
+       snapshot_id, version, captured_at
+FROM (
+    SELECT s.account_id  AS account_id,
+           s.subject_id  AS threads_user_id,
+           {day}         AS day,
+           m.metric      AS metric,
+           m.breakdown   AS breakdown,
+           m.dimension   AS dimension,
+           m.value       AS value,
+           m.flag        AS flag,
+           m.end_time    AS end_time,
+           s.id          AS snapshot_id,
+           s.version     AS version,
+           s.captured_at AS captured_at,
+           ROW_NUMBER() OVER (
+               PARTITION BY s.account_id, s.subject_id, {day}, m.metric, m.breakdown,
+                            m.dimension
+               ORDER BY s.version DESC, m.id DESC
+           ) AS pick
+    FROM snapshot s
+    JOIN metric_value m ON m.snapshot_id = s.id
+    WHERE s.platform = 'threads' AND s.subject_type = 'threads_user'
+) ranked
+WHERE pick = 1
+"""
+
+THREADS_USER_DAILY_V1 = {
+    dialect: _THREADS_USER_DAILY_V1.replace("{day}", day) for dialect, day in UTC_DAY_V1.items()
+}
+
+THREADS_USER_DAILY_COLUMNS = (
+    "account_id",
+    "threads_user_id",
+    "day",
+    "metric",
+    "breakdown",
+    "dimension",
+    "value",
+    "flag",
+    "end_time",
+    "snapshot_id",
+    "version",
+    "captured_at",
+)
+
+# Threads posts: one row per (post, metric, breakdown, dimension) from the highest version,
+# beside the post itself. Post counters are lifetime totals, so the newest capture is the
+# current figure; a value Meta withheld is null with flag 'unavailable'. Reposts
+# (REPOST_FACADE, capture_state 'skipped') have no insights and so no rows.
+THREADS_POST_LATEST_V1 = """
+CREATE VIEW threads_post_latest AS
+SELECT account_id, media_id, posted_at, permalink, text, media_type, capture_state,
+       snapshot_id, version, captured_at, metric, breakdown, dimension, value, flag
+FROM (
+    SELECT s.account_id     AS account_id,
+           s.subject_id     AS media_id,
+           md.posted_at     AS posted_at,
+           md.permalink     AS permalink,
+           md.caption       AS text,
+           md.media_type    AS media_type,
+           md.capture_state AS capture_state,
+           s.id             AS snapshot_id,
+           s.version        AS version,
+           s.captured_at    AS captured_at,
+           m.metric         AS metric,
+           m.breakdown      AS breakdown,
+           m.dimension      AS dimension,
+           m.value          AS value,
+           m.flag           AS flag,
+           ROW_NUMBER() OVER (
+               PARTITION BY s.subject_id, m.metric, m.breakdown, m.dimension
+               ORDER BY s.version DESC, m.id DESC
+           ) AS pick
+    FROM snapshot s
+    JOIN metric_value m ON m.snapshot_id = s.id
+    LEFT JOIN media md ON md.platform = s.platform AND md.media_id = s.subject_id
+    WHERE s.platform = 'threads' AND s.subject_type = 'threads_post' AND s.kind = 'insights'
+) ranked
+WHERE pick = 1
+"""
+
+THREADS_POST_LATEST_COLUMNS = (
+    "account_id",
+    "media_id",
+    "posted_at",
+    "permalink",
+    "text",
+    "media_type",
+    "capture_state",
+    "snapshot_id",
+    "version",
+    "captured_at",
+    "metric",
+    "breakdown",
+    "dimension",
+    "value",
+    "flag",
+)

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from archiver.cli import main
 from archiver.commands.status import APP_PAUSE_KEY, PAUSE_COUNTS_KEY, PAUSE_KEY
-from models.accounts import Account
+from models.accounts import Account, MetricUnavailable
 from models.config import get_settings
 from models.db import session_scope
 from models.deliveries import FAILED, PROCESSED, RECEIVED, WebhookDelivery
@@ -244,3 +244,100 @@ def test_pause_keys_are_the_workers_pacer_keys() -> None:
     assert pacer.pause_key(f"ig:{SHOP}") == PAUSE_KEY.format(SHOP)
     assert pacer.pause_key("app") == APP_PAUSE_KEY
     asyncio.run(client.aclose())
+
+
+THREADS_TOKEN = "THAAGqK9ZCZBw3xY4zZAkfLmNopQrStUv"
+NOT_AVAILABLE = "THREADS_API__FEATURE_NOT_AVAILABLE: fewer than 100 followers"
+
+
+THREADS_FIELDS: dict[str, Any] = {
+    "login": "instagram",
+    "threads_user_id": "2600",
+    "threads_token": THREADS_TOKEN,
+    "threads_link_source": "connected_threads_user",
+    "threads_state": "reauth_required",
+    "threads_state_reason": f"error 190 for access_token={THREADS_TOKEN}",
+}
+THREADS_SNAPSHOTS = [
+    ("threads_user", "2600", "insights"),
+    ("threads_user", "2600", "demographics"),
+    ("threads_post", "18000", "insights"),
+]
+
+
+@pytest.fixture
+def threads_linked(engine: Engine) -> int:
+    """An Instagram Login account with a Threads profile: 3 posts, 3 snapshots, 2 refusals."""
+    now = utcnow()
+    times = {
+        "threads_linked_at": now - timedelta(days=3),
+        "ig_token_refreshed_at": now - timedelta(hours=5),
+        "threads_token_expires_at": now + timedelta(days=40, hours=1),
+        "threads_polled_at": now - timedelta(minutes=20),
+        "next_threads_poll_at": now + timedelta(minutes=40),
+    }
+    account_id = add_account(engine, "studio", STUDIO, OTHER_TOKEN, **THREADS_FIELDS, **times)
+    with session_scope(engine) as session:
+        for n, state in enumerate(["tracked", "done", "skipped"]):
+            post = {"platform": "threads", "subject_type": "threads_post", "media_id": f"1800{n}"}
+            session.add(Media(account_id=account_id, capture_state=state, **post))
+        for subject_type, subject_id, kind in THREADS_SNAPSHOTS:
+            subject = Subject(account_id, "threads", subject_type, subject_id, kind)
+            record_snapshot(session=session, subject=subject, slot="s", source="api", metrics=[])
+        for metric in ("clicks", "views"):
+            refused = {"reason": NOT_AVAILABLE, "retry_at": now + timedelta(days=7)}
+            session.add(
+                MetricUnavailable(
+                    account_id=account_id, platform="threads", metric=metric, **refused
+                )
+            )
+    return account_id
+
+
+def test_status_shows_the_threads_side_of_a_linked_account(
+    status: Status, engine: Engine, database_url: str, threads_linked: int
+) -> None:
+    """Link, token state and expiry, polling, posts, snapshots, refusals; no Threads token."""
+    add_account(engine, "shop", SHOP, IG_TOKEN)
+    code, out, _ = status(DATABASE_URL=database_url)
+    assert code == 0
+    studio = account_block(out, "studio")
+    assert studio["token refreshed"].endswith("(5 h ago)")
+    assert studio["threads"].startswith("user 2600, linked by connected_threads_user 20")
+    assert studio["threads"].endswith("(3 days ago)")
+    token = "reauth_required: error 190 for access_token=[REDACTED]; expires "
+    assert studio["threads token"].startswith(token)
+    assert studio["threads token"].endswith("(40 days left)")
+    assert "(20 min ago); next due " in studio["last threads poll"]
+    assert studio["last threads poll"].endswith(" min)")
+    assert studio["threads posts"] == "3 seen: 1 tracked, 1 done, 1 skipped (reposts)"
+    assert studio["threads snapshots"] == "3 (demographics 1, posts 1, user_insights 1)"
+    assert studio["threads refused"].startswith(f"clicks, views ({NOT_AVAILABLE}); asked again ")
+    assert studio["snapshots"] == "0"
+    shop = account_block(out, "shop")
+    assert not [label for label in shop if label.startswith(("threads", "token refreshed"))]
+    assert "throttle pauses unknown; Threads: 1 profile, 3 posts" in out
+    assert THREADS_TOKEN not in out
+
+
+def test_status_json_carries_the_threads_side(
+    status: Status, database_url: str, threads_linked: int
+) -> None:
+    """`--json` has the Threads figures under `threads`, reasons masked, no Threads token."""
+    code, out, _ = status("--json", DATABASE_URL=database_url)
+    assert code == 0
+    report = json.loads(out)
+    threads = report["accounts"][0]["threads"]
+    assert (threads["threads_user_id"], threads["link_source"]) == (
+        "2600",
+        "connected_threads_user",
+    )
+    assert (threads["state"], threads["token_days_left"]) == ("reauth_required", 40)
+    assert threads["state_reason"] == "error 190 for access_token=[REDACTED]"
+    assert threads["posts"] == {"seen": 3, "tracked": 1, "done": 1, "skipped": 1}
+    assert threads["snapshots"]["total"] == 3
+    assert [r["metric"] for r in threads["refused"]] == ["clicks", "views"]
+    assert report["accounts"][0]["ig_token_refreshed_at"] is not None
+    assert report["totals"]["threads_snapshots"] == report["totals"]["snapshots"] == 3
+    assert "threads_token" not in threads
+    assert THREADS_TOKEN not in out

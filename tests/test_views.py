@@ -1,4 +1,5 @@
-"""The story views (story_latest, story_final): columns and contents, on both backends."""
+"""The public views (story_latest, story_final, threads_user_daily, threads_post_latest):
+columns and contents, on both backends."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ from models.accounts import Account
 from models.db import session_scope
 from models.recording import BELOW_THRESHOLD, MetricRow, Subject, record_snapshot
 from models.snapshots import Media
-from models.views import STORY_FINAL_COLUMNS, STORY_LATEST_COLUMNS
+from models.views import (
+    STORY_FINAL_COLUMNS,
+    STORY_LATEST_COLUMNS,
+    THREADS_POST_LATEST_COLUMNS,
+    THREADS_USER_DAILY_COLUMNS,
+)
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 DAY = timedelta(hours=24)
@@ -133,12 +139,17 @@ def as_utc(value: Any) -> datetime | None:
 
 @pytest.mark.parametrize(
     ("view", "columns"),
-    [("story_latest", STORY_LATEST_COLUMNS), ("story_final", STORY_FINAL_COLUMNS)],
+    [
+        ("story_latest", STORY_LATEST_COLUMNS),
+        ("story_final", STORY_FINAL_COLUMNS),
+        ("threads_user_daily", THREADS_USER_DAILY_COLUMNS),
+        ("threads_post_latest", THREADS_POST_LATEST_COLUMNS),
+    ],
 )
-def test_story_views_have_the_documented_columns(
+def test_views_have_the_documented_columns(
     engine: Engine, view: str, columns: tuple[str, ...]
 ) -> None:
-    """Each story view's columns are exactly the documented ones, in order."""
+    """Each view's columns are exactly the documented ones, in order."""
     with engine.connect() as conn:
         result = conn.execute(sa.text(f"SELECT * FROM {view} WHERE 1 = 0"))
         assert tuple(result.keys()) == columns

@@ -3,7 +3,9 @@
 The figures come from the database (models.status) and, for throttle pauses, from the Redis
 hashes the workers' Pacer keeps (workers/pacing.py). Redis is optional here: status is what
 an operator runs when something is wrong, so an unreachable Redis makes the pauses "unknown"
-instead of failing the whole report. Tokens are never read, so never printed.
+instead of failing the whole report. This module holds the command, the pauses and the
+`--json` document; the text report is archiver/commands/status_text.py. Tokens are never
+read, so never printed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from archiver.commands import add_command, open_database
 if TYPE_CHECKING:
     from archiver.commands import SubParsers
     from models.config import Settings
-    from models.status import AccountStatus, Deliveries
+    from models.status import AccountStatus, Deliveries, ThreadsStatus
 
 # The workers' Pacer keys (workers/pacing.py, prefix "archiver", account key "ig:<id>");
 # tests/test_status.py checks that the two agree.
@@ -56,10 +58,12 @@ def register(subparsers: SubParsers) -> None:
         subparsers,
         "status",
         help_text="what is being captured: coverage, failures, token expiry",
-        description="Per account: state, token expiry, last story poll, stories seen / "
-        "captured before expiry / missed (by reason) / live, snapshots, throttle pauses "
-        "(from REDIS_URL when reachable) and the last error; then totals and the webhook "
-        "deliveries by status. Tokens are never shown.",
+        description="Per account: state, token expiry (and last refresh for Instagram Login), "
+        "last story poll, stories seen / captured before expiry / missed (by reason) / live, "
+        "snapshots, throttle pauses (from REDIS_URL when reachable) and the last error; with "
+        "a linked Threads profile also its link, token state and expiry, last and next poll, "
+        "posts tracked / done / skipped, Threads snapshots and the metrics Meta refused; then "
+        "totals and the webhook deliveries by status. Tokens are never shown.",
     )
     status.add_argument("--json", action="store_true", help="one JSON document, for scripts")
     status.set_defaults(handler=run_status)
@@ -101,6 +105,7 @@ def _text(value: Any) -> str:
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
+    from archiver.commands.status_text import as_text
     from models.status import account_statuses, delivery_counts
     from models.types import utcnow
 
@@ -148,6 +153,7 @@ def as_json(
             safe(account.last_error),
         )
         row["token_days_left"] = days_left(account.ig_token_expires_at, now)
+        row["threads"] = None if account.threads is None else threads_json(account.threads, now)
         row["snapshots"] = {
             "total": sum(account.snapshots.values()),
             "by_source": account.snapshots,
@@ -169,122 +175,31 @@ def as_json(
     }
 
 
+def threads_json(threads: ThreadsStatus, now: datetime) -> dict[str, Any]:
+    """The Threads side of an account, reasons made safe to print."""
+    row = asdict(threads)
+    row["state_reason"] = safe(threads.state_reason)
+    row["token_days_left"] = days_left(threads.token_expires_at, now)
+    row["snapshots"] = {"total": sum(threads.snapshots.values()), "by_kind": threads.snapshots}
+    for refused in row["refused"]:
+        refused["reason"] = safe(refused["reason"])
+    return row
+
+
 def totals(accounts: list[AccountStatus], pauses: PauseReport) -> dict[str, int | None]:
+    """Sums over the accounts; `snapshots` counts both platforms."""
     known = pauses.by_ig_user
+    linked = [a.threads for a in accounts if a.threads is not None]
+    threads_snapshots = sum(sum(t.snapshots.values()) for t in linked)
     return {
         "accounts": len(accounts),
         "stories_seen": sum(a.stories.seen for a in accounts),
         "final_captured": sum(a.stories.final_captured for a in accounts),
         "missed": sum(a.stories.missed for a in accounts),
         "live": sum(a.stories.live for a in accounts),
-        "snapshots": sum(sum(a.snapshots.values()) for a in accounts),
+        "snapshots": sum(sum(a.snapshots.values()) for a in accounts) + threads_snapshots,
         "throttle_pauses": None if known is None else sum(p.total for p in known.values()),
+        "threads_profiles": len(linked),
+        "threads_posts": sum(t.posts.seen for t in linked),
+        "threads_snapshots": threads_snapshots,
     }
-
-
-def plural(count: int | None, one: str, many: str | None = None) -> str:
-    return f"{count} {one if count == 1 else many or one + 's'}"
-
-
-def ago(then: datetime | None, now: datetime) -> str:
-    """`2026-12-01 09:45 UTC (15 min ago)`, or `never`."""
-    if then is None:
-        return "never"
-    seconds = (now - then).total_seconds()
-    amount = _duration(abs(seconds))
-    relative = f"{amount} ago" if seconds >= 0 else f"in {amount}"
-    return f"{then:%Y-%m-%d %H:%M} UTC ({relative})"
-
-
-def _duration(seconds: float) -> str:
-    for unit, size, up_to in (("s", 1, 90), ("min", 60, 90 * 60), ("h", 3600, 48 * 3600)):
-        if seconds < up_to:
-            return f"{int(seconds // size)} {unit}"
-    return f"{int(seconds // 86400)} days"
-
-
-def token_line(expires_at: datetime | None, now: datetime) -> str:
-    left = days_left(expires_at, now)
-    if expires_at is None or left is None:
-        return "expiry unknown"
-    if left < 0:
-        return f"EXPIRED {expires_at:%Y-%m-%d} ({-left} days ago)"
-    return f"expires {expires_at:%Y-%m-%d} ({left} days left)"
-
-
-def poll_line(account: AccountStatus, now: datetime) -> str:
-    """When stories were last listed and when the next listing is due (a stuck one shows)."""
-    line = ago(account.stories_polled_at, now)
-    if account.next_story_poll_at is not None:
-        line += f"; next due {ago(account.next_story_poll_at, now)}"
-    return line
-
-
-def pause_line(account: AccountStatus, pauses: PauseReport) -> str:
-    if pauses.by_ig_user is None:
-        return f"unknown ({pauses.unknown_because})"
-    found = pauses.by_ig_user.get(account.ig_user_id, Pauses())
-    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(found.counts.items()))
-    line = f"{found.total}" + (f" ({reasons})" if reasons else "")
-    if found.paused_for_seconds > 0:
-        line += f"; paused now, {_duration(found.paused_for_seconds)} left"
-    return line
-
-
-def account_lines(account: AccountStatus, pauses: PauseReport, now: datetime) -> list[str]:
-    stories = account.stories
-    state = account.state + (f": {safe(account.state_reason)}" if account.state_reason else "")
-    snapshots = ", ".join(f"{source} {n}" for source, n in sorted(account.snapshots.items()))
-    fields = [
-        ("state", state),
-        ("token", token_line(account.ig_token_expires_at, now)),
-        ("last story poll", poll_line(account, now)),
-        (
-            "stories",
-            f"{stories.seen} seen: {stories.final_captured} captured before expiry, "
-            f"{stories.missed} missed, {stories.live} live now",
-        ),
-    ]
-    if stories.missed_reasons:
-        reasons = sorted(stories.missed_reasons.items(), key=lambda item: (-item[1], item[0]))
-        fields.append(("missed because", "; ".join(f"{n} {safe(r)}" for r, n in reasons)))
-    fields += [
-        (
-            "snapshots",
-            f"{sum(account.snapshots.values())}" + (f" ({snapshots})" if snapshots else ""),
-        ),
-        ("throttle pauses", pause_line(account, pauses)),
-        ("last error", safe(account.last_error) or "-"),
-    ]
-    header = (
-        f"{account.name} (account {account.id}, IG {account.ig_user_id}, {account.login} login)"
-    )
-    width = max(len(name) for name, _ in fields)
-    return [header, *(f"  {name.ljust(width)}  {value}" for name, value in fields)]
-
-
-def as_text(
-    accounts: list[AccountStatus], deliveries: Deliveries, pauses: PauseReport, now: datetime
-) -> str:
-    lines: list[str] = []
-    for account in accounts:
-        lines += [*account_lines(account, pauses, now), ""]
-    if not accounts:
-        lines += ["no accounts yet: add one with `archiver accounts add`", ""]
-    total = totals(accounts, pauses)
-    paused = "unknown" if total["throttle_pauses"] is None else total["throttle_pauses"]
-    lines.append(
-        f"totals      {plural(total['accounts'], 'account')}, "
-        f"{plural(total['stories_seen'], 'story', 'stories')} seen "
-        f"({total['final_captured']} captured before expiry, {total['missed']} missed, "
-        f"{total['live']} live now), {plural(total['snapshots'], 'snapshot')}, "
-        f"throttle pauses {paused}"
-    )
-    if pauses.app_paused_for_seconds:
-        lines.append(f"app paused  {_duration(pauses.app_paused_for_seconds)} left (X-App-Usage)")
-    by_status = ", ".join(f"{status} {n}" for status, n in sorted(deliveries.by_status.items()))
-    delivery = f"deliveries  {deliveries.total}" + (f": {by_status}" if by_status else "")
-    if deliveries.oldest_pending_at is not None:
-        delivery += f"; oldest pending received {ago(deliveries.oldest_pending_at, now)}"
-    lines.append(delivery)
-    return "\n".join(lines)

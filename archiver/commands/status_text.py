@@ -1,0 +1,185 @@
+"""The text report of `archiver status`: one block per account, then the totals.
+
+Reasons and errors go through `safe` (one line, token-shaped text masked); no token column
+is ever read, so none can be printed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from archiver.commands.status import PauseReport, Pauses, days_left, safe, totals
+
+if TYPE_CHECKING:
+    from models.status import AccountStatus, Deliveries, ThreadsStatus
+
+
+def plural(count: int | None, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
+def ago(then: datetime | None, now: datetime) -> str:
+    """`2026-12-01 09:45 UTC (15 min ago)`, or `never`."""
+    if then is None:
+        return "never"
+    seconds = (now - then).total_seconds()
+    amount = _duration(abs(seconds))
+    relative = f"{amount} ago" if seconds >= 0 else f"in {amount}"
+    return f"{then:%Y-%m-%d %H:%M} UTC ({relative})"
+
+
+def _duration(seconds: float) -> str:
+    for unit, size, up_to in (("s", 1, 90), ("min", 60, 90 * 60), ("h", 3600, 48 * 3600)):
+        if seconds < up_to:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds // 86400)} days"
+
+
+def token_line(expires_at: datetime | None, now: datetime) -> str:
+    left = days_left(expires_at, now)
+    if expires_at is None or left is None:
+        return "expiry unknown"
+    if left < 0:
+        return f"EXPIRED {expires_at:%Y-%m-%d} ({-left} days ago)"
+    return f"expires {expires_at:%Y-%m-%d} ({left} days left)"
+
+
+def poll_line(account: AccountStatus, now: datetime) -> str:
+    """When stories were last listed and when the next listing is due (a stuck one shows)."""
+    return due_line(account.stories_polled_at, account.next_story_poll_at, now)
+
+
+def due_line(last: datetime | None, due: datetime | None, now: datetime) -> str:
+    line = ago(last, now)
+    if due is not None:
+        line += f"; next due {ago(due, now)}"
+    return line
+
+
+def threads_fields(threads: ThreadsStatus, now: datetime) -> list[tuple[str, str]]:
+    """The Threads side of an account block: link, token, polling, posts, snapshots, refusals."""
+    link = f"user {threads.threads_user_id}, linked by {threads.link_source or 'unknown source'}"
+    if threads.linked_at is not None:
+        link += f" {ago(threads.linked_at, now)}"
+    token = threads.state + (f": {safe(threads.state_reason)}" if threads.state_reason else "")
+    token += f"; {token_line(threads.token_expires_at, now)}"
+    if threads.token_refreshed_at is not None:
+        token += f"; refreshed {ago(threads.token_refreshed_at, now)}"
+    posts = threads.posts
+    snapshots = ", ".join(f"{name} {n}" for name, n in sorted(threads.snapshots.items()))
+    return [
+        ("threads", link),
+        ("threads token", token),
+        ("last threads poll", due_line(threads.polled_at, threads.next_poll_at, now)),
+        (
+            "threads posts",
+            f"{posts.seen} seen: {posts.tracked} tracked, {posts.done} done, "
+            f"{posts.skipped} skipped (reposts)",
+        ),
+        (
+            "threads snapshots",
+            f"{sum(threads.snapshots.values())}" + (f" ({snapshots})" if snapshots else ""),
+        ),
+        ("threads refused", refused_line(threads)),
+    ]
+
+
+def refused_line(threads: ThreadsStatus) -> str:
+    """Metrics Meta refused, grouped by reason and retry day: `clicks, views (reason); asked
+    again 2026-12-08`."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for refused in threads.refused:
+        retry = "" if refused.retry_at is None else f"; asked again {refused.retry_at:%Y-%m-%d}"
+        groups.setdefault((safe(refused.reason) or "no reason recorded", retry), []).append(
+            refused.metric
+        )
+    parts = [
+        f"{', '.join(metrics)} ({reason}){retry}" for (reason, retry), metrics in groups.items()
+    ]
+    return " | ".join(parts) or "-"
+
+
+def pause_line(account: AccountStatus, pauses: PauseReport) -> str:
+    if pauses.by_ig_user is None:
+        return f"unknown ({pauses.unknown_because})"
+    found = pauses.by_ig_user.get(account.ig_user_id, Pauses())
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(found.counts.items()))
+    line = f"{found.total}" + (f" ({reasons})" if reasons else "")
+    if found.paused_for_seconds > 0:
+        line += f"; paused now, {_duration(found.paused_for_seconds)} left"
+    return line
+
+
+def instagram_fields(account: AccountStatus, now: datetime) -> list[tuple[str, str]]:
+    """The Instagram side of an account block: state, token, story polling and coverage."""
+    stories = account.stories
+    state = account.state + (f": {safe(account.state_reason)}" if account.state_reason else "")
+    fields = [("state", state), ("token", token_line(account.ig_token_expires_at, now))]
+    if account.login == "instagram":  # Instagram Login tokens are refreshed by the workers
+        fields.append(("token refreshed", ago(account.ig_token_refreshed_at, now)))
+    fields += [
+        ("last story poll", poll_line(account, now)),
+        (
+            "stories",
+            f"{stories.seen} seen: {stories.final_captured} captured before expiry, "
+            f"{stories.missed} missed, {stories.live} live now",
+        ),
+    ]
+    if stories.missed_reasons:
+        reasons = sorted(stories.missed_reasons.items(), key=lambda item: (-item[1], item[0]))
+        fields.append(("missed because", "; ".join(f"{n} {safe(r)}" for r, n in reasons)))
+    return fields
+
+
+def account_lines(account: AccountStatus, pauses: PauseReport, now: datetime) -> list[str]:
+    snapshots = ", ".join(f"{source} {n}" for source, n in sorted(account.snapshots.items()))
+    fields = instagram_fields(account, now)
+    fields += [
+        (
+            "snapshots",
+            f"{sum(account.snapshots.values())}" + (f" ({snapshots})" if snapshots else ""),
+        ),
+        ("throttle pauses", pause_line(account, pauses)),
+    ]
+    if account.threads is not None:
+        fields += threads_fields(account.threads, now)
+    fields.append(("last error", safe(account.last_error) or "-"))
+    header = (
+        f"{account.name} (account {account.id}, IG {account.ig_user_id}, {account.login} login)"
+    )
+    width = max(len(name) for name, _ in fields)
+    return [header, *(f"  {name.ljust(width)}  {value}" for name, value in fields)]
+
+
+def as_text(
+    accounts: list[AccountStatus], deliveries: Deliveries, pauses: PauseReport, now: datetime
+) -> str:
+    lines: list[str] = []
+    for account in accounts:
+        lines += [*account_lines(account, pauses, now), ""]
+    if not accounts:
+        lines += ["no accounts yet: add one with `archiver accounts add`", ""]
+    total = totals(accounts, pauses)
+    paused = "unknown" if total["throttle_pauses"] is None else total["throttle_pauses"]
+    lines.append(
+        f"totals      {plural(total['accounts'], 'account')}, "
+        f"{plural(total['stories_seen'], 'story', 'stories')} seen "
+        f"({total['final_captured']} captured before expiry, {total['missed']} missed, "
+        f"{total['live']} live now), {plural(total['snapshots'], 'snapshot')}, "
+        f"throttle pauses {paused}"
+        + (
+            f"; Threads: {plural(total['threads_profiles'], 'profile')}, "
+            f"{plural(total['threads_posts'], 'post')}"
+            if total["threads_profiles"]
+            else ""
+        )
+    )
+    if pauses.app_paused_for_seconds:
+        lines.append(f"app paused  {_duration(pauses.app_paused_for_seconds)} left (X-App-Usage)")
+    by_status = ", ".join(f"{status} {n}" for status, n in sorted(deliveries.by_status.items()))
+    delivery = f"deliveries  {deliveries.total}" + (f": {by_status}" if by_status else "")
+    if deliveries.oldest_pending_at is not None:
+        delivery += f"; oldest pending received {ago(deliveries.oldest_pending_at, now)}"
+    lines.append(delivery)
+    return "\n".join(lines)
