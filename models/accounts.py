@@ -7,6 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from models.crypto import TokenText
 from models.types import UTCDateTime, utcnow
 
 
@@ -17,13 +18,13 @@ class Account(SQLModel, table=True):
     name: str = Field(sa_column=sa.Column(sa.String(200), nullable=False, unique=True))
     # The IG professional account id: webhook `entry.id`, IG-Login `/me.user_id`.
     ig_user_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False, unique=True))
-    ig_token: str = Field(sa_column=sa.Column(sa.Text, nullable=False), repr=False)
+    ig_token: str = Field(sa_column=sa.Column(TokenText, nullable=False), repr=False)
     login: str = Field(default="facebook", sa_column=sa.Column(sa.String(16), nullable=False))
     ig_token_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     ig_token_refreshed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     threads_user_id: str | None = Field(default=None, sa_type=sa.String(64))
-    threads_token: str | None = Field(default=None, sa_type=sa.Text, repr=False)
+    threads_token: str | None = Field(default=None, sa_type=TokenText, repr=False)
     threads_link_source: str | None = Field(default=None, sa_type=sa.String(32))
     threads_linked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     threads_token_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

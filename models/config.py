@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.crypto import TokenCipher
 from models.errors import ConfigError
 
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "your-app-secret", "xxx", "todo"}
@@ -25,6 +26,7 @@ class Settings(BaseSettings):
     meta_verify_token: SecretStr | None = None
     threads_app_secret: SecretStr | None = None
     threads_verify_token: SecretStr | None = None
+    token_encryption_key: SecretStr | None = None
 
     facebook_graph_url: str = "https://graph.facebook.com"
     instagram_graph_url: str = "https://graph.instagram.com"
@@ -75,6 +77,18 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("token_encryption_key")
+    @classmethod
+    def _check_token_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """A bad key fails at start, not at the first token read."""
+        if value is None or not value.get_secret_value().strip():
+            return None
+        try:
+            TokenCipher(value.get_secret_value())
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("TOKEN_ENCRYPTION_KEY ")) from None
+        return value
+
     @field_validator("threads_post_snapshots")
     @classmethod
     def _check_offsets(cls, value: str) -> str:
@@ -98,6 +112,12 @@ class Settings(BaseSettings):
         while offsets[-1] + week <= until:
             offsets.append(offsets[-1] + week)
         return offsets
+
+    @property
+    def token_key(self) -> str | None:
+        """TOKEN_ENCRYPTION_KEY for models.db.create_db_engine (None: tokens in plaintext)."""
+        key = self.token_encryption_key
+        return key.get_secret_value() if key is not None and key.get_secret_value() else None
 
     @property
     def is_sqlite(self) -> bool:

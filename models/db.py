@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
+from models.crypto import TokenCipher, attach_cipher
 from models.errors import StoreUnavailable
 
 
@@ -35,21 +36,26 @@ def _sqlite_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """One engine per process; PostgreSQL connections fail fast so callers can answer 503."""
+def create_db_engine(url: str, *, pool_size: int = 5, token_key: str | None = None) -> Engine:
+    """One engine per process; PostgreSQL connections fail fast so callers can answer 503.
+
+    `token_key` (TOKEN_ENCRYPTION_KEY) makes this engine encrypt and decrypt access tokens.
+    """
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    return sa.create_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        pool_timeout=5,
-        connect_args={"connect_timeout": 3},
-    )
+    else:
+        engine = sa.create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_timeout=5,
+            connect_args={"connect_timeout": 3},
+        )
+    attach_cipher(engine.dialect, TokenCipher(token_key) if token_key else None)
+    return engine
 
 
 @contextmanager

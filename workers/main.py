@@ -90,7 +90,7 @@ def make_startup(settings: Settings) -> Startup:
 
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
-        ctx["engine"] = create_db_engine(settings.database_url)
+        ctx["engine"] = create_db_engine(settings.database_url, token_key=settings.token_key)
         ctx[DB_THREADS] = make_db_threads(settings.worker_max_jobs)
         ctx["http"] = make_http_client(settings)
         minute = settings.meta_minute_seconds

@@ -65,7 +65,7 @@ def open_database(settings: Settings) -> Engine:
     if path is not None and not path.exists():
         msg = f"database file {path} does not exist: {UPGRADE_FIRST}"
         raise ConfigError(msg)
-    engine = create_db_engine(settings.database_url, pool_size=2)
+    engine = create_db_engine(settings.database_url, pool_size=2, token_key=settings.token_key)
     try:
         ping(engine)
         behind = pending(engine, settings.database_url)
