@@ -6,13 +6,14 @@ Backlog and lag come from the database at scrape time. Nothing secret is ever ex
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from models.deliveries import PENDING_STATES, WebhookDelivery
+from models.stats import WorkerStats
 from models.types import utcnow
 
 STORED = "stored"
@@ -48,8 +49,8 @@ class Metrics:
     def count(self, platform: str, outcome: str) -> None:
         self.deliveries[platform][outcome] += 1
 
-    def render(self, backlog: Backlog | None) -> str:
-        """The exposition text; backlog gauges are left out when the database did not answer."""
+    def render(self, backlog: Backlog | None, workers: WorkerStats | None = None) -> str:
+        """The exposition text; gauges are left out when their source did not answer."""
         lines = [
             "# HELP archiver_deliveries_total Webhook deliveries received, by outcome.",
             "# TYPE archiver_deliveries_total counter",
@@ -75,7 +76,32 @@ class Metrics:
                 "# TYPE archiver_delivery_lag_seconds gauge",
                 f"archiver_delivery_lag_seconds {backlog.lag_seconds:.3f}",
             ]
+        if workers is not None:
+            lines += worker_lines(workers)
         return "\n".join(lines) + "\n"
+
+
+FAMILIES = (
+    ("archiver_meta_calls_total", "counter", "Graph/Threads API calls, by HTTP status."),
+    ("archiver_throttle_pauses_total", "counter", "Account or app pauses, by reason."),
+    ("archiver_media", "gauge", "Stories and posts by capture state (final_captured, missed)."),
+    ("archiver_token_days_left", "gauge", "Fewest days left on a known token expiry."),
+)
+
+
+def worker_lines(stats: WorkerStats) -> list[str]:
+    """What the workers did: Meta calls by status, pauses, captures, token expiry."""
+    rows: list[Mapping[str, float]] = [
+        {f'platform="{p}",status="{s}"': n for (p, s), n in stats.calls.items()},
+        {f'platform="{p}",reason="{r}"': n for (p, r), n in stats.pauses.items()},
+        {f'subject_type="{k}",state="{s}"': n for (k, s), n in stats.captures.items()},
+        {f'platform="{p}"': d for p, d in stats.token_days.items()},
+    ]
+    lines = []
+    for (name, kind, text), values in zip(FAMILIES, rows, strict=True):
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+        lines += [f"{name}{{{labels}}} {value:g}" for labels, value in sorted(values.items())]
+    return lines
 
 
 def query_backlog(engine: Engine) -> Backlog:

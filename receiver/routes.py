@@ -22,6 +22,7 @@ from starlette.types import Receive
 
 from models.db import ping
 from models.errors import StoreUnavailable
+from models.stats import WorkerStats, capture_counts, read_counters, token_days_left
 from models.types import utcnow
 from receiver import metrics as m
 from receiver.archive import DeliveryRow
@@ -170,7 +171,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus exposition; backlog and lag are queried now, in a thread."""
+    """Prometheus exposition; backlog, lag and the workers' figures are read now."""
     state = request.app.state
     backlog: m.Backlog | None
     try:
@@ -180,7 +181,24 @@ async def metrics(request: Request) -> Response:
     except Exception as exc:  # counters are still worth serving without the database
         log.warning("metrics: backlog query failed: %s", type(exc).__name__)
         backlog = None
-    return Response(state.metrics.render(backlog), media_type=m.CONTENT_TYPE)
+    workers = await _worker_stats(state.engine, state.redis)
+    return Response(state.metrics.render(backlog, workers), media_type=m.CONTENT_TYPE)
+
+
+async def _worker_stats(engine: Any, redis: Any) -> WorkerStats | None:
+    """The workers' counters (Redis) and capture/token gauges (database); None if either fails."""
+    try:
+        captures, days = await asyncio.wait_for(
+            asyncio.to_thread(lambda: (capture_counts(engine), token_days_left(engine))),
+            READY_TIMEOUT,
+        )
+        calls, pauses = {}, {}
+        if redis is not None:
+            calls, pauses = await asyncio.wait_for(read_counters(redis), READY_TIMEOUT)
+    except Exception as exc:  # the receiver's own counters are still served
+        log.warning("metrics: worker figures unavailable: %s", type(exc).__name__)
+        return None
+    return WorkerStats(calls=calls, pauses=pauses, captures=captures, token_days=days)
 
 
 def health_routes() -> list[BaseRoute]:

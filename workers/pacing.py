@@ -25,6 +25,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from models.stats import CALLS_KEY, PAUSES_KEY, stat_field
 from workers.errors import AccountPaused, Throttled, Usage, parse_app_usage, parse_buc_usage
 
 __all__ = [
@@ -41,10 +42,12 @@ log = logging.getLogger(__name__)
 APP = "app"
 
 # Keep the later of the existing and the new resume time: a short slow-down must never cut a
-# throttle pause short. KEYS: pause key, counter hash; ARGV: ms, resume timestamp, reason.
+# throttle pause short. KEYS: pause key, the account's counter hash, the platform-wide one;
+# ARGV: ms, resume timestamp, reason, platform-wide field.
 _PAUSE_SCRIPT = """
 local ttl = redis.call('PTTL', KEYS[1])
 redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
 if ttl >= tonumber(ARGV[1]) then return ttl end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
 return tonumber(ARGV[1])
@@ -124,10 +127,15 @@ class Pacer:
         seconds *= 1 + random.uniform(0, self.jitter)
         ms = max(1, round(seconds * 1000))
         resume = f"{time.time() + ms / 1000:.3f}"
-        keys = [self.pause_key(account), self.count_key(account)]
-        held = int(await self._script(keys=keys, args=[ms, resume, reason]))
+        keys = [self.pause_key(account), self.count_key(account), PAUSES_KEY]
+        args: list[str | int] = [ms, resume, reason, stat_field(account, reason)]
+        held = int(await self._script(keys=keys, args=args))
         log.warning("pausing %s for %.1fs (%s)", account, held / 1000, reason)
         return held / 1000
+
+    async def count_call(self, account: str, status: str) -> None:
+        """One Meta call answered with `status` (HTTP code, or `error` for no answer)."""
+        await self.redis.hincrby(CALLS_KEY, stat_field(account, status), 1)  # type: ignore[misc]
 
     async def pause_counts(self, account: str) -> dict[str, int]:
         """How many pauses `account` took, by reason (throttled, regain, slowdown)."""

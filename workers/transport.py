@@ -165,7 +165,11 @@ class MetaTransport:
         try:
             response = await self.http.get(target)
         except httpx.RequestError as exc:
+            if self.pacer is not None:
+                await self.pacer.count_call(key, "error")
             return Transient(f"{type(exc).__name__}: {scrub(str(exc), token)}")
+        if self.pacer is not None:
+            await self.pacer.count_call(key, str(response.status_code))
         log.debug("GET %s -> %d", response.request.url.path, response.status_code)
         try:
             body = response.json()
