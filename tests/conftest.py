@@ -19,6 +19,8 @@ from models.db import create_db_engine
 from models.migrate import upgrade
 from models.tables import metadata
 
+pytest_plugins = ["tests.metasim_fixtures"]
+
 PG_BASE_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

@@ -71,3 +71,16 @@ def metasim() -> Iterator[RunningSim]:
     """A fresh simulator; throttle "minutes" last one second so regain waits stay short."""
     with running_metasim(minute_seconds=1.0) as sim:
         yield sim
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[RunningSim]:
+    """One simulator per test module (starting uvicorn costs ~0.2 s); use `sim` in tests."""
+    with running_metasim() as running:
+        yield running
+
+
+@pytest.fixture
+def sim(served: RunningSim) -> RunningSim:
+    """The module's simulator, emptied and reset for this test."""
+    return served.fresh()

@@ -30,19 +30,6 @@ PLAIN = (
 NAV = "story_navigation_action_type"
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[RunningSim]:
-    """One server for the module (starting uvicorn costs more than most tests here)."""
-    with running_metasim() as running:
-        yield running
-
-
-@pytest.fixture
-def sim(served: RunningSim) -> RunningSim:
-    """The module's simulator with an empty world; throttle "minutes" last one second."""
-    return served.fresh()
-
-
 @pytest.fixture
 def http(sim: RunningSim) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=sim.url, timeout=5.0) as client:

@@ -20,21 +20,10 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from metasim import World, deliver, sign, story_insights_payload, threads_payload
-from tests.metasim_fixtures import RunningSim, running_metasim
+from tests.metasim_fixtures import RunningSim
 from tests.servers import ServerThread, free_port, wait_until
 
 SECRET = "webhook-secret-for-tests"
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[RunningSim]:
-    with running_metasim() as running:
-        yield running
-
-
-@pytest.fixture
-def sim(served: RunningSim) -> RunningSim:
-    return served.fresh()
 
 
 @pytest.fixture

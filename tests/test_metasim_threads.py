@@ -11,21 +11,10 @@ import httpx
 import pytest
 
 from metasim import ThreadsUser
-from tests.metasim_fixtures import RunningSim, running_metasim
+from tests.metasim_fixtures import RunningSim
 
 V = "v1.0"
 SINCE_FLOOR = 1712991600
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[RunningSim]:
-    with running_metasim() as running:
-        yield running
-
-
-@pytest.fixture
-def sim(served: RunningSim) -> RunningSim:
-    return served.fresh()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -23,23 +22,12 @@ from models.config import Settings
 from models.snapshots import Media, Snapshot
 from models.types import utcnow
 from tests.conftest import make_settings
-from tests.metasim_fixtures import RunningSim, running_metasim
+from tests.metasim_fixtures import RunningSim
 from tests.test_deliveries import add_delivery, run_burst
 from tests.workers_harness import eventually, running_workers
 from workers.metric_sets import NEVER_REQUEST
 
 DAY = 24 * 3600
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[RunningSim]:
-    with running_metasim(minute_seconds=1.0) as sim:
-        yield sim
-
-
-@pytest.fixture
-def sim(served: RunningSim) -> RunningSim:
-    return served.fresh()
 
 
 def story_settings(database_url: str, redis_url: str, sim: RunningSim, **kw: Any) -> Settings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from metasim import ThreadsUser
 from models.recording import UNAVAILABLE, MetricRow
 from tests.conftest import make_settings
-from tests.metasim_fixtures import RunningSim, running_metasim
+from tests.metasim_fixtures import RunningSim
 from workers.errors import (
     AccountPaused,
     AuthError,
@@ -171,17 +171,6 @@ def test_reprs_hide_tokens() -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[RunningSim]:
-    with running_metasim() as running:
-        yield running
-
-
-@pytest.fixture
-def sim(served: RunningSim) -> RunningSim:
-    return served.fresh()
 
 
 @pytest.fixture

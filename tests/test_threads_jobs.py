@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +19,7 @@ from models.config import Settings
 from models.snapshots import Media, Snapshot
 from models.types import UTCDateTime, utcnow
 from tests.conftest import make_settings
-from tests.metasim_fixtures import RunningSim, running_metasim
+from tests.metasim_fixtures import RunningSim
 from tests.test_deliveries import add_delivery, burst
 from tests.workers_harness import eventually, running_workers
 from workers.main import make_startup, shutdown
@@ -28,17 +27,6 @@ from workers.threads_polling import INSIGHTS_FLOOR
 from workers.tokens import refresh_tokens
 
 DAY = 86400
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[RunningSim]:
-    with running_metasim(minute_seconds=1.0) as sim:
-        yield sim
-
-
-@pytest.fixture
-def sim(served: RunningSim) -> RunningSim:
-    return served.fresh()
 
 
 def threads_settings(engine: Engine, redis_url: str, sim: RunningSim, **kw: Any) -> Settings:
