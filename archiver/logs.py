@@ -107,7 +107,7 @@ class JsonFormatter(logging.Formatter):
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Libraries that narrate routine steps at INFO; they speak up from WARNING unless debugging.
-CHATTY = ("alembic",)
+CHATTY = ("alembic", "httpx")
 
 
 def _level(name: str) -> int:

@@ -29,3 +29,15 @@ class StoreUnavailable(ArchiverError):
     """The database (or Redis) cannot be reached right now; try again later."""
 
     exit_code = 5
+
+
+class MetaRefused(ArchiverError):
+    """Meta refused a call for good (token expired or invalid, permission, bad request)."""
+
+    exit_code = 6
+
+
+class MetaUnavailable(ArchiverError):
+    """Meta throttled the account or failed for now; the same command works later."""
+
+    exit_code = 7

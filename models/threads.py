@@ -107,6 +107,15 @@ def last_views_day(engine: Engine, *, threads_user_id: str) -> datetime | None:
     return found
 
 
+def stored_slots(engine: Engine, *, threads_user_id: str, prefix: str) -> set[str]:
+    """The user's snapshot slots starting with `prefix` (e.g. the backfilled chunks)."""
+    stmt = select(Snapshot.slot).where(
+        *_user_snapshots(threads_user_id), col(Snapshot.slot).startswith(prefix)
+    )
+    with Session(engine) as session:
+        return set(session.exec(stmt).all())
+
+
 def last_capture_at(engine: Engine, *, threads_user_id: str, kind: str) -> datetime | None:
     """When the user's last snapshot of `kind` was taken (demographics: once a day)."""
     stmt = select(sa.func.max(col(Snapshot.captured_at))).where(

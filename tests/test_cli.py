@@ -172,7 +172,7 @@ def test_accounts_round_trip_never_shows_a_whole_token(database_url: str, tmp_pa
     outputs = []
     added = archiver(
         "accounts", "add", "--name", "brand", "--ig-user-id", IG_USER, "--ig-token", IG_TOKEN,
-        "--threads-user-id", "7001", "--threads-token", THREADS_TOKEN,
+        "--threads-user-id", "7001", "--threads-token", THREADS_TOKEN, "--no-backfill",
         env=env, cwd=tmp_path,
     )  # fmt: skip
     listed = archiver("accounts", "list", env=env, cwd=tmp_path)

@@ -215,7 +215,7 @@ async def test_publish_webhook_starts_a_posts_captures_at_once(
     await burst(settings, [delivery])
     assert posts(engine)[post.id].capture_state == "tracked"
     async with running_workers(settings):
-        await eventually(lambda: snapshots(engine, "threads_post"), timeout=10)
+        await eventually(lambda: snapshots(engine, "threads_post"), timeout=30)
     assert sim.world.calls(kind="threads") == []  # no listing was needed
 
 

@@ -35,6 +35,7 @@ from models.threads import (
     mark_unavailable,
     newest_post_at,
     record_threads_poll,
+    stored_slots,
     unavailable_metrics,
 )
 from models.types import utcnow
@@ -194,11 +195,12 @@ async def _demographics(ctx: dict[str, Any], account: Account) -> str:
     return f"demographics: {len(got.rows)} values"
 
 
-def _store_user(engine: Engine, account: Account, slot: str, kind: str, got: Collected) -> None:
+def _store_user(engine: Engine, account: Account, slot: str, kind: str, got: Collected) -> bool:
+    """Record the snapshot; False when its slot was stored before."""
     assert account.id is not None
     assert account.threads_user_id is not None
     with session_scope(engine) as session:
-        record_snapshot(
+        _, created = record_snapshot(
             session=session,
             subject=Subject(account.id, PLATFORM, USER, account.threads_user_id, kind),
             slot=slot,
@@ -206,6 +208,7 @@ def _store_user(engine: Engine, account: Account, slot: str, kind: str, got: Col
             metrics=got.rows,
             raw=got.raw,
         )
+    return created
 
 
 async def _list_posts(ctx: dict[str, Any], account: Account) -> str:
@@ -247,26 +250,34 @@ async def backfill_views(
     progress: Callable[[int, int], None] | None = None,
     now: datetime | None = None,
 ) -> int:
-    """The `views` history from the API floor to now, one snapshot per chunk (idempotent by
-    its slot); `progress(done, total)` after each chunk. Returns the values stored."""
+    """The `views` history from the API floor to now, one snapshot per 30-day chunk;
+    `progress(done, total)` after each chunk. Returns the values stored.
+
+    A whole chunk is stored once (slot `backfill:<since>`) and skipped, with no call, when
+    run again; the last, partial chunk is named by its end too, so a later run refreshes it.
+    """
+    assert account.threads_user_id is not None
     now = now or utcnow()
     starts = []
     start = INSIGHTS_FLOOR
     while start < now:
         starts.append(start)
         start += BACKFILL_CHUNK
+    done = await asyncio.to_thread(
+        stored_slots, engine, threads_user_id=account.threads_user_id, prefix="backfill:"
+    )
     stored = 0
     for number, start in enumerate(starts, 1):
         until = min(start + BACKFILL_CHUNK, now)
         since_s, until_s = int(start.timestamp()), int(until.timestamp())
-        rows, body = await client.user_insights(
-            threads_account(account), ["views"], since=since_s, until=until_s
-        )
-        got = Collected(rows=rows, raw={"views": body})
-        await asyncio.to_thread(
-            _store_user, engine, account, f"backfill:{since_s}", "insights", got
-        )
-        stored += len(rows)
+        slot = f"backfill:{since_s}" if until < now else f"backfill:{since_s}:{until_s}"
+        if slot not in done:
+            rows, body = await client.user_insights(
+                threads_account(account), ["views"], since=since_s, until=until_s
+            )
+            got = Collected(rows=rows, raw={"views": body})
+            if await asyncio.to_thread(_store_user, engine, account, slot, "insights", got):
+                stored += len(rows)
         if progress is not None:
             progress(number, len(starts))
     return stored

@@ -1,4 +1,5 @@
 """`archiver accounts add | list | remove`: the accounts whose insights are captured.
+(`accounts threads | backfill`, the Threads side after the fact, live in threads_link.)
 
 Tokens are secrets: they are stored as given and only ever shown through `mask_token`, in
 output and in errors alike.
@@ -14,6 +15,7 @@ from archiver.commands import add_command, open_database
 from models.errors import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
     from sqlmodel import Session
 
     from archiver.commands import SubParsers
@@ -34,8 +36,20 @@ def text(value: str) -> str:
     return value
 
 
+def add_which(parser: argparse.ArgumentParser) -> None:
+    """--name or --id: how every command on one account names it."""
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--name", type=text, help="the account's name")
+    which.add_argument("--id", type=int, help="the account's id (see `accounts list`)")
+
+
 def register(subparsers: SubParsers) -> None:
-    accounts = add_command(subparsers, "accounts", help_text="add, list or remove accounts")
+    # Imported here: threads_link imports this module's helpers at its top.
+    from archiver.commands import threads_link
+
+    accounts = add_command(
+        subparsers, "accounts", help_text="add, list, remove accounts; link Threads; backfill"
+    )
     inner = accounts.add_subparsers(dest="accounts_command", metavar="SUBCOMMAND", required=True)
     _register_add(inner)
     listing = add_command(inner, "list", help_text="show the registered accounts (tokens masked)")
@@ -47,13 +61,12 @@ def register(subparsers: SubParsers) -> None:
         description="Remove an account. Its snapshots go with it (the database cascades), so "
         "an account with snapshots is only removed with --delete-snapshots.",
     )
-    which = remove.add_mutually_exclusive_group(required=True)
-    which.add_argument("--name", type=text, help="the account's name")
-    which.add_argument("--id", type=int, help="the account's id (see `accounts list`)")
+    add_which(remove)
     remove.add_argument(
         "--delete-snapshots", action="store_true", help="confirm that its snapshots go too"
     )
     remove.set_defaults(handler=run_remove)
+    threads_link.register(inner)
 
 
 def _register_add(inner: SubParsers) -> None:
@@ -62,7 +75,8 @@ def _register_add(inner: SubParsers) -> None:
         "add",
         help_text="register an account",
         description="Register an Instagram professional account and, optionally, the Threads "
-        "profile that belongs to it (both --threads-* options, or neither).",
+        "profile that belongs to it (both --threads-* options, or neither); its views history "
+        "is then backfilled from the Threads API, unless --no-backfill.",
     )
     add.add_argument("--name", required=True, type=text, help="a unique name of your choice")
     add.add_argument(
@@ -76,6 +90,7 @@ def _register_add(inner: SubParsers) -> None:
     add.add_argument("--login", choices=LOGINS, default="facebook", help="default: facebook")
     add.add_argument("--threads-user-id", type=text, metavar="ID", help="Threads user id")
     add.add_argument("--threads-token", type=text, metavar="TOKEN", help="Threads token")
+    add.add_argument("--no-backfill", action="store_true", help="skip the Threads views backfill")
     add.set_defaults(handler=run_add, check=check_add, parser=add)
 
 
@@ -105,10 +120,7 @@ def _refuse_duplicate(session: Session, args: argparse.Namespace) -> None:
 
 
 def run_add(args: argparse.Namespace, settings: Settings) -> int:
-    from sqlalchemy.exc import IntegrityError
-
-    from models.accounts import Account, mask_token
-    from models.db import session_scope
+    from models.accounts import Account
     from models.types import utcnow
 
     linked = args.threads_user_id is not None
@@ -124,6 +136,23 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
     )
     engine = open_database(settings)
     try:
+        _insert(engine, account, args)
+        _print_added(account)
+        if linked and not args.no_backfill:
+            from archiver.commands.threads_meta import run_backfill
+
+            run_backfill(settings, engine, account)
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _insert(engine: Engine, account: Account, args: argparse.Namespace) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from models.db import session_scope
+
+    try:
         with session_scope(engine) as session:
             _refuse_duplicate(session, args)
             session.add(account)
@@ -131,15 +160,18 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
     except IntegrityError:  # a concurrent add won the race; its message would carry the token
         msg = f"an account named {args.name!r} or with IG user id {args.ig_user_id} exists"
         raise ConflictError(msg) from None
-    finally:
-        engine.dispose()
+
+
+def _print_added(account: Account) -> None:
+    from models.accounts import mask_token
+
     threads = f", threads {account.threads_user_id} token {mask_token(account.threads_token)}"
     print(
         f"added account {account.id} {account.name!r}: IG {account.ig_user_id} "
         f"({account.login} login) token {mask_token(account.ig_token)}"
-        + (threads if linked else "")
+        + (threads if account.threads_user_id is not None else ""),
+        flush=True,
     )
-    return 0
 
 
 HEADERS = ("ID", "NAME", "IG USER ID", "LOGIN", "STATE", "IG TOKEN", "THREADS ID", "THREADS TOKEN")
@@ -190,7 +222,7 @@ def run_list(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _find(session: Session, args: argparse.Namespace) -> Account:
+def find_account(session: Session, args: argparse.Namespace) -> Account:
     from sqlmodel import select
 
     from models.accounts import Account
@@ -216,7 +248,7 @@ def run_remove(args: argparse.Namespace, settings: Settings) -> int:
     engine = open_database(settings)
     try:
         with session_scope(engine) as session:
-            account = _find(session, args)
+            account = find_account(session, args)
             count_stmt = select(func.count()).where(Snapshot.account_id == account.id)
             snapshots = int(session.exec(count_stmt).one())
             if snapshots and not args.delete_snapshots:

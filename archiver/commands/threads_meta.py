@@ -1,0 +1,235 @@
+"""The Meta side of `accounts threads | backfill`: which Threads profile a token belongs to,
+and the `views` history backfill with its progress bar.
+
+Clients are built as the worker builds them (workers.transport.make_http_client, the
+`from_settings` constructors), with the shared Redis pacer when REDIS_URL is set, so a
+command never calls an account the workers are holding back. A Meta error becomes one line
+and an exit code of its own (6: Meta refused, fix the token or the request; 7: throttled or
+unavailable, try later), never with a token in it. Command handlers import this module
+inside themselves, so `archiver --help` never loads the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+import httpx
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.engine import Engine
+
+from archiver.progress import ProgressBar
+from models.accounts import Account
+from models.config import Settings
+from models.errors import (
+    ArchiverError,
+    ConfigError,
+    ConflictError,
+    MetaRefused,
+    MetaUnavailable,
+    StoreUnavailable,
+)
+from models.recording import MetricRow
+from models.threads import flag_threads_reauth
+from workers.errors import AuthError, MetaError, Throttled, Transient
+from workers.graph import GraphClient, IgAccount
+from workers.threads import ThreadsAccount, ThreadsClient
+from workers.threads_polling import backfill_views
+from workers.transport import make_http_client
+
+OPERATOR = "operator"
+CONNECTED = "connected_threads_user"
+
+
+@dataclass(frozen=True)
+class Link:
+    """The Threads profile to store and how the link was established (META-API.md §6)."""
+
+    threads_user_id: str
+    source: str
+    note: str | None = None
+
+
+def explain(
+    exc: MetaError,
+    what: str,
+    secrets: Sequence[str | None] = (),
+    *,
+    renew: str = "",
+    retry: str = "",
+) -> ArchiverError:
+    """One line for the operator: what failed, why, and whether trying again can help;
+    `renew` and `retry` end the line with the command for a refused token, or for later."""
+    exc.redact(*secrets)
+    if isinstance(exc, AuthError):
+        return MetaRefused(f"{what}: the token was refused ({exc.reason}): {exc}{renew}")
+    if isinstance(exc, Throttled):
+        wait = math.ceil(exc.retry_after)
+        return MetaUnavailable(
+            f"{what}: Meta throttles this account, try in {wait} s: {exc}{retry}"
+        )
+    if isinstance(exc, Transient):
+        return MetaUnavailable(f"{what}: Meta did not answer, try again later: {exc}{retry}")
+    return MetaRefused(f"{what}: {exc}")
+
+
+@dataclass(frozen=True)
+class Clients:
+    http: httpx.AsyncClient
+    redis: Redis | None
+
+
+@asynccontextmanager
+async def meta_clients(settings: Settings) -> AsyncIterator[Clients]:
+    """The worker's HTTP client, plus Redis for the shared pauses when REDIS_URL is set."""
+    try:
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    except ValueError as exc:
+        msg = f"REDIS_URL is not a Redis URL: {exc.__class__.__name__}"
+        raise ConfigError(msg) from None
+    http = make_http_client(settings)
+    try:
+        yield Clients(http, redis)
+    except RedisError as exc:
+        msg = f"Redis unavailable (REDIS_URL, for the shared pauses): {exc.__class__.__name__}"
+        raise StoreUnavailable(msg) from None
+    finally:
+        await http.aclose()
+        if redis is not None:
+            await redis.aclose()
+
+
+async def _connected(settings: Settings, clients: Clients, account: IgAccount) -> str | None:
+    """The Threads user Instagram says is connected (Facebook Login only, else None)."""
+    graph = GraphClient.from_settings(clients.http, settings, clients.redis)
+    try:
+        return await graph.connected_threads_user(account)
+    except MetaError as exc:
+        what = f"looking up connected_threads_user of IG user {account.ig_user_id}"
+        raise explain(exc, what, [account.ig_token]) from exc
+
+
+async def _me(settings: Settings, clients: Clients, token: str, claimed: str | None) -> str:
+    """The Threads user id the token belongs to (/me): the token checked on the way."""
+    client = ThreadsClient.from_settings(clients.http, settings, clients.redis)
+    try:
+        body = await client.me(ThreadsAccount(claimed or "me", token), fields="id,username")
+    except MetaError as exc:
+        raise explain(exc, "checking the Threads token (/me)", [token]) from exc
+    found = body.get("id")
+    if not found:
+        msg = "the Threads API answered /me without an id"
+        raise MetaRefused(msg)
+    return str(found)
+
+
+async def _find(
+    settings: Settings, account: IgAccount, token: str, claimed: str | None, lookup: bool
+) -> Link:
+    async with meta_clients(settings) as clients:
+        connected = await _connected(settings, clients, account) if lookup else None
+        own = await _me(settings, clients, token, claimed or connected)
+    if claimed is not None and own != claimed:
+        msg = f"the Threads token belongs to Threads user {own}, not {claimed}: nothing changed"
+        raise ConflictError(msg)
+    if connected is not None and own != connected:
+        msg = (
+            f"IG user {account.ig_user_id} is connected to Threads user {connected}, but the "
+            f"Threads token belongs to {own}: give that profile's token; nothing changed"
+        )
+        raise ConflictError(msg)
+    if connected is not None:
+        return Link(own, CONNECTED)
+    note = None
+    if lookup:
+        where = "Instagram reports none" if account.login == "facebook" else "Instagram Login"
+        note = f"no connected_threads_user ({where}): linking the token's own profile"
+    return Link(own, OPERATOR, note)
+
+
+def find_threads_user(
+    settings: Settings, *, account: IgAccount, token: str, claimed: str | None, lookup: bool
+) -> Link:
+    """Which Threads profile to link: `claimed`, or looked up; /me must agree either way."""
+    return asyncio.run(_find(settings, account, token, claimed, lookup))
+
+
+class CountingThreadsClient(ThreadsClient):
+    """A ThreadsClient that counts the user-insights values it returns, for the progress bar."""
+
+    values = 0
+
+    async def user_insights(
+        self,
+        account: ThreadsAccount,
+        metrics: Sequence[str],
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        breakdown: str | None = None,
+    ) -> tuple[list[MetricRow], dict[str, Any]]:
+        rows, body = await super().user_insights(
+            account, metrics, since=since, until=until, breakdown=breakdown
+        )
+        self.values += len(rows)
+        return rows, body
+
+
+async def _backfill(settings: Settings, engine: Engine, account: Account, bar: ProgressBar) -> int:
+    async with meta_clients(settings) as clients:
+        client = CountingThreadsClient.from_settings(clients.http, settings, clients.redis)
+        assert isinstance(client, CountingThreadsClient)
+        return await backfill_views(
+            engine=engine,
+            client=client,
+            account=account,
+            progress=lambda done, total: bar.update(done, total, client.values),
+        )
+
+
+def run_backfill(
+    settings: Settings, engine: Engine, account: Account, *, stream: IO[str] | None = None
+) -> int:
+    """The views backfill with its bar; prints a summary and returns the values stored.
+
+    Every chunk is a committed snapshot of its own, so an error or Ctrl+C keeps what is done
+    and running it again (`archiver accounts backfill`) skips the stored chunks' slots.
+    """
+    bar = ProgressBar(f"views of Threads user {account.threads_user_id}", stream=stream)
+    try:
+        stored = asyncio.run(_backfill(settings, engine, account, bar))
+    except MetaError as exc:
+        bar.close()
+        raise _stopped(exc, engine, account, bar) from exc
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            f"interrupted: {bar.done} of {bar.total or '?'} chunks stored; "
+            f"`archiver accounts backfill --id {account.id}` finishes it",
+            file=bar.stream,
+        )
+        raise
+    bar.close()
+    print(f"backfilled Threads views: {stored} values in {bar.total} chunks")
+    return stored
+
+
+def _stopped(exc: MetaError, engine: Engine, account: Account, bar: ProgressBar) -> ArchiverError:
+    """The line for a backfill Meta stopped; a refused token is flagged, as a poll would."""
+    assert account.id is not None
+    exc.redact(account.threads_token)
+    if isinstance(exc, AuthError):
+        flag_threads_reauth(engine, account_id=account.id, reason=f"backfill: {exc}")
+    done = f"{bar.done} of {bar.total or '?'} chunks stored"
+    what = f"the views backfill of account {account.name!r} stopped ({done})"
+    renew = (
+        f"; give a new one with `archiver accounts threads --id {account.id} "
+        f"--threads-user-id {account.threads_user_id} --threads-token TOKEN`"
+    )
+    retry = f"; `archiver accounts backfill --id {account.id}` resumes"
+    return explain(exc, what, renew=renew, retry=retry)
