@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -12,6 +14,7 @@ from models.config import load_settings
 from models.crypto import PREFIX, TokenCipher, new_key
 from models.db import create_db_engine
 from models.errors import ConfigError
+from tests.test_cli import archiver, env_for
 
 TOKEN = "IGQVJ-a-real-looking-token-0123456789"
 
@@ -88,3 +91,37 @@ def test_plaintext_tokens_from_before_encryption_still_read(database_url: str) -
     finally:
         keyed.dispose()
         plain.dispose()
+
+
+def test_new_key_and_rotate_key_commands(database_url: str, tmp_path: Path) -> None:
+    """new-key prints a usable key; rotate-key encrypts plaintext tokens, then moves them to
+    a new key so that the old one can be dropped; no command prints a token."""
+    plain_env = env_for(database_url)
+    added = archiver("accounts", "add", "--name", "shop", "--ig-user-id", "1784",
+                     "--ig-token", TOKEN, env=plain_env, cwd=tmp_path)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    old = archiver("accounts", "new-key", env={"PATH": plain_env["PATH"]}, cwd=tmp_path)
+    new = archiver("accounts", "new-key", env={"PATH": plain_env["PATH"]}, cwd=tmp_path)
+    old_key, new_key_ = old.stdout.strip(), new.stdout.strip()
+    first = archiver("accounts", "rotate-key", env=plain_env | {"TOKEN_ENCRYPTION_KEY": old_key},
+                     cwd=tmp_path)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    engine = create_db_engine(database_url)
+    try:
+        (stored,) = raw_tokens(engine)
+        assert stored.startswith(PREFIX)
+        assert TokenCipher(old_key).decrypt(stored) == TOKEN
+        both = plain_env | {"TOKEN_ENCRYPTION_KEY": f"{new_key_},{old_key}"}
+        assert archiver("accounts", "rotate-key", env=both, cwd=tmp_path).returncode == 0
+        (rotated,) = raw_tokens(engine)
+        assert TokenCipher(new_key_).decrypt(rotated) == TOKEN
+    finally:
+        engine.dispose()
+    listed = archiver("accounts", "list", env=plain_env | {"TOKEN_ENCRYPTION_KEY": new_key_},
+                      cwd=tmp_path)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    unkeyed = archiver("accounts", "list", env=plain_env, cwd=tmp_path)
+    assert unkeyed.returncode == 2
+    assert "set TOKEN_ENCRYPTION_KEY" in unkeyed.stderr
+    for result in (added, first, listed, unkeyed):
+        assert TOKEN not in result.stdout + result.stderr

@@ -45,7 +45,7 @@ def add_which(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: SubParsers) -> None:
     # Imported here: threads_link imports this module's helpers at its top.
-    from archiver.commands import threads_link
+    from archiver.commands import keys, threads_link
 
     accounts = add_command(
         subparsers, "accounts", help_text="add, list, remove accounts; link Threads; backfill"
@@ -67,6 +67,7 @@ def register(subparsers: SubParsers) -> None:
     )
     remove.set_defaults(handler=run_remove)
     threads_link.register(inner)
+    keys.register(inner)
 
 
 def _register_add(inner: SubParsers) -> None:
