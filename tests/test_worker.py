@@ -96,7 +96,7 @@ async def test_worker_is_built_from_settings(sqlite_url: str, redis_url: str) ->
     }
     crons = [job.name for job in worker.cron_jobs]
     assert crons == ["sweep_deliveries", "schedule_due", "refresh_tokens"]
-    assert worker.cron_jobs[0].second == {0}  # every minute
+    assert worker.cron_jobs[0].second == {0, 10, 20, 30, 40, 50}  # every 10 s
     assert worker.cron_jobs[1].second == set(range(0, 60, settings.schedule_tick_seconds))
     assert all(job.run_at_startup for job in worker.cron_jobs)
     assert worker.redis_settings == RedisSettings.from_dsn(redis_url)

@@ -73,7 +73,13 @@ def make_cron_jobs(settings: Settings) -> list[CronJob]:
     """
     tick = settings.schedule_tick_seconds
     return [
-        cron(sweep_deliveries, name="sweep_deliveries", second={0}, run_at_startup=True),
+        # Every 10 s: after a Redis flush, lost deliveries are back in the queue soon.
+        cron(
+            sweep_deliveries,
+            name="sweep_deliveries",
+            second=set(range(0, 60, 10)),
+            run_at_startup=True,
+        ),
         cron(
             schedule_due,
             name="schedule_due",

@@ -26,7 +26,7 @@ from archiver.commands.serve import (
     stop_server,
     with_address,
 )
-from archiver.commands.worker import close_worker, stop_worker
+from archiver.commands.worker import stop_worker
 from archiver.embedded import EmbeddedRedis
 from models.errors import ArchiverError
 
@@ -68,14 +68,14 @@ def run_all_command(args: argparse.Namespace, settings: Settings) -> int:
 
 async def run_all(settings: Settings) -> int:
     from receiver.app import create_app
-    from workers.main import build_worker
+    from workers.main import build_worker, close_worker
 
     server = make_server(create_app(settings), settings)
     worker = build_worker(settings, handle_signals=False)
     shutdown = Shutdown()
     shutdown.install()
     stop_server(server, shutdown)
-    shutdown.on_stop(lambda: stop_worker(worker), lambda: stop_worker(worker))
+    shutdown.on_stop(lambda: stop_worker([worker]), lambda: stop_worker([worker]))
     parts = [
         asyncio.create_task(run_server(server), name="receiver"),
         asyncio.create_task(worker.async_run(), name="worker"),
@@ -86,7 +86,7 @@ async def run_all(settings: Settings) -> int:
         if shutdown.signal is None:  # one part ended by itself: the other must not run alone
             log.error("one part of `archiver run` stopped; stopping the other")
         server.should_exit = True  # both again even after a signal: stopping twice is harmless
-        stop_worker(worker)
+        stop_worker([worker])
         outcomes = await asyncio.gather(*parts, return_exceptions=True)
     finally:
         announce.cancel()

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
 import signal
 from typing import TYPE_CHECKING
 
 from archiver.commands import add_command, open_database
 from archiver.commands.serve import Shutdown, run_async
-from models.errors import ArchiverError, ConfigError, StoreUnavailable
+from models.errors import ConfigError
 
 if TYPE_CHECKING:
     from arq.worker import Worker
 
     from archiver.commands import SubParsers
     from models.config import Settings
+
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 30.0  # seconds between attempts while Redis is away
 
 
 def register(subparsers: SubParsers) -> None:
@@ -42,45 +49,54 @@ def run_worker_command(_args: argparse.Namespace, settings: Settings) -> int:
     return run_async(work(settings))
 
 
-def stop_worker(worker: Worker) -> None:
+def stop_worker(current: list[Worker]) -> None:
     """Stop taking jobs and cancel the running ones: their rows stay pending for the sweep."""
-    if worker.main_task is not None and not worker.main_task.done():
-        worker.handle_sig(signal.SIGTERM)
-
-
-async def close_worker(worker: Worker) -> None:
-    """Close once cancelled jobs have settled: arq's close() gathers them and would re-raise
-    their cancellation, ending the process with a traceback instead of a clean stop."""
-    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
-    worker.tasks.clear()
-    await worker.close()
+    for worker in current:
+        if worker.main_task is not None and not worker.main_task.done():
+            worker.handle_sig(signal.SIGTERM)
 
 
 async def work(settings: Settings) -> int:
     """Run one worker on this loop until SIGINT/SIGTERM; the exit status says which.
 
-    The worker is built here, inside the running loop, because arq binds to the loop that is
-    current when a Worker is created; signals go through `Shutdown` as for `serve` and `run`.
+    Redis going away does not end the process: the worker is closed and built again with a
+    growing pause (up to MAX_BACKOFF), so it resumes by itself when Redis returns. The worker
+    is built inside the running loop, because arq binds to the loop current at creation.
     """
-    from redis.exceptions import RedisError
-
-    from workers.main import build_worker
-
-    worker = build_worker(settings, handle_signals=False)
     shutdown = Shutdown()
     shutdown.install()
-    shutdown.on_stop(lambda: stop_worker(worker), lambda: stop_worker(worker))
+    current: list[Worker] = []
+    shutdown.on_stop(lambda: stop_worker(current), lambda: stop_worker(current))
+    backoff = 1.0
+    while shutdown.signal is None:
+        if await _run_once(settings, current, shutdown):
+            backoff = 1.0
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(shutdown.event.wait(), backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF)
+    return shutdown.exit_code
+
+
+async def _run_once(settings: Settings, current: list[Worker], shutdown: Shutdown) -> bool:
+    """One worker's life; False when Redis failed it (the caller waits, then retries)."""
+    from redis.exceptions import RedisError
+
+    from workers.main import build_worker, close_worker
+
+    worker = build_worker(settings, handle_signals=False)
+    current[:] = [worker]
     try:
         await worker.async_run()
     except asyncio.CancelledError:
         if shutdown.signal is None:
             raise
-    except RedisError as exc:
-        msg = f"Redis unavailable at REDIS_URL: {exc}"
-        raise StoreUnavailable(msg) from exc
+    except (RedisError, OSError) as exc:  # the builtin ConnectionError is an OSError
+        log.warning("Redis unavailable at REDIS_URL (%s); the worker starts again", exc)
+        return False
     finally:
-        await close_worker(worker)
+        with contextlib.suppress(RedisError, OSError):  # closing talks to Redis too
+            await close_worker(worker, cancel_jobs=True)
     if shutdown.signal is None:
-        msg = "the worker stopped unexpectedly (see the log above)"
-        raise ArchiverError(msg)
-    return shutdown.exit_code
+        log.warning("the worker stopped unexpectedly; it starts again")
+    return True
