@@ -66,3 +66,11 @@ def test_post_slots_decay_and_end() -> None:
     assert posts.after(POSTED, at(hours=1)) == ("6h", at(hours=6))
     assert posts.after(POSTED, at(hours=30)) == ("3d", at(days=3))
     assert posts.after(POSTED, at(days=3)) is None
+
+
+def test_only_regular_slots_can_be_late() -> None:
+    """More than half an interval overdue: a regular slot is late; first and final never are."""
+    assert not DEFAULTS.is_late("s2", POSTED, at(hours=2, minutes=29))
+    assert DEFAULTS.is_late("s2", POSTED, at(hours=2, minutes=31))
+    assert not DEFAULTS.is_late(FIRST, POSTED, at(hours=9))
+    assert not DEFAULTS.is_late(FINAL, POSTED, at(hours=24))

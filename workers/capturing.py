@@ -58,13 +58,15 @@ async def skip_slot(
     following: Next,
     why: str,
     closed_state: str,
+    is_error: bool = True,
 ) -> str:
     """Give up on this slot but keep the schedule going; close with `closed_state` when it
-    was the last one."""
+    was the last one. `why` becomes the media's last error unless `is_error` is False."""
     engine: Engine = ctx["engine"]
 
     def advance() -> None:
-        note_capture_error(engine, platform=platform, media_id=media_id, error=why)
+        if is_error:
+            note_capture_error(engine, platform=platform, media_id=media_id, error=why)
         with session_scope(engine) as session:
             slot_name, due = following or (None, None)
             schedule_capture(session, platform=platform, media_id=media_id, slot=slot_name, due=due)

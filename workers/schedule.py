@@ -40,6 +40,14 @@ class StorySchedule:
     def regular_due(self, posted_at: datetime, k: int) -> datetime:
         return posted_at + timedelta(seconds=k * self.snapshot_seconds)
 
+    def is_late(self, slot: str, posted_at: datetime, now: datetime) -> bool:
+        """A regular slot more than half an interval overdue (the workers are behind): better
+        skipped than taken, so that the captures still on time, the final above all, are."""
+        if not (slot.startswith("s") and slot[1:].isdigit()):
+            return False
+        overdue = (now - self.regular_due(posted_at, int(slot[1:]))).total_seconds()
+        return overdue > self.snapshot_seconds / 2
+
     def on_discovery(self, posted_at: datetime, expires_at: datetime, now: datetime) -> str:
         """The slot taken at once when a story is first seen: `first`, or `final` when the
         final slot is already due."""

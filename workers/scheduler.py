@@ -9,7 +9,7 @@ the schedule survive a Redis flush or a killed worker.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 TICK_BATCH = 2000  # rows per tick and kind; the rest are due at the next tick
 EXPIRY_GRACE = timedelta(seconds=60)  # a final capture in flight at expiry may still land
+TICK_STARTED_KEY = "archiver:schedule_due:started"
 
 
 async def schedule_due(ctx: dict[str, Any]) -> dict[str, int]:
@@ -36,6 +37,8 @@ async def schedule_due(ctx: dict[str, Any]) -> dict[str, int]:
     engine: Engine = ctx["engine"]
     redis: ArqRedis = ctx["redis"]
     now = utcnow()
+    if await _superseded(redis, ctx.get("enqueue_time"), now):
+        return {"superseded": 1}
     polls = await in_thread(ctx, due_polls, engine, now=now, limit=TICK_BATCH)
     for account_id, due in polls:
         job_id = story_poll_job_id(account_id, int(due.timestamp()))
@@ -55,3 +58,14 @@ async def schedule_due(ctx: dict[str, Any]) -> dict[str, int]:
         log.warning("%d stories expired without a final snapshot", missed)
     counts = {"story_polls": len(polls), "threads_polls": len(threads)}
     return counts | {"captures": len(captures), "missed": missed}
+
+
+async def _superseded(redis: ArqRedis, enqueued: datetime | None, now: datetime) -> bool:
+    """True for a tick that waited in a backed-up queue while a later tick already ran: it
+    would only repeat that tick's work (thousands of no-op enqueues). Otherwise note the start.
+    """
+    last = await redis.get(TICK_STARTED_KEY)
+    if enqueued is not None and last is not None and float(last) >= enqueued.timestamp():
+        return True
+    await redis.set(TICK_STARTED_KEY, f"{now.timestamp():.3f}", ex=3600)
+    return False

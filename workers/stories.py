@@ -143,6 +143,9 @@ async def capture_story(ctx: dict[str, Any], media_id: str, slot: str) -> str:
     plan = story_schedule(ctx["settings"])
     if target.account.state != ACTIVE:
         return done(await _skip(ctx, target, slot, "account needs re-authorisation"))
+    if plan.is_late(slot, target.media.posted_at, now) and now < plan.final_due(expires_at):
+        why = "the workers are behind: a late regular capture gives way to those on time"
+        return done(await _skip(ctx, target, slot, why, is_error=False))
     try:
         insights = await ctx["graph"].story_insights(target.account, media_id)
     except MetaError as exc:
@@ -213,7 +216,9 @@ async def _capture_failed(
     return await _skip(ctx, target, slot, f"{type(exc).__name__}: {exc}")
 
 
-async def _skip(ctx: dict[str, Any], target: CaptureTarget, slot: str, why: str) -> str:
+async def _skip(
+    ctx: dict[str, Any], target: CaptureTarget, slot: str, why: str, *, is_error: bool = True
+) -> str:
     media = target.media
     assert media.posted_at is not None
     assert media.expires_at is not None
@@ -227,4 +232,5 @@ async def _skip(ctx: dict[str, Any], target: CaptureTarget, slot: str, why: str)
         following=following,
         why=why,
         closed_state=MISSED,
+        is_error=is_error,
     )
