@@ -511,7 +511,11 @@ async def test_expired_token_is_an_auth_error_without_retry(
     """190/463 raises AuthError after one call, and neither it nor the logs hold the token."""
     body = meta_error(190, "Error validating access token: Session has expired", error_subcode=463)
     graph.faults = [(400, body, {})] * 3
-    with caplog.at_level(logging.DEBUG), pytest.raises(AuthError) as caught:
+    with (
+        caplog.at_level(logging.DEBUG),
+        caplog.at_level(logging.DEBUG, logger="httpx"),
+        pytest.raises(AuthError) as caught,
+    ):
         await make_client(http, graph, redis).list_stories(FB_ACCOUNT)
     assert caught.value.subcode == 463
     assert len(graph.calls) == 1

@@ -357,7 +357,11 @@ async def test_expired_token_is_an_auth_error_and_never_logged(
 ) -> None:
     """An expired token raises AuthError (463) after one call; no log line or error holds it."""
     sim.world.expire_token(threads_user=user.id)
-    with caplog.at_level(logging.DEBUG), pytest.raises(AuthError) as caught:
+    with (
+        caplog.at_level(logging.DEBUG),
+        caplog.at_level(logging.DEBUG, logger="httpx"),
+        pytest.raises(AuthError) as caught,
+    ):
         await client.list_posts(of(user))
     assert caught.value.subcode == 463
     assert len(sim.world.calls()) == 1
