@@ -19,7 +19,7 @@ from models.config import Settings
 from models.errors import ConfigError
 from receiver.app import create_app
 from receiver.signature import sign, verify
-from tests.conftest import APP_SECRET, VERIFY_TOKEN, make_settings
+from tests.conftest import APP_SECRET, THREADS_SECRET, VERIFY_TOKEN, make_settings
 from tests.servers import ServerThread
 
 
@@ -161,3 +161,29 @@ def test_ready_when_database_and_redis_answer(settings: Settings) -> None:
     with serve(create_app(settings)) as client:
         assert client.get("/readyz").status_code == 200
         assert "archiver_delivery_backlog" in client.get("/metrics").text
+
+
+def test_threads_webhook_has_its_own_secret(settings: Settings, engine: Engine) -> None:
+    """/webhooks/threads: handshake, a body signed with THREADS_APP_SECRET is stored as a
+    Threads delivery; one signed with the Meta app secret is refused."""
+    publish = {"field": "publish", "value": {"id": "1789"}}
+    envelope = {"app_id": "1", "topic": "interaction", "target_id": "2500", "values": publish}
+    body = json.dumps(envelope).encode()
+    handshake = {"hub.mode": "subscribe", "hub.challenge": "42", "hub.verify_token": VERIFY_TOKEN}
+    with serve(create_app(settings)) as client:
+        hello = client.get("/webhooks/threads", params=handshake)
+        assert (hello.status_code, hello.text) == (200, "42")
+        wrong = client.post("/webhooks/threads", content=body, headers=signed(body))
+        right = client.post("/webhooks/threads", content=body,
+                            headers=signed(body, THREADS_SECRET))  # fmt: skip
+    assert (wrong.status_code, right.status_code) == (401, 200)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT platform, body FROM webhook_delivery")).all()
+    assert [(platform, bytes(raw)) for platform, raw in stored] == [("threads", body)]
+
+
+def test_threads_webhook_is_404_without_its_secret(database_url: str, redis_url: str) -> None:
+    """With THREADS_APP_SECRET unset there is no Threads endpoint at all."""
+    settings = make_settings(database_url, redis_url, threads_app_secret=None)
+    with serve(create_app(settings)) as client:
+        assert client.post("/webhooks/threads", content=b"{}").status_code == 404
