@@ -1,5 +1,5 @@
-"""The Meta error tree, the one function that maps a Graph API error response onto it, and
-the usage headers (X-App-Usage, X-Business-Use-Case-Usage) that errors and the pacer read.
+"""The Meta error tree and the one function that maps a Graph API error response onto it
+(the usage headers that errors and the pacer read are parsed in workers.usage).
 
 Rules come from https://developers.facebook.com/docs/graph-api/guides/error-handling and
 https://developers.facebook.com/docs/graph-api/overview/rate-limiting (see META-API.md §3-4).
@@ -8,14 +8,13 @@ Every message is scrubbed of access tokens before it is stored on an exception.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from models.errors import ArchiverError
+from workers.usage import parse_buc_usage
 
 # Codes that mean "stop calling for a while" (RATE): app, user, page, custom, BUC limits.
 THROTTLE_CODES = frozenset({4, 17, 32, 341, 613})
@@ -47,63 +46,6 @@ def scrub(text: str, *secrets: str | None) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
-
-
-@dataclass(frozen=True)
-class Usage:
-    """One usage figure set, in percent (X-App-Usage, or one BUC entry)."""
-
-    call_count: float = 0.0
-    total_time: float = 0.0
-    total_cputime: float = 0.0
-    regain_minutes: float = 0.0
-    type: str | None = None
-
-    @property
-    def peak(self) -> float:
-        return max(self.call_count, self.total_time, self.total_cputime)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
-        def number(name: str) -> float:
-            value = data.get(name)
-            return float(value) if isinstance(value, int | float) else 0.0
-
-        kind = data.get("type")
-        return cls(
-            call_count=number("call_count"),
-            total_time=number("total_time"),
-            total_cputime=number("total_cputime"),
-            regain_minutes=number("estimated_time_to_regain_access"),
-            type=kind if isinstance(kind, str) else None,
-        )
-
-
-def parse_app_usage(value: str | None) -> Usage | None:
-    """X-App-Usage: `{"call_count":28,"total_time":25,"total_cputime":25}`; None if absent/bad."""
-    data = _loads(value)
-    return Usage.from_dict(data) if isinstance(data, dict) else None
-
-
-def parse_buc_usage(value: str | None) -> dict[str, list[Usage]]:
-    """X-Business-Use-Case-Usage: business-object id -> its usage entries ({} if absent/bad)."""
-    data = _loads(value)
-    if not isinstance(data, dict):
-        return {}
-    return {
-        str(key): [Usage.from_dict(item) for item in entries if isinstance(item, dict)]
-        for key, entries in data.items()
-        if isinstance(entries, list)
-    }
-
-
-def _loads(value: str | None) -> Any:
-    if not value:
-        return None
-    try:
-        return json.loads(value)
-    except ValueError:
-        return None
 
 
 class ScrubTokens(logging.Filter):

@@ -26,7 +26,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from models.stats import CALLS_KEY, PAUSES_KEY, stat_field
-from workers.errors import AccountPaused, Throttled, Usage, parse_app_usage, parse_buc_usage
+from workers.errors import AccountPaused, Throttled
+from workers.usage import Usage, parse_app_usage, parse_buc_usage
 
 __all__ = [
     "APP",
