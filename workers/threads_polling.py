@@ -247,11 +247,12 @@ async def backfill_views(
     engine: Engine,
     client: ThreadsClient,
     account: Account,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
     now: datetime | None = None,
 ) -> int:
     """The `views` history from the API floor to now, one snapshot per 30-day chunk;
-    `progress(done, total)` after each chunk. Returns the values stored.
+    `progress(chunks done, chunks in all, values stored)` after each chunk. Returns the
+    values stored.
 
     A whole chunk is stored once (slot `backfill:<since>`) and skipped, with no call, when
     run again; the last, partial chunk is named by its end too, so a later run refreshes it.
@@ -279,5 +280,5 @@ async def backfill_views(
             if await asyncio.to_thread(_store_user, engine, account, slot, "insights", got):
                 stored += len(rows)
         if progress is not None:
-            progress(number, len(starts))
+            progress(number, len(starts), stored)
     return stored

@@ -16,7 +16,7 @@ import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
 import httpx
 from redis.asyncio import Redis
@@ -34,7 +34,6 @@ from models.errors import (
     MetaUnavailable,
     StoreUnavailable,
 )
-from models.recording import MetricRow
 from models.threads import flag_threads_reauth
 from workers.errors import AuthError, MetaError, Throttled, Transient
 from workers.graph import GraphClient, IgAccount
@@ -159,36 +158,11 @@ def find_threads_user(
     return asyncio.run(_find(settings, account, token, claimed, lookup))
 
 
-class CountingThreadsClient(ThreadsClient):
-    """A ThreadsClient that counts the user-insights values it returns, for the progress bar."""
-
-    values = 0
-
-    async def user_insights(
-        self,
-        account: ThreadsAccount,
-        metrics: Sequence[str],
-        *,
-        since: int | None = None,
-        until: int | None = None,
-        breakdown: str | None = None,
-    ) -> tuple[list[MetricRow], dict[str, Any]]:
-        rows, body = await super().user_insights(
-            account, metrics, since=since, until=until, breakdown=breakdown
-        )
-        self.values += len(rows)
-        return rows, body
-
-
 async def _backfill(settings: Settings, engine: Engine, account: Account, bar: ProgressBar) -> int:
     async with meta_clients(settings) as clients:
-        client = CountingThreadsClient.from_settings(clients.http, settings, clients.redis)
-        assert isinstance(client, CountingThreadsClient)
+        client = ThreadsClient.from_settings(clients.http, settings, clients.redis)
         return await backfill_views(
-            engine=engine,
-            client=client,
-            account=account,
-            progress=lambda done, total: bar.update(done, total, client.values),
+            engine=engine, client=client, account=account, progress=bar.update
         )
 
 
