@@ -114,6 +114,22 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def pg_url(pg_schema_url: str | None) -> str:
+    """The session's PostgreSQL schema, emptied, for tests of PostgreSQL deployments only."""
+    if pg_schema_url is None:
+        pytest.skip("PostgreSQL not reachable")
+    _truncate_all(pg_schema_url)
+    return pg_schema_url
+
+
+@pytest.fixture
+def pg(pg_url: str) -> Iterator[Engine]:
+    engine = create_db_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def redis_url() -> Iterator[str]:
     """The shared Redis, on a database of the suite's own, emptied before each test."""
     client = redis.Redis.from_url(REDIS_URL)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,9 +14,7 @@ import pytest
 import redis as redis_client
 from sqlalchemy.engine import Engine
 
-from models.db import create_db_engine
 from models.types import utcnow
-from tests.conftest import _truncate_all
 from tests.metasim_fixtures import running_metasim
 from tests.processes import (
     TcpProxy,
@@ -37,21 +34,6 @@ from tests.processes import (
 from tests.servers import PrivateRedis, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def pg_url(pg_schema_url: str | None) -> str:
-    if pg_schema_url is None:
-        pytest.skip("PostgreSQL not reachable")
-    _truncate_all(pg_schema_url)
-    return pg_schema_url
-
-
-@pytest.fixture
-def pg(pg_url: str) -> Iterator[Engine]:
-    engine = create_db_engine(pg_url)
-    yield engine
-    engine.dispose()
 
 
 def pending(engine: Engine) -> int:

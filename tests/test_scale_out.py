@@ -7,14 +7,11 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 
-from models.db import create_db_engine
-from tests.conftest import _truncate_all
 from tests.metasim_fixtures import running_metasim
 from tests.processes import (
     add_stories,
@@ -42,21 +39,6 @@ DELIVERIES = int(os.environ.get("ARCHIVER_SCALE_DELIVERIES", "600"))
 # Stories expire this long after the processes are up (plus up to SPREAD more): long
 # enough for discovery behind the delivery backlog, a few regular slots and the final one.
 EXPIRES_IN, SPREAD = 25.0, 5.0
-
-
-@pytest.fixture
-def pg_url(pg_schema_url: str | None) -> str:
-    if pg_schema_url is None:
-        pytest.skip("PostgreSQL not reachable")
-    _truncate_all(pg_schema_url)
-    return pg_schema_url
-
-
-@pytest.fixture
-def pg(pg_url: str) -> Iterator[Engine]:
-    engine = create_db_engine(pg_url)
-    yield engine
-    engine.dispose()
 
 
 def settled(engine: Engine, stories: int) -> bool:

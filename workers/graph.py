@@ -27,7 +27,7 @@ from workers.metric_sets import (
     story_calls,
 )
 from workers.pacing import Pacer
-from workers.transport import MetaTransport, on_host, parse_grant
+from workers.transport import MetaTransport, on_host, parse_grant, shared_pacer
 from workers.transport import TokenGrant as TokenGrant  # re-exported: callers import it here
 from workers.transport import make_http_client as make_http_client  # re-exported
 
@@ -147,7 +147,7 @@ class GraphClient:
         settings: Settings,
         redis: Redis | None,
         *,
-        minute_seconds: float = 60.0,
+        minute_seconds: float | None = None,
         **options: Any,
     ) -> GraphClient:
         """The worker's client: hosts and version from Settings, pauses and drops in Redis."""
@@ -156,7 +156,7 @@ class GraphClient:
             facebook_url=settings.facebook_graph_url,
             instagram_url=settings.instagram_graph_url,
             version=settings.graph_api_version,
-            pacer=Pacer(redis, minute_seconds=minute_seconds) if redis is not None else None,
+            pacer=shared_pacer(settings, redis, minute_seconds),
             dropped=DroppedMetrics(redis) if redis is not None else None,
             **options,
         )

@@ -99,13 +99,8 @@ def make_startup(settings: Settings) -> Startup:
         ctx["engine"] = create_db_engine(settings.database_url, token_key=settings.token_key)
         ctx[DB_THREADS] = make_db_threads(settings.worker_max_jobs)
         ctx["http"] = make_http_client(settings)
-        minute = settings.meta_minute_seconds
-        ctx["graph"] = GraphClient.from_settings(
-            ctx["http"], settings, ctx["redis"], minute_seconds=minute
-        )
-        ctx["threads"] = ThreadsClient.from_settings(
-            ctx["http"], settings, ctx["redis"], minute_seconds=minute
-        )
+        ctx["graph"] = GraphClient.from_settings(ctx["http"], settings, ctx["redis"])
+        ctx["threads"] = ThreadsClient.from_settings(ctx["http"], settings, ctx["redis"])
 
     return startup
 

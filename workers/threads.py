@@ -25,7 +25,7 @@ from models.recording import UNAVAILABLE, MetricRow
 from workers.errors import InvalidMetric
 from workers.metric_sets import parse_insights, parse_time
 from workers.pacing import Pacer
-from workers.transport import MetaTransport, TokenGrant, next_page, parse_grant
+from workers.transport import MetaTransport, TokenGrant, next_page, parse_grant, shared_pacer
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ class ThreadsClient:
         settings: Settings,
         redis: Redis | None,
         *,
-        minute_seconds: float = 60.0,
+        minute_seconds: float | None = None,
         **options: Any,
     ) -> ThreadsClient:
         """The worker's client: host and version from Settings, pauses shared in Redis."""
@@ -212,7 +212,7 @@ class ThreadsClient:
             http,
             base_url=settings.threads_graph_url,
             version=settings.threads_api_version,
-            pacer=Pacer(redis, minute_seconds=minute_seconds) if redis is not None else None,
+            pacer=shared_pacer(settings, redis, minute_seconds),
             **options,
         )
 

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 
 from models.config import Settings
 from models.types import utcnow
@@ -93,6 +94,17 @@ def next_page(
         return url, {**params, "after": after}
     log.warning("not following a paging.next link to another host")
     return None
+
+
+def shared_pacer(
+    settings: Settings, redis: Redis | None, minute_seconds: float | None = None
+) -> Pacer | None:
+    """The pauses every worker shares through Redis (none without Redis); a throttle
+    "minute" lasts META_MINUTE_SECONDS unless a test says otherwise."""
+    if redis is None:
+        return None
+    minute = settings.meta_minute_seconds if minute_seconds is None else minute_seconds
+    return Pacer(redis, minute_seconds=minute)
 
 
 class MetaTransport:
