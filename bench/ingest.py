@@ -18,10 +18,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 import sqlalchemy as sa
@@ -47,6 +48,7 @@ PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 ACCOUNTS = ("17841405309211844", "17841400008461203", "17841463397520148")
 ENTRIES_PER_BODY = 6  # Meta batches changes; six story_insights entries make ~1.7 KB
+M = TypeVar("M")  # what a measure function returns: one server's figures, or several's
 
 
 class Deliveries:
@@ -113,6 +115,7 @@ class Options:
     postgres_url: str
     redis_url: str
     profile: Path | None = None  # a directory for py-spy's collapsed stacks of the receiver
+    receivers: int = 1  # servers per target at once, the load split (bench/ingest_multi.py)
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,16 @@ BARE = "-m uvicorn bare:app --loop uvloop --http httptools --no-access-log --log
 
 
 def run_backend(kind: str, opts: Options) -> bool:
+    if opts.receivers > 1:  # ingest_multi imports this module back (a copy, run as a script)
+        from ingest_multi import measure_many, report_many
+
+        return run_pair(kind, opts, measure_many, report_many)
+    return run_pair(kind, opts, measure, report)
+
+
+def run_pair(
+    kind: str, opts: Options, measure_fn: Callable[..., M], report_fn: Callable[[str, M, M], bool]
+) -> bool:
     """Bare first, then the receiver on a fresh database and a flushed Redis database."""
     with (
         tempfile.TemporaryDirectory(prefix="archiver-bench-") as tmp,
@@ -322,18 +335,18 @@ def run_backend(kind: str, opts: Options) -> bool:
             opts = dataclasses.replace(opts, profile=opts.profile / kind)
         workdir, py = Path(tmp), sys.executable
         bare_argv = [py, *BARE.split(), "--app-dir", str(Path(__file__).resolve().parent)]
-        bare = measure("bare starlette", bare_argv, dict(os.environ), opts, workdir, None)
+        bare = measure_fn("bare starlette", bare_argv, dict(os.environ), opts, workdir, None)
         env = dict(os.environ, DATABASE_URL=db_url, REDIS_URL=opts.redis_url)
         env.update(META_APP_SECRET=APP_SECRET, META_VERIFY_TOKEN=VERIFY_TOKEN)
         client = redis.Redis.from_url(opts.redis_url)
         client.flushdb()
         try:
             argv = [py, "-m", "archiver", "serve"]
-            real = measure("archiver serve", argv, env, opts, workdir, db_url)
+            real = measure_fn("archiver serve", argv, env, opts, workdir, db_url)
         finally:
             client.flushdb()
             client.close()
-        return report(kind, bare, real)
+        return report_fn(kind, bare, real)
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -352,7 +365,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--redis-url", default=REDIS_URL, help="a database the script may flush")
     p.add_argument("--quick", action="store_true", help="a tiny run (1 s per target)")
     p.add_argument("--profile", type=Path, help="record py-spy stacks of the receiver here")
+    p.add_argument("--receivers", type=int, default=1, help="servers per target, load split")
     a = p.parse_args(argv)
+    if not 1 <= a.receivers <= a.connections:
+        p.error("--receivers must be between 1 and --connections")
     loadgen = a.loadgen
     if loadgen == "auto":
         loadgen = "wrk" if wrk_version() else "python"
@@ -366,6 +382,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         postgres_url=a.postgres_url,
         redis_url=a.redis_url,
         profile=a.profile,
+        receivers=a.receivers,
     )
 
 
@@ -379,8 +396,9 @@ def main(argv: list[str] | None = None) -> int:
         else "python-asyncio (bench/loadgen.py; wrk not used)"
     )
     size = len(Deliveries(APP_SECRET).body())
+    per = f" over {opts.receivers} servers per target at once" if opts.receivers > 1 else ""
     print(
-        f"ingest benchmark: load generator: {gen}; {opts.connections} connections; "
+        f"ingest benchmark: load generator: {gen}; {opts.connections} connections{per}; "
         f"body {size:,} bytes, signed, distinct for the receiver; {opts.duration:g} s "
         f"measured after {opts.warmup:g} s warm-up per target; "
         f"backends: {', '.join(opts.databases)}"
