@@ -9,7 +9,7 @@ one tick.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -67,6 +67,36 @@ def due_captures(engine: Engine, *, until: datetime, limit: int) -> list[DueCapt
     with Session(engine) as session:
         rows = session.exec(stmt).all()
     return [DueCapture(p, m, slot, due) for p, m, slot, due in rows if slot and due]
+
+
+def promote_finals(
+    engine: Engine, *, slot: str, now: datetime, margin: timedelta, limit: int
+) -> list[DueCapture]:
+    """Live stories whose final is due while an earlier slot is still pending (a capture
+    stuck behind a backlog): their next slot becomes `slot` (the final), due at expiry minus
+    `margin`, so the tick enqueues the final itself rather than wait for that capture."""
+    pending_other = sa.or_(_media.c.next_slot.is_(None), _media.c.next_slot != slot)
+    live_story = sa.and_(
+        _media.c.platform == "instagram", _media.c.capture_state == LIVE, pending_other
+    )
+    stmt = (
+        sa.select(_media.c.id, _media.c.media_id, _media.c.expires_at)
+        .where(live_story, _media.c.expires_at > now, _media.c.expires_at <= now + margin)
+        .order_by(_media.c.expires_at)
+        .limit(limit)
+    )
+    update = (
+        sa.update(_media)
+        .where(_media.c.id == sa.bindparam("row_id"), live_story)
+        .values(next_slot=slot, next_capture_at=sa.bindparam("due"))
+    )
+    with engine.begin() as conn:
+        found = [
+            (row_id, media_id, expires - margin) for row_id, media_id, expires in conn.execute(stmt)
+        ]
+        if found:
+            conn.execute(update, [{"row_id": row_id, "due": due} for row_id, _, due in found])
+    return [DueCapture("instagram", media_id, slot, due) for _, media_id, due in found]
 
 
 def capture_target(engine: Engine, platform: str, media_id: str) -> CaptureTarget | None:

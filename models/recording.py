@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
 
 from models.snapshots import MetricValue, Snapshot
 from models.types import utcnow
@@ -41,25 +41,58 @@ class Subject:
     kind: str = "insights"
 
 
-def find_snapshot(session: Session, subject: Subject, slot: str) -> Snapshot | None:
-    stmt = select(Snapshot).where(
-        Snapshot.platform == subject.platform,
-        Snapshot.subject_type == subject.subject_type,
-        Snapshot.subject_id == subject.subject_id,
-        Snapshot.kind == subject.kind,
-        Snapshot.slot == slot,
-    )
-    return session.exec(stmt).first()
+_snapshot = Snapshot.__table__  # type: ignore[attr-defined]
+_metric_value = MetricValue.__table__  # type: ignore[attr-defined]
 
 
-def _next_version(session: Session, subject: Subject) -> int:
-    stmt = select(sa.func.coalesce(sa.func.max(col(Snapshot.version)), 0)).where(
-        col(Snapshot.platform) == subject.platform,
-        col(Snapshot.subject_type) == subject.subject_type,
-        col(Snapshot.subject_id) == subject.subject_id,
-        col(Snapshot.kind) == subject.kind,
+@dataclass(frozen=True)
+class Recorded:
+    """The snapshot row a capture ended up in (new, or the one its slot already had)."""
+
+    id: int
+    version: int
+    captured_at: datetime
+
+
+def _same_subject(subject: Subject) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        _snapshot.c.platform == subject.platform,
+        _snapshot.c.subject_type == subject.subject_type,
+        _snapshot.c.subject_id == subject.subject_id,
+        _snapshot.c.kind == subject.kind,
     )
-    return int(session.exec(stmt).one()) + 1
+
+
+def find_snapshot(session: Session, subject: Subject, slot: str) -> Recorded | None:
+    stmt = sa.select(_snapshot.c.id, _snapshot.c.version, _snapshot.c.captured_at).where(
+        *_same_subject(subject), _snapshot.c.slot == slot
+    )
+    row = session.connection().execute(stmt).first()
+    return None if row is None else Recorded(*row)
+
+
+def _insert_version(
+    session: Session, subject: Subject, values: dict[str, Any]
+) -> tuple[int, int] | None:
+    """INSERT the next version unless a unique key (slot or version) is taken: (id, version).
+
+    One statement: the version is computed inside the INSERT, and ON CONFLICT DO NOTHING
+    replaces a savepoint per try (PostgreSQL and SQLite alike).
+    """
+    version = (
+        sa.select(sa.func.coalesce(sa.func.max(_snapshot.c.version), 0) + 1)
+        .where(*_same_subject(subject))
+        .scalar_subquery()
+    )
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    stmt = (
+        dialect.insert(_snapshot)
+        .values(**values, version=version)
+        .on_conflict_do_nothing()
+        .returning(_snapshot.c.id, _snapshot.c.version)
+    )
+    row = session.connection().execute(stmt).first()
+    return None if row is None else (int(row[0]), int(row[1]))
 
 
 def record_snapshot(
@@ -73,40 +106,37 @@ def record_snapshot(
     api_version: str | None = None,
     delivery_id: int | None = None,
     captured_at: datetime | None = None,
-) -> tuple[Snapshot, bool]:
+) -> tuple[Recorded, bool]:
     """Store a new version unless `slot` was captured already; return (snapshot, created).
 
     Concurrent writers of the same subject race on the version number; the unique
     constraints decide, and the loser either finds its slot taken or tries the next version.
     """
+    values = {
+        "account_id": subject.account_id,
+        "platform": subject.platform,
+        "subject_type": subject.subject_type,
+        "subject_id": subject.subject_id,
+        "kind": subject.kind,
+        "slot": slot,
+        "source": source,
+        "api_version": api_version,
+        "delivery_id": delivery_id,
+        "raw": raw,
+        "captured_at": captured_at or utcnow(),
+    }
+    session.flush()  # Core statements below skip autoflush: the caller's pending rows first
     for _ in range(_VERSION_RACE_TRIES):
-        existing = find_snapshot(session, subject, slot)
-        if existing is not None:
-            return existing, False
-        snapshot = Snapshot(
-            account_id=subject.account_id,
-            platform=subject.platform,
-            subject_type=subject.subject_type,
-            subject_id=subject.subject_id,
-            kind=subject.kind,
-            version=_next_version(session, subject),
-            slot=slot,
-            source=source,
-            api_version=api_version,
-            delivery_id=delivery_id,
-            raw=raw,
-            captured_at=captured_at or utcnow(),
-        )
-        try:
-            with session.begin_nested():
-                session.add(snapshot)
-                session.flush()
-        except IntegrityError:
-            continue
-        assert snapshot.id is not None
+        inserted = _insert_version(session, subject, values)
+        if inserted is None:
+            existing = find_snapshot(session, subject, slot)
+            if existing is not None:
+                return existing, False
+            continue  # another writer took this version number for another slot
+        snapshot_id, version = inserted
         if metrics:  # one executemany through Core: the ORM's unit of work costs ~10x more
-            values = [{"snapshot_id": snapshot.id, **row.__dict__} for row in metrics]
-            session.execute(sa.insert(MetricValue.__table__), values)  # type: ignore[attr-defined]
-        return snapshot, True
+            rows = [{"snapshot_id": snapshot_id, **row.__dict__} for row in metrics]
+            session.connection().execute(sa.insert(_metric_value), rows)
+        return Recorded(snapshot_id, version, values["captured_at"]), True
     msg = f"could not allocate a snapshot version for {subject} after {_VERSION_RACE_TRIES} tries"
     raise RuntimeError(msg)

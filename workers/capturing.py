@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from arq import Retry
@@ -17,28 +17,48 @@ from sqlalchemy.engine import Engine
 from models.captures import close_capture, note_capture_error, schedule_capture
 from models.db import session_scope
 from models.jobs import CAPTURE_STORY, CAPTURE_THREADS_POST, capture_job_id
+from models.types import utcnow
 from workers.context import in_thread
 from workers.errors import MetaError, Throttled, Transient
+from workers.schedule import FINAL
 
 log = logging.getLogger(__name__)
 
 CAPTURE_MAX_TRIES = 8  # throttle pauses and transient failures; the last try moves on
 JOBS = {"instagram": CAPTURE_STORY, "threads": CAPTURE_THREADS_POST}
 
+# arq runs the due jobs lowest score (due time) first. A story's final capture is scored this
+# long before its due time, so it overtakes every regular capture waiting when the workers
+# are behind: missing a regular slot costs one point of a series, missing the final loses
+# the story's last values for good. (arq's own log line then says "delayed=3600s".)
+FINAL_HEADSTART = timedelta(hours=1)
+
 Next = tuple[str, datetime] | None
 
 
 async def enqueue_capture(
     redis: ArqRedis, platform: str, media_id: str, slot: str, due: datetime | None = None
-) -> None:
-    """Enqueue under the deterministic id: a slot already queued, running or done is a no-op."""
+) -> bool:
+    """Enqueue under the deterministic id: a slot already queued, running or done is a no-op.
+
+    A story's final is enqueued only once due (a score in the past means "now" to arq), ahead
+    of the queue; one due later is left to the scheduler tick, which enqueues it on time.
+    Returns False for such a final.
+    """
+    defer = due
+    if platform == "instagram" and slot == FINAL:
+        now = utcnow()
+        if due is not None and due > now:
+            return False
+        defer = (due or now) - FINAL_HEADSTART
     await redis.enqueue_job(
         JOBS[platform],
         media_id,
         slot,
         _job_id=capture_job_id(platform, media_id, slot),
-        _defer_until=due,
+        _defer_until=defer,
     )
+    return True
 
 
 def retry_later(ctx: dict[str, Any], exc: MetaError) -> None:

@@ -3,7 +3,10 @@ many run each tick): enqueue every listing, poll and capture the database says i
 deterministic job ids (a duplicate is a no-op), and close stories that expired uncaptured.
 
 Jobs also enqueue their own follow-ups (the next slot) for precision; the tick is what makes
-the schedule survive a Redis flush or a killed worker.
+the schedule survive a Redis flush or a killed worker. Everything is enqueued at its due time,
+so arq runs the oldest due work first, except a story's final, which the tick enqueues once due
+and ahead of all else (workers.capturing.FINAL_HEADSTART), even when an earlier slot of the
+story is still waiting in the queue (models.captures.promote_finals).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from sqlalchemy.engine import Engine
 
-from models.captures import due_captures
+from models.captures import due_captures, promote_finals
 from models.config import Settings
 from models.jobs import POLL_STORIES, POLL_THREADS, story_poll_job_id, threads_poll_job_id
 from models.stories import due_polls, mark_expired
@@ -23,6 +26,7 @@ from models.threads import due_threads_polls
 from models.types import utcnow
 from workers.capturing import enqueue_capture
 from workers.context import in_thread
+from workers.schedule import FINAL
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ async def schedule_due(ctx: dict[str, Any]) -> dict[str, int]:
     polls = await in_thread(ctx, due_polls, engine, now=now, limit=TICK_BATCH)
     for account_id, due in polls:
         job_id = story_poll_job_id(account_id, int(due.timestamp()))
-        await redis.enqueue_job(POLL_STORIES, account_id, _job_id=job_id)
+        await redis.enqueue_job(POLL_STORIES, account_id, _job_id=job_id, _defer_until=due)
     threads = await in_thread(ctx, due_threads_polls, engine, now=now, limit=TICK_BATCH)
     for account_id, due in threads:
         epoch = int(due.timestamp())
@@ -50,14 +54,18 @@ async def schedule_due(ctx: dict[str, Any]) -> dict[str, int]:
             POLL_THREADS, account_id, epoch, _job_id=threads_poll_job_id(account_id, epoch)
         )
     lookahead = now + timedelta(seconds=2 * settings.schedule_tick_seconds)
+    margin = timedelta(seconds=settings.story_final_margin_seconds)
+    finals = await in_thread(
+        ctx, promote_finals, engine, slot=FINAL, now=now, margin=margin, limit=TICK_BATCH
+    )
     captures = await in_thread(ctx, due_captures, engine, until=lookahead, limit=TICK_BATCH)
-    for capture in captures:
+    for capture in [*finals, *captures]:
         await enqueue_capture(redis, capture.platform, capture.media_id, capture.slot, capture.due)
     missed = await in_thread(ctx, mark_expired, engine, now=now, grace=EXPIRY_GRACE)
     if missed:
         log.warning("%d stories expired without a final snapshot", missed)
     counts = {"story_polls": len(polls), "threads_polls": len(threads)}
-    return counts | {"captures": len(captures), "missed": missed}
+    return counts | {"captures": len(captures), "finals_promoted": len(finals), "missed": missed}
 
 
 async def _superseded(redis: ArqRedis, enqueued: datetime | None, now: datetime) -> bool:
