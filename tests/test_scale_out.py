@@ -1,5 +1,16 @@
-"""Scale-out proof: two `archiver serve` and three `archiver worker` processes on one
-PostgreSQL and one Redis, a burst of signed deliveries while discovery and snapshots run.
+"""Scale-out proof (issue P4): two `archiver serve` and three `archiver worker` processes on
+one PostgreSQL and one Redis, the simulator with 200 accounts and a live story each, and 5,000
+signed story_insights deliveries sent round robin over both receivers while discovery, the
+regular snapshots and the final captures run. Afterwards every 200 has its row, every delivery
+was processed exactly once (one `webhook` version per story), no slot has two versions and
+each subject's versions are exactly 1..n.
+
+Where the time goes on the 2-core development machine, quiet: ~4 s to send (post_all's
+hand-made keep-alive client; httpx took ~28 s here, competing with the workers for the CPU),
+~20 s for the three workers to work off the backlog (~250 deliveries/s, bound by their own
+Python CPU: ~5 ms per delivery for arq's bookkeeping, SQLAlchemy and psycopg), all hidden
+under the wait for the stories, which expire 25-30 s after they are added; ~31 s in all,
+~42 s with two CPU-bound processes beside it, ~61 s with six. The timeout bounds it at 120 s.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from tests.metasim_fixtures import running_metasim
 from tests.processes import (
+    acked_missing,
     add_stories,
     archiver_env,
     delivery_statuses,
@@ -31,11 +43,7 @@ from tests.servers import PrivateRedis, wait_until
 pytestmark = pytest.mark.slow
 
 ACCOUNTS = 200
-# The issue asks for 5,000. On the shared 2-core development machine (load ~8-10 from other
-# work) one Python client gets ~100-150 deliveries/s through the two receivers while the
-# workers run, so 5,000 would take ~40 s to send and the whole test would pass ~2 minutes;
-# the default is 600. ARCHIVER_SCALE_DELIVERIES=5000 runs the full figure.
-DELIVERIES = int(os.environ.get("ARCHIVER_SCALE_DELIVERIES", "600"))
+DELIVERIES = int(os.environ.get("ARCHIVER_SCALE_DELIVERIES", "5000"))  # the issue's figure
 # Stories expire this long after the processes are up (plus up to SPREAD more): long
 # enough for discovery behind the delivery backlog, a few regular slots and the final one.
 EXPIRES_IN, SPREAD = 25.0, 5.0
@@ -50,6 +58,7 @@ def settled(engine: Engine, stories: int) -> bool:
     return bool(pending == 0 and closed == stories)
 
 
+@pytest.mark.timeout(120)
 def test_two_receivers_three_workers_lose_and_repeat_nothing(
     pg: Engine, pg_url: str, tmp_path: Path
 ) -> None:
@@ -74,7 +83,8 @@ def test_two_receivers_three_workers_lose_and_repeat_nothing(
         assert procs.alive() == ["serve-a", "serve-b", "worker-0", "worker-1", "worker-2"]
     print(f"sent {DELIVERIES} in {sent_in:.1f} s, all settled after {settled_in:.1f} s")
     assert Counter(statuses) == {200: DELIVERIES}
-    assert delivery_statuses(pg) == {"processed": DELIVERIES}  # one row per 200, all done
+    assert acked_missing(pg, [body for body, _ in deliveries]) == 0  # every 200 has its row
+    assert delivery_statuses(pg) == {"processed": DELIVERIES}  # one row per body, all done
     webhook = rows(
         pg, "SELECT subject_id, COUNT(*) FROM snapshot WHERE slot = 'webhook' GROUP BY subject_id"
     )
