@@ -22,6 +22,8 @@ class Account(SQLModel, table=True):
     login: str = Field(default="facebook", sa_column=sa.Column(sa.String(16), nullable=False))
     ig_token_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     ig_token_refreshed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Facebook Login: debug_token's data_access_expires_at (the user's data access lapses then).
+    ig_data_access_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     threads_user_id: str | None = Field(default=None, sa_type=sa.String(64))
     threads_token: str | None = Field(default=None, sa_type=TokenText, repr=False)
@@ -44,6 +46,17 @@ class Account(SQLModel, table=True):
     state: str = Field(default="active", sa_column=sa.Column(sa.String(32), nullable=False))
     state_reason: str | None = Field(default=None, sa_type=sa.Text)
     last_error: str | None = Field(default=None, sa_type=sa.Text)
+    last_error_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Errors that retrying cannot fix (permission 10/200, #100 on the account): how many in a
+    # row, and the reason shown to operators; each side backs off exponentially until fixed.
+    ig_failures: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    ig_problem: str | None = Field(default=None, sa_type=sa.Text)
+    threads_failures: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    threads_problem: str | None = Field(default=None, sa_type=sa.Text)
     # Story discovery: when /stories was last listed, and when it is due again (null: now).
     stories_polled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     next_story_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

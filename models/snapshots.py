@@ -46,6 +46,9 @@ class Media(SQLModel, table=True):
     next_capture_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     missed_reason: str | None = Field(default=None, sa_type=sa.Text)
     last_error: str | None = Field(default=None, sa_type=sa.Text)
+    last_error_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # A Threads post Meta reported deleted (the `delete` webhook): capturing stopped then.
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     raw: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(JSONType))
 
 
