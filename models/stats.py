@@ -19,6 +19,9 @@ from models.types import utcnow
 
 CALLS_KEY = "archiver:stats:calls"  # field `<platform>|<status>`: HTTP status or `error`
 PAUSES_KEY = "archiver:stats:pauses"  # field `<platform>|<reason>`
+# Job runs that ended in an error (a retry scheduled or the job given up), field
+# `<function>|<outcome>` (outcome: `retry` or `gave_up`), incremented by the workers.
+JOB_FAILURES_KEY = "archiver:stats:job_failures"
 _media = Media.__table__  # type: ignore[attr-defined]
 _account = Account.__table__  # type: ignore[attr-defined]
 
