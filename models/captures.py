@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from models.accounts import Account
 from models.snapshots import Media
+from models.types import utcnow
 
 LIVE = "live"  # a story still being captured
 TRACKED = "tracked"  # a Threads post still being captured
@@ -154,7 +155,9 @@ def close_capture(
 
 
 def note_capture_error(engine: Engine, *, platform: str, media_id: str, error: str) -> None:
-    """The last error of a media's captures (a missed story's reason comes from it)."""
+    """The last error of a media's captures, and when (a missed story's reason comes from it)."""
     with Session(engine) as session:
-        _update(session, platform, media_id, {"last_error": error[:2000]})
+        _update(
+            session, platform, media_id, {"last_error": error[:2000], "last_error_at": utcnow()}
+        )
         session.commit()

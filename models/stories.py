@@ -2,7 +2,7 @@
 stories that expired without a final capture (models.captures has the per-capture part).
 
 `account.next_story_poll_at` says when an account is due, so the scheduler can re-enqueue
-from the database after a Redis flush.
+from the database after a Redis flush; models.backoff keeps it, with each listing's outcome.
 """
 
 from __future__ import annotations
@@ -73,25 +73,18 @@ def mark_expired(engine: Engine, *, now: datetime, grace: timedelta) -> int:
         return int(conn.execute(stmt).rowcount)
 
 
-def record_poll(
-    engine: Engine, *, account_id: int, next_at: datetime, polled: bool, error: str | None = None
-) -> None:
-    """When the account is due again; a successful listing also stamps `stories_polled_at`."""
-    values: dict[str, Any] = {"next_story_poll_at": next_at, "updated_at": utcnow()}
-    if polled:
-        values["stories_polled_at"] = utcnow()
-    if error is not None:
-        values["last_error"] = error
-    with engine.begin() as conn:
-        conn.execute(sa.update(_account).where(_account.c.id == account_id).values(values))
-
-
 def flag_reauth(engine: Engine, *, account_id: int, reason: str) -> bool:
     """Mark the account for re-authorisation; True only the first time (log it once)."""
     stmt = (
         sa.update(_account)
         .where(_account.c.id == account_id, _account.c.state == ACTIVE)
-        .values(state=REAUTH_REQUIRED, state_reason=reason, last_error=reason, updated_at=utcnow())
+        .values(
+            state=REAUTH_REQUIRED,
+            state_reason=reason,
+            last_error=reason,
+            last_error_at=utcnow(),
+            updated_at=utcnow(),
+        )
     )
     with engine.begin() as conn:
         return bool(conn.execute(stmt).rowcount)

@@ -1,5 +1,6 @@
 """Threads bookkeeping in the database: which accounts are due a poll, what history is stored
-already, metrics Meta will not give, and newly listed posts.
+already, metrics Meta will not give, and newly listed posts (each poll's outcome is kept by
+models.backoff).
 
 What was stored is read back from the snapshots themselves (the last `views` day, the last
 demographics capture), so there is no second copy of it to drift.
@@ -64,24 +65,18 @@ def due_threads_polls(engine: Engine, *, now: datetime, limit: int) -> list[tupl
     return [(int(row[0]), row[1]) for row in rows]
 
 
-def record_threads_poll(
-    engine: Engine, *, account_id: int, next_at: datetime, polled: bool, error: str | None = None
-) -> None:
-    values: dict[str, Any] = {"next_threads_poll_at": next_at, "updated_at": utcnow()}
-    if polled:
-        values["threads_polled_at"] = utcnow()
-    if error is not None:
-        values["last_error"] = error[:2000]
-    with engine.begin() as conn:
-        conn.execute(sa.update(_account).where(_account.c.id == account_id).values(values))
-
-
 def flag_threads_reauth(engine: Engine, *, account_id: int, reason: str) -> bool:
     """The Threads token is unusable; True only the first time (log it once)."""
     stmt = (
         sa.update(_account)
         .where(_account.c.id == account_id, _account.c.threads_state == ACTIVE)
-        .values(threads_state=REAUTH_REQUIRED, threads_state_reason=reason, updated_at=utcnow())
+        .values(
+            threads_state=REAUTH_REQUIRED,
+            threads_state_reason=reason,
+            last_error=reason[:2000],
+            last_error_at=utcnow(),
+            updated_at=utcnow(),
+        )
     )
     with engine.begin() as conn:
         return bool(conn.execute(stmt).rowcount)

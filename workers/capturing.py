@@ -10,7 +10,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from arq import Retry
 from arq.connections import ArqRedis
 from sqlalchemy.engine import Engine
 
@@ -20,11 +19,12 @@ from models.jobs import CAPTURE_STORY, CAPTURE_THREADS_POST, capture_job_id
 from models.types import utcnow
 from workers.context import in_thread
 from workers.errors import MetaError, Throttled, Transient
+from workers.failures import job_try, retry, retry_delay
 from workers.schedule import FINAL
 
 log = logging.getLogger(__name__)
 
-CAPTURE_MAX_TRIES = 8  # throttle pauses and transient failures; the last try moves on
+CAPTURE_MAX_TRIES = 8  # throttle pauses, transient and unexpected failures; the last moves on
 JOBS = {"instagram": CAPTURE_STORY, "threads": CAPTURE_THREADS_POST}
 
 # arq runs the due jobs lowest score (due time) first. A story's final capture is scored this
@@ -61,12 +61,12 @@ async def enqueue_capture(
     return True
 
 
-def retry_later(ctx: dict[str, Any], exc: MetaError) -> None:
-    """Raise arq's Retry for a throttled or transient failure while tries remain."""
-    job_try = int(ctx.get("job_try") or 1)
-    if isinstance(exc, Throttled | Transient) and job_try < CAPTURE_MAX_TRIES:
-        delay = exc.retry_after if isinstance(exc, Throttled) else min(60, 2**job_try)
-        raise Retry(defer=max(delay, 0.5))
+async def retry_later(ctx: dict[str, Any], function: str, exc: MetaError) -> None:
+    """Raise arq's Retry for a throttled or transient failure while tries remain: after the
+    pause Meta asked for, or 1 s, 2 s, 4 s ... for a transient one."""
+    if isinstance(exc, Throttled | Transient) and job_try(ctx) < CAPTURE_MAX_TRIES:
+        delay = exc.retry_after if isinstance(exc, Throttled) else retry_delay(job_try(ctx))
+        await retry(ctx, function, delay, str(exc))
 
 
 async def skip_slot(
@@ -110,9 +110,9 @@ def close(engine: Engine, platform: str, media_id: str, state: str, reason: str 
 def log_job(ctx: dict[str, Any], what: str, outcome: str, started: float) -> None:
     """One line per job: what, outcome, duration and try; ids in `extra`."""
     duration_ms = round((time.monotonic() - started) * 1000, 1)
-    job_try = ctx.get("job_try")
-    extra = {"job_id": ctx.get("job_id"), "job_try": job_try, "duration_ms": duration_ms}
-    log.info("%s: %s in %.1f ms (try %s)", what, outcome, duration_ms, job_try, extra=extra)
+    attempt = ctx.get("job_try")
+    extra = {"job_id": ctx.get("job_id"), "job_try": attempt, "duration_ms": duration_ms}
+    log.info("%s: %s in %.1f ms (try %s)", what, outcome, duration_ms, attempt, extra=extra)
 
 
 def timed(ctx: dict[str, Any], what: str) -> Callable[[str], str]:

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from arq import Retry
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,11 +24,22 @@ from models.accounts import Account
 from models.db import session_scope
 from models.deliveries import FAILED, IGNORED, PROCESSED, UNPARSEABLE, UNROUTED, WebhookDelivery
 from models.errors import NotFoundError, StoreUnavailable
+from models.jobs import PROCESS_DELIVERY
 from models.recording import BELOW_THRESHOLD, MetricRow, Subject, record_snapshot
 from models.snapshots import Media
 from models.types import utcnow
 from workers.context import in_thread
 from workers.envelope import Change, UnparseableDelivery, parse_body
+from workers.failures import (
+    GAVE_UP,
+    count,
+    describe,
+    job_try,
+    log_unexpected,
+    retry,
+    retry_delay,
+    trace_of,
+)
 from workers.threads_webhooks import apply_publish, is_publish
 
 log = logging.getLogger(__name__)
@@ -38,7 +47,7 @@ log = logging.getLogger(__name__)
 DONE = (PROCESSED, IGNORED, UNPARSEABLE)  # final: processing again would change nothing
 STORY_INSIGHTS = "story_insights"
 WEBHOOK_SLOT = "webhook"  # one webhook version per story, whichever body carried it
-_RETRY_CAP_SECONDS = 30
+DELIVERY_MAX_TRIES = 6  # 1 + 2 + 4 + 8 + 16 s of retries: a database restart, a lock storm
 _ERROR_CHARS = 2000
 
 
@@ -86,7 +95,8 @@ def process_delivery_sync(*, engine: Engine, delivery_id: int) -> str:
     """Process one delivery and return its status; a rerun never adds a snapshot version.
 
     A failure is written on the row (status `failed`, error, traceback) in a transaction of
-    its own, then re-raised; StoreUnavailable means the database is the problem.
+    its own, then re-raised; StoreUnavailable means the database is the problem (and the row
+    could not be written).
     """
     try:
         with session_scope(engine) as session:
@@ -185,7 +195,7 @@ def _record_failure(engine: Engine, delivery_id: int, exc: BaseException) -> Non
         .values(
             status=FAILED,
             error=f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS],
-            traceback="".join(traceback.format_exception(exc)),
+            traceback=trace_of(exc),
             attempts=table.c.attempts + 1,
         )
     )
@@ -201,30 +211,34 @@ def _record_failure(engine: Engine, delivery_id: int, exc: BaseException) -> Non
         )
 
 
-def retry_delay(job_try: int) -> int:
-    """Seconds before the next try after a database outage: 1, 2, 4 ... capped."""
-    return int(min(_RETRY_CAP_SECONDS, 2 ** max(0, job_try - 1)))
-
-
 async def process_delivery(ctx: dict[str, Any], delivery_id: int) -> str:
     """arq job (models.jobs.PROCESS_DELIVERY): the sync processing in a thread.
 
-    A database outage becomes arq's Retry with a short back-off; any other error is
-    re-raised as it is, already recorded on the row for `archiver replay`.
+    Any failure (a database outage, an error kept on the row with its traceback) is retried
+    with back-off, 1 s, 2 s, 4 s ...; after the last try the row is left as it is: `failed`
+    ones wait for `archiver replay`, pending ones (the database was down) for the sweeper.
     """
-    started, job_try = time.monotonic(), int(ctx.get("job_try") or 1)
-    extra = {"delivery_id": delivery_id, "job_id": ctx.get("job_id"), "job_try": job_try}
+    started, attempt = time.monotonic(), job_try(ctx)
+    extra = {"delivery_id": delivery_id, "job_id": ctx.get("job_id"), "job_try": attempt}
     try:
         status = await in_thread(
             ctx, process_delivery_sync, engine=ctx["engine"], delivery_id=delivery_id
         )
-    except StoreUnavailable as exc:
-        defer = retry_delay(job_try)
-        _log_job(logging.WARNING, f"database unavailable, retry in {defer}s", started, extra)
-        raise Retry(defer=defer) from exc
-    except Exception as exc:
-        _log_job(logging.WARNING, f"failed: {type(exc).__name__}", started, extra)
-        raise
+    except NotFoundError:
+        await count(ctx, PROCESS_DELIVERY, GAVE_UP)
+        _log_job(logging.WARNING, "no such delivery", started, extra)
+        return "not found"
+    except Exception as exc:  # kept on the row by process_delivery_sync when it could be
+        last, error = attempt >= DELIVERY_MAX_TRIES, describe(exc)
+        if not isinstance(exc, StoreUnavailable):
+            log_unexpected(ctx, exc, started, last=last)
+        if not last:
+            defer = retry_delay(attempt)
+            _log_job(logging.WARNING, f"{error}; retry in {defer:.0f} s", started, extra)
+            await retry(ctx, PROCESS_DELIVERY, defer, error)
+        await count(ctx, PROCESS_DELIVERY, GAVE_UP)
+        _log_job(logging.ERROR, f"gave up: {error}", started, extra)
+        return f"gave up: {error}"
     _log_job(logging.INFO, status, started, extra)
     return status
 

@@ -15,6 +15,14 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from models.backoff import (
+    INSTAGRAM,
+    LONGEST_WAIT,
+    human,
+    record_error,
+    record_failure,
+    record_success,
+)
 from models.captures import (
     FINAL_CAPTURED,
     LIVE,
@@ -27,6 +35,7 @@ from models.captures import (
 )
 from models.config import Settings
 from models.db import session_scope
+from models.jobs import CAPTURE_STORY, POLL_STORIES
 from models.recording import Subject, record_snapshot
 from models.stories import (
     ACTIVE,
@@ -35,25 +44,50 @@ from models.stories import (
     account_credentials,
     add_stories,
     flag_reauth,
-    record_poll,
 )
 from models.types import utcnow
-from workers.capturing import close, enqueue_capture, retry_later, skip_slot, timed
+from workers.capturing import (
+    CAPTURE_MAX_TRIES,
+    close,
+    enqueue_capture,
+    retry_later,
+    skip_slot,
+    timed,
+)
 from workers.context import in_thread
-from workers.errors import AuthError, MetaError, ObjectNotFound, Throttled
+from workers.errors import AuthError, MetaError, ObjectNotFound, Throttled, Transient
+from workers.failures import GAVE_UP, count, guarded, job_try, rejection, retry, retry_delay
 from workers.graph import IgMedia, StoryInsights
 from workers.schedule import FINAL, StorySchedule
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "instagram"
-POLL_RETRY_SECONDS = 60  # a listing that failed transiently is tried again this soon
+LISTING_MAX_TRIES = 3  # transient and unexpected failures; then due again with back-off
 
 
 def story_schedule(settings: Settings) -> StorySchedule:
     return StorySchedule(settings.story_snapshot_seconds, settings.story_final_margin_seconds)
 
 
+async def _note_listing_error(ctx: dict[str, Any], error: str, account_id: int) -> None:
+    await in_thread(
+        ctx, record_error, ctx["engine"], account_id=account_id, side=INSTAGRAM, error=error
+    )
+
+
+async def _listing_gave_up(ctx: dict[str, Any], error: str, account_id: int) -> str:
+    """The last try of a listing that kept raising: due again later, with back-off."""
+    reason = f"listing stories failed unexpectedly ({error}): see the worker log"
+    return await _account_failed(ctx, account_id, error, reason, cap=_poll_every(ctx))
+
+
+@guarded(
+    POLL_STORIES,
+    max_tries=LISTING_MAX_TRIES,
+    record=_note_listing_error,
+    give_up=_listing_gave_up,
+)
 async def poll_stories(ctx: dict[str, Any], account_id: int) -> str:
     """List the account's live stories; start capturing the new ones at once."""
     settings: Settings = ctx["settings"]
@@ -62,11 +96,10 @@ async def poll_stories(ctx: dict[str, Any], account_id: int) -> str:
     account = await in_thread(ctx, account_credentials, engine, account_id)
     if account is None or account.state != ACTIVE:
         return done("skipped: account removed or not active")
-    poll_every = timedelta(seconds=settings.story_poll_seconds)
     try:
         listed = await ctx["graph"].list_stories(account)
     except MetaError as exc:
-        return done(await _poll_failed(ctx, account_id, exc, poll_every))
+        return done(await _listing_failed(ctx, account_id, exc))
     now = utcnow()
     fresh = await in_thread(
         ctx, _store_listing, engine, account_id, listed, now, story_schedule(settings)
@@ -74,35 +107,70 @@ async def poll_stories(ctx: dict[str, Any], account_id: int) -> str:
     for media_id, slot in fresh:
         await enqueue_capture(ctx["redis"], PLATFORM, media_id, slot)
     await in_thread(
-        ctx, record_poll, engine, account_id=account_id, next_at=now + poll_every, polled=True
+        ctx,
+        record_success,
+        engine,
+        account_id=account_id,
+        side=INSTAGRAM,
+        next_at=now + _poll_every(ctx),
     )
     return done(f"{len(listed)} live, {len(fresh)} new")
 
 
-async def _poll_failed(
-    ctx: dict[str, Any], account_id: int, exc: MetaError, poll_every: timedelta
-) -> str:
-    """Throttled: wait out the pause; auth: flag once; otherwise try again soon."""
-    now = utcnow()
+def _poll_every(ctx: dict[str, Any]) -> timedelta:
+    return timedelta(seconds=ctx["settings"].story_poll_seconds)
+
+
+async def _listing_failed(ctx: dict[str, Any], account_id: int, exc: MetaError) -> str:
+    """Throttled: wait out the pause. Auth: flag the account once. Transient: retry, then
+    back off. Any other rejection (a permission, an account id Meta refuses) fails the same
+    way until someone fixes it: back off up to a day and say why."""
+    engine: Engine = ctx["engine"]
+    error = str(exc)
     if isinstance(exc, Throttled):
-        next_at = now + timedelta(seconds=max(exc.retry_after, 1.0))
+        wait = timedelta(seconds=max(exc.retry_after, 1.0))
+        await in_thread(
+            ctx,
+            record_error,
+            engine,
+            account_id=account_id,
+            side=INSTAGRAM,
+            error=error,
+            next_at=utcnow() + wait,
+        )
+        outcome = f"throttled, next listing in {human(wait)}"
     elif isinstance(exc, AuthError):
-        engine = ctx["engine"]
-        if await in_thread(ctx, flag_reauth, engine, account_id=account_id, reason=str(exc)):
+        if await in_thread(ctx, flag_reauth, engine, account_id=account_id, reason=error):
             log.warning("account %s needs re-authorisation: %s", account_id, exc)
-        next_at = now + poll_every
+        outcome = "the token needs re-authorisation"
+    elif isinstance(exc, Transient):
+        await _note_listing_error(ctx, error, account_id)
+        if job_try(ctx) < LISTING_MAX_TRIES:
+            await retry(ctx, POLL_STORIES, retry_delay(job_try(ctx)), error)
+        reason = f"Meta kept failing ({error})"
+        outcome = await _account_failed(ctx, account_id, error, reason, cap=_poll_every(ctx))
     else:
-        next_at = now + min(poll_every, timedelta(seconds=POLL_RETRY_SECONDS))
-    await in_thread(
+        reason = rejection(exc, INSTAGRAM)
+        outcome = await _account_failed(ctx, account_id, error, reason, cap=LONGEST_WAIT)
+    await count(ctx, POLL_STORIES, GAVE_UP)
+    return f"listing failed ({type(exc).__name__}): {outcome}"
+
+
+async def _account_failed(
+    ctx: dict[str, Any], account_id: int, error: str, reason: str, *, cap: timedelta
+) -> str:
+    wait = await in_thread(
         ctx,
-        record_poll,
-        engine,
+        record_failure,
+        ctx["engine"],
         account_id=account_id,
-        next_at=next_at,
-        polled=False,
-        error=str(exc),
+        side=INSTAGRAM,
+        error=error,
+        reason=reason,
+        cap=cap,
     )
-    return f"listing failed: {type(exc).__name__}"
+    log.warning("account %s: %s; next listing in %s", account_id, reason, human(wait))
+    return f"next listing in {human(wait)}"
 
 
 def _store_listing(
@@ -125,6 +193,26 @@ def _store_listing(
     return slots
 
 
+async def _note_capture_error(ctx: dict[str, Any], error: str, media_id: str, slot: str) -> None:
+    await in_thread(
+        ctx, note_capture_error, ctx["engine"], platform=PLATFORM, media_id=media_id, error=error
+    )
+
+
+async def _capture_gave_up(ctx: dict[str, Any], error: str, media_id: str, slot: str) -> str:
+    """The last try of a capture that kept raising: skip the slot, keep the schedule."""
+    target = await in_thread(ctx, capture_target, ctx["engine"], PLATFORM, media_id)
+    if target is None or target.media.capture_state != LIVE or target.media.next_slot != slot:
+        return "gave up; the slot is no longer due"
+    return await _skip(ctx, target, slot, f"gave up after {job_try(ctx)} tries: {error}")
+
+
+@guarded(
+    CAPTURE_STORY,
+    max_tries=CAPTURE_MAX_TRIES,
+    record=_note_capture_error,
+    give_up=_capture_gave_up,
+)
 async def capture_story(ctx: dict[str, Any], media_id: str, slot: str) -> str:
     """Take one slot's snapshot unless it is stale, then schedule the next slot."""
     engine: Engine = ctx["engine"]
@@ -197,13 +285,13 @@ def _record(
 async def _capture_failed(
     ctx: dict[str, Any], target: CaptureTarget, slot: str, exc: MetaError
 ) -> str:
-    """Throttled or transient: retry (bounded). Auth: flag the account. Gone: close."""
+    """Throttled or transient: retry (bounded). Auth: flag the account. Gone: close. Any
+    other rejection, or the last try: skip the slot, the schedule goes on."""
     engine: Engine = ctx["engine"]
     media_id = target.media.media_id
-    await in_thread(
-        ctx, note_capture_error, engine, platform=PLATFORM, media_id=media_id, error=str(exc)
-    )
-    retry_later(ctx, exc)
+    await _note_capture_error(ctx, str(exc), media_id, slot)
+    await retry_later(ctx, CAPTURE_STORY, exc)
+    await count(ctx, CAPTURE_STORY, GAVE_UP)
     if isinstance(exc, ObjectNotFound):
         reason = f"the story is gone (deleted or expired early): {exc}"
         await in_thread(ctx, close, engine, PLATFORM, media_id, MISSED, reason)

@@ -18,9 +18,17 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from models.accounts import Account
+from models.backoff import (
+    LONGEST_WAIT,
+    THREADS,
+    human,
+    record_error,
+    record_failure,
+    record_success,
+)
 from models.captures import schedule_capture
-from models.config import Settings
 from models.db import session_scope
+from models.jobs import POLL_THREADS
 from models.recording import MetricRow, Subject, record_snapshot
 from models.stories import account_credentials
 from models.threads import (
@@ -34,14 +42,21 @@ from models.threads import (
     last_views_day,
     mark_unavailable,
     newest_post_at,
-    record_threads_poll,
     stored_slots,
     unavailable_metrics,
 )
 from models.types import utcnow
 from workers.capturing import enqueue_capture, timed
 from workers.context import in_thread
-from workers.errors import AuthError, FeatureNotAvailable, MetaError, Throttled
+from workers.errors import (
+    AuthError,
+    FeatureNotAvailable,
+    InvalidMetric,
+    MetaError,
+    Throttled,
+    Transient,
+)
+from workers.failures import GAVE_UP, count, guarded, job_try, rejection, retry, retry_delay
 from workers.threads import ThreadsAccount, ThreadsClient
 
 log = logging.getLogger(__name__)
@@ -52,6 +67,7 @@ TOTALS = ("likes", "replies", "reposts", "quotes", "clicks")
 DEMOGRAPHICS = ("country", "city", "age", "gender")
 UNAVAILABLE_RETRY = timedelta(days=7)  # ask again for a metric Meta refused, once a week
 BACKFILL_CHUNK = timedelta(days=30)
+POLL_MAX_TRIES = 3  # transient and unexpected failures; then due again with back-off
 
 
 @dataclass
@@ -69,35 +85,98 @@ def threads_account(account: Account) -> ThreadsAccount:
     return ThreadsAccount(account.threads_user_id, account.threads_token)
 
 
+async def _note_poll_error(
+    ctx: dict[str, Any], error: str, account_id: int, due_epoch: int
+) -> None:
+    await in_thread(
+        ctx, record_error, ctx["engine"], account_id=account_id, side=THREADS, error=error
+    )
+
+
+async def _poll_gave_up(ctx: dict[str, Any], error: str, account_id: int, due_epoch: int) -> str:
+    """The last try of a poll that kept raising: due again later, with back-off."""
+    reason = f"polling Threads failed unexpectedly ({error}): see the worker log"
+    return await _back_off(ctx, account_id, error, reason, cap=_poll_every(ctx))
+
+
+@guarded(POLL_THREADS, max_tries=POLL_MAX_TRIES, record=_note_poll_error, give_up=_poll_gave_up)
 async def poll_threads(ctx: dict[str, Any], account_id: int, due_epoch: int) -> str:
     """One poll: user insights (a snapshot), demographics once a day, and new posts."""
-    settings: Settings = ctx["settings"]
     engine: Engine = ctx["engine"]
     done = timed(ctx, f"threads of account {account_id}")
     account = await in_thread(ctx, account_credentials, engine, account_id)
     if account is None or account.threads_user_id is None or account.threads_state != ACTIVE:
         return done("skipped: no usable Threads token")
     got = await _user_insights(ctx, account)
+    if isinstance(got.stop, Transient) and job_try(ctx) < POLL_MAX_TRIES:  # nothing kept yet
+        await _note_poll_error(ctx, str(got.stop), account_id, due_epoch)
+        await retry(ctx, POLL_THREADS, retry_delay(job_try(ctx)), str(got.stop))
     summary = [f"{len(got.rows)} values"]
     if got.stop is None:
         summary.append(await _demographics(ctx, account))
         summary.append(await _list_posts(ctx, account))
-    now = utcnow()
-    next_at = now + timedelta(seconds=settings.threads_poll_seconds)
-    if isinstance(got.stop, Throttled):
-        next_at = now + timedelta(seconds=max(got.stop.retry_after, 1.0))
     if got.rows:
         await in_thread(ctx, _store_user, engine, account, f"poll:{due_epoch}", "insights", got)
-    await in_thread(
+    if got.stop is None:
+        now = utcnow()
+        await in_thread(
+            ctx,
+            record_success,
+            engine,
+            account_id=account_id,
+            side=THREADS,
+            next_at=now + _poll_every(ctx),
+        )
+        return done(", ".join(summary))
+    return done(f"stopped: {got.stop}; {await _poll_failed(ctx, account_id, got.stop)}")
+
+
+def _poll_every(ctx: dict[str, Any]) -> timedelta:
+    return timedelta(seconds=ctx["settings"].threads_poll_seconds)
+
+
+async def _poll_failed(ctx: dict[str, Any], account_id: int, exc: MetaError) -> str:
+    """When the poll that `exc` stopped is due again: after a throttle's pause; at the usual
+    interval after an auth failure (the token is flagged, polls wait for a new one); with
+    back-off after the last transient try (at most the usual interval) or a rejection of the
+    account (up to a day)."""
+    error = str(exc)
+    await count(ctx, POLL_THREADS, GAVE_UP)
+    if isinstance(exc, Throttled | AuthError):
+        wait = _poll_every(ctx)
+        if isinstance(exc, Throttled):
+            wait = timedelta(seconds=max(exc.retry_after, 1.0))
+        await in_thread(
+            ctx,
+            record_error,
+            ctx["engine"],
+            account_id=account_id,
+            side=THREADS,
+            error=error,
+            next_at=utcnow() + wait,
+        )
+        return f"next poll in {human(wait)}"
+    if isinstance(exc, Transient):
+        reason = f"Meta kept failing ({error})"
+        return await _back_off(ctx, account_id, error, reason, cap=_poll_every(ctx))
+    return await _back_off(ctx, account_id, error, rejection(exc, THREADS), cap=LONGEST_WAIT)
+
+
+async def _back_off(
+    ctx: dict[str, Any], account_id: int, error: str, reason: str, *, cap: timedelta
+) -> str:
+    wait = await in_thread(
         ctx,
-        record_threads_poll,
-        engine,
+        record_failure,
+        ctx["engine"],
         account_id=account_id,
-        next_at=next_at,
-        polled=got.stop is None,
-        error=None if got.stop is None else str(got.stop),
+        side=THREADS,
+        error=error,
+        reason=reason,
+        cap=cap,
     )
-    return done(", ".join(summary) if got.stop is None else f"stopped: {got.stop}")
+    log.warning("account %s: %s; next Threads poll in %s", account_id, reason, human(wait))
+    return f"next poll in {human(wait)}"
 
 
 async def _user_insights(ctx: dict[str, Any], account: Account) -> Collected:
@@ -163,17 +242,18 @@ async def _unavailable(
 
 
 async def _failed(ctx: dict[str, Any], account_id: int, exc: MetaError, got: Collected) -> None:
-    """Auth and throttling stop the poll (auth flags the token once); others are noted."""
+    """A rejected metric is noted and the poll goes on; anything else stops it (auth also
+    flags the token, once), and poll_threads decides when it is due again."""
     if isinstance(exc, AuthError):
         flagged = await in_thread(
             ctx, flag_threads_reauth, ctx["engine"], account_id=account_id, reason=str(exc)
         )
         if flagged:
             log.warning("account %s: the Threads token needs re-authorisation: %s", account_id, exc)
-    if isinstance(exc, AuthError | Throttled):
-        got.stop = exc
-    else:
+    if isinstance(exc, InvalidMetric):
         got.raw.setdefault("errors", []).append(str(exc))
+    else:
+        got.stop = exc
 
 
 async def _demographics(ctx: dict[str, Any], account: Account) -> str:

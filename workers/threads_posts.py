@@ -1,5 +1,7 @@
 """`capture_threads_post(media_id, slot)`: one snapshot of a Threads post's lifetime counters,
-then the next slot of its decaying schedule (workers.schedule.PostSchedule)."""
+then the next slot of its decaying schedule (workers.schedule.PostSchedule). Failures are
+handled as for stories (workers.stories): retried while that can help, then the slot is
+skipped and the schedule goes on."""
 
 from __future__ import annotations
 
@@ -19,12 +21,21 @@ from models.captures import (
 )
 from models.config import Settings
 from models.db import session_scope
+from models.jobs import CAPTURE_THREADS_POST
 from models.recording import MetricRow, Subject, record_snapshot
 from models.threads import ACTIVE, PLATFORM, POST, flag_threads_reauth
 from models.types import utcnow
-from workers.capturing import enqueue_capture, retry_later, skip_slot, timed
+from workers.capturing import (
+    CAPTURE_MAX_TRIES,
+    close,
+    enqueue_capture,
+    retry_later,
+    skip_slot,
+    timed,
+)
 from workers.context import in_thread
-from workers.errors import AuthError, MetaError
+from workers.errors import AuthError, MetaError, ObjectNotFound
+from workers.failures import GAVE_UP, count, guarded, job_try
 from workers.schedule import PostSchedule
 from workers.threads import ThreadsClient
 from workers.threads_polling import threads_account
@@ -34,6 +45,21 @@ def post_schedule(settings: Settings) -> PostSchedule:
     return PostSchedule(tuple(settings.post_snapshot_offsets))
 
 
+async def _note_error(ctx: dict[str, Any], error: str, media_id: str, slot: str) -> None:
+    await in_thread(
+        ctx, note_capture_error, ctx["engine"], platform=PLATFORM, media_id=media_id, error=error
+    )
+
+
+async def _gave_up(ctx: dict[str, Any], error: str, media_id: str, slot: str) -> str:
+    """The last try of a capture that kept raising: skip the slot, keep the schedule."""
+    target = await in_thread(ctx, capture_target, ctx["engine"], PLATFORM, media_id)
+    if target is None or target.media.capture_state != TRACKED or target.media.next_slot != slot:
+        return "gave up; the slot is no longer due"
+    return await _skip(ctx, target, slot, f"gave up after {job_try(ctx)} tries: {error}")
+
+
+@guarded(CAPTURE_THREADS_POST, max_tries=CAPTURE_MAX_TRIES, record=_note_error, give_up=_gave_up)
 async def capture_threads_post(ctx: dict[str, Any], media_id: str, slot: str) -> str:
     """Take the slot's snapshot unless it is stale; schedule the next one or finish."""
     engine: Engine = ctx["engine"]
@@ -93,13 +119,17 @@ def _next(ctx: dict[str, Any], target: CaptureTarget, now: datetime) -> tuple[st
 
 
 async def _failed(ctx: dict[str, Any], target: CaptureTarget, slot: str, exc: MetaError) -> str:
-    """Throttled or transient: retry (bounded). Auth: flag the Threads token once."""
+    """Throttled or transient: retry (bounded). Auth: flag the Threads token once. Gone:
+    close. Any other rejection, or the last try: skip the slot, the schedule goes on."""
     engine: Engine = ctx["engine"]
     media_id = target.media.media_id
-    await in_thread(
-        ctx, note_capture_error, engine, platform=PLATFORM, media_id=media_id, error=str(exc)
-    )
-    retry_later(ctx, exc)
+    await _note_error(ctx, str(exc), media_id, slot)
+    await retry_later(ctx, CAPTURE_THREADS_POST, exc)
+    await count(ctx, CAPTURE_THREADS_POST, GAVE_UP)
+    if isinstance(exc, ObjectNotFound):
+        reason = f"the post is gone (deleted, or no longer readable): {exc}"
+        await in_thread(ctx, close, engine, PLATFORM, media_id, DONE, reason)
+        return "done: post not found"
     if isinstance(exc, AuthError):
         account_id = target.media.account_id
         await in_thread(ctx, flag_threads_reauth, engine, account_id=account_id, reason=str(exc))
