@@ -1,8 +1,16 @@
-"""Job names and deterministic job ids: the contract between whoever enqueues and the workers.
+"""Job names, queues and deterministic job ids: the contract between whoever enqueues and the
+workers.
 
 The receiver enqueues by name and never imports `workers`; a repeated id makes a duplicate
-enqueue a no-op in arq.
+enqueue a no-op in arq while the job waits or runs. The workers keep no job results, so once a
+job has ended, whatever its outcome, the same id can be enqueued again.
+
+Two queues, each worked by its own lane of every worker process (workers.main): a burst of
+webhook deliveries waits in its own queue and cannot hold back the story captures.
 """
+
+MAIN_QUEUE = "arq:queue"  # arq's default: listings, captures, Threads polls, the scheduler
+DELIVERIES_QUEUE = "arq:queue:deliveries"  # webhook deliveries and their sweeper
 
 PROCESS_DELIVERY = "process_delivery"
 

@@ -12,12 +12,12 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 from arq.connections import ArqRedis
-from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix
+from arq.constants import expires_extra_ms, job_key_prefix
 from arq.jobs import serialize_job
 from sqlalchemy.engine import Engine
 
 from models.deliveries import ENQUEUED, RECEIVED, WebhookDelivery
-from models.jobs import PROCESS_DELIVERY, delivery_job_id
+from models.jobs import DELIVERIES_QUEUE, PROCESS_DELIVERY, delivery_job_id
 from models.types import utcnow
 
 _table = WebhookDelivery.__table__  # type: ignore[attr-defined]
@@ -62,7 +62,8 @@ return (#ARGV - 3) / 2
 
 
 async def enqueue_deliveries(redis: ArqRedis, ids: list[int]) -> None:
-    """Enqueue one arq job per delivery in a single Redis command (a script).
+    """Enqueue one arq job per delivery, in the deliveries' own queue, in a single Redis
+    command (a script).
 
     arq's own enqueue_job costs three round trips per job, and a pipeline of SET and ZADD still
     cost the receiver ~65 us of CPU per job to encode and parse; the script takes ~10 us. The
@@ -75,7 +76,7 @@ async def enqueue_deliveries(redis: ArqRedis, ids: list[int]) -> None:
     for delivery_id in ids:
         args.append(delivery_job_id(delivery_id))
         args.append(serialize_job(PROCESS_DELIVERY, (delivery_id,), {}, None, now_ms))
-    await redis.register_script(_ENQUEUE_LUA)(keys=[default_queue_name], args=args)
+    await redis.register_script(_ENQUEUE_LUA)(keys=[DELIVERIES_QUEUE], args=args)
 
 
 async def relay_pending(

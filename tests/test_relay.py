@@ -13,7 +13,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.constants import default_queue_name, job_key_prefix
+from arq.constants import job_key_prefix
 from arq.jobs import Job
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -21,12 +21,12 @@ from sqlmodel import Session
 from models.accounts import Account
 from models.config import Settings
 from models.deliveries import ENQUEUED, PROCESSED, RECEIVED
-from models.jobs import PROCESS_DELIVERY, delivery_job_id
+from models.jobs import DELIVERIES_QUEUE, PROCESS_DELIVERY, delivery_job_id
 from receiver.app import create_app
 from receiver.signature import sign
 from tests.conftest import APP_SECRET, make_settings
 from tests.servers import PrivateRedis, ServerThread, wait_until
-from workers.main import build_worker
+from workers.main import DELIVERIES, build_worker
 
 IG = "17841405309211844"
 
@@ -71,7 +71,7 @@ def queued(server: PrivateRedis, ids: list[int]) -> bool:
     try:
         return all(
             client.exists(job_key_prefix + delivery_job_id(i))
-            and client.zscore(default_queue_name, delivery_job_id(i)) is not None
+            and client.zscore(DELIVERIES_QUEUE, delivery_job_id(i)) is not None
             for i in ids
         )
     finally:
@@ -86,7 +86,13 @@ async def drain(settings: Settings, ids: list[int]) -> int:
         assert info is not None
         assert (info.function, info.args) == (PROCESS_DELIVERY, (delivery_id,))
     worker = build_worker(
-        settings, burst=True, poll_delay=0, redis_pool=pool, handle_signals=False, cron_jobs=False
+        settings,
+        lane=DELIVERIES,
+        burst=True,
+        poll_delay=0,
+        redis_pool=pool,
+        handle_signals=False,
+        cron_jobs=False,
     )
     try:
         await worker.main()

@@ -6,21 +6,16 @@ import asyncio
 import logging
 import os
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-import sqlalchemy as sa
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.constants import default_queue_name, health_check_key_suffix, in_progress_key_prefix
+from arq.constants import health_check_key_suffix
 from sqlalchemy.engine import Engine
 
 from models.config import Settings
@@ -28,6 +23,8 @@ from models.errors import ConfigError
 from models.jobs import (
     CAPTURE_STORY,
     CAPTURE_THREADS_POST,
+    DELIVERIES_QUEUE,
+    MAIN_QUEUE,
     POLL_STORIES,
     POLL_THREADS,
     PROCESS_DELIVERY,
@@ -35,20 +32,22 @@ from models.jobs import (
 )
 from models.outbox import enqueue_deliveries
 from models.types import utcnow
-from tests.conftest import APP_SECRET, VERIFY_TOKEN, make_settings
-from tests.servers import free_port, wait_until
+from tests.conftest import make_settings
+from tests.servers import free_port
 from tests.test_deliveries import (
     add_account,
     add_delivery,
     delivery_row,
     run_burst,
-    snapshots,
     story_body,
 )
-from workers.deliveries import retry_delay
-from workers.main import build_worker, redis_settings, run_worker, sweep_deliveries
+from workers.failures import retry_delay
+from workers.main import DELIVERIES, build_worker, redis_settings, sweep_deliveries
+from workers.reclaim import WORKERS_KEY
+from workers.running import run_worker
 
-HEALTH_KEY = default_queue_name + health_check_key_suffix
+HEALTH_KEY = MAIN_QUEUE + health_check_key_suffix
+DELIVERIES_HEALTH_KEY = DELIVERIES_QUEUE + health_check_key_suffix
 
 
 def utc_ago(**delta: float) -> datetime:
@@ -68,7 +67,7 @@ async def enqueue(redis_url: str, ids: list[int]) -> None:
         await pool.aclose()
 
 
-async def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0) -> None:
+async def wait_for(predicate: Callable[[], Awaitable[Any]], *, timeout: float = 10.0) -> None:
     """The async twin of tests.servers.wait_until, for conditions checked on the loop."""
     deadline = time.monotonic() + timeout
     while not await predicate():
@@ -79,27 +78,36 @@ async def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0) -> No
 
 
 @pytest.mark.anyio
-async def test_worker_is_built_from_settings(sqlite_url: str, redis_url: str) -> None:
-    """Timeout, concurrency, Redis and the registered jobs all come from Settings."""
-    settings = make_settings(sqlite_url, redis_url, job_timeout_seconds=7, worker_max_jobs=3)
-    worker = build_worker(settings, burst=True, handle_signals=False)
-    assert (worker.job_timeout_s, worker.max_jobs, worker.burst) == (7, 3, True)
-    assert set(worker.functions) == {
-        PROCESS_DELIVERY,
+async def test_each_lane_is_built_from_settings(sqlite_url: str, redis_url: str) -> None:
+    """Timeout, concurrency and Redis come from Settings; each lane has its queue, jobs, crons."""
+    settings = make_settings(sqlite_url, redis_url, job_timeout_seconds=700, worker_max_jobs=3)
+    main = build_worker(settings, burst=True, handle_signals=False)
+    deliveries = build_worker(settings, lane=DELIVERIES, burst=True, handle_signals=False)
+    for worker in (main, deliveries):
+        assert (worker.job_timeout_s, worker.max_jobs, worker.burst) == (700, 3, True)
+        assert worker.redis_settings == RedisSettings.from_dsn(redis_url)
+        assert worker.keep_result_s == 0  # a kept result would refuse the next enqueue
+        assert all(job.run_at_startup and job.keep_result_s for job in worker.cron_jobs)
+    assert (main.queue_name, deliveries.queue_name) == (MAIN_QUEUE, DELIVERIES_QUEUE)
+    assert set(main.functions) == {
         POLL_STORIES,
         CAPTURE_STORY,
         POLL_THREADS,
         CAPTURE_THREADS_POST,
-        "sweep_deliveries",
         "schedule_due",
         "refresh_tokens",
     }
-    crons = [job.name for job in worker.cron_jobs]
-    assert crons == ["sweep_deliveries", "schedule_due", "refresh_tokens"]
-    assert worker.cron_jobs[0].second == {0, 10, 20, 30, 40, 50}  # every 10 s
-    assert worker.cron_jobs[1].second == set(range(0, 60, settings.schedule_tick_seconds))
-    assert all(job.run_at_startup for job in worker.cron_jobs)
-    assert worker.redis_settings == RedisSettings.from_dsn(redis_url)
+    assert set(deliveries.functions) == {PROCESS_DELIVERY, "sweep_deliveries"}
+    assert [job.name for job in main.cron_jobs] == ["schedule_due", "refresh_tokens"]
+    assert main.cron_jobs[0].second == set(range(0, 60, settings.schedule_tick_seconds))
+    assert deliveries.cron_jobs[0].second == {0, 10, 20, 30, 40, 50}  # every 10 s
+    # Each job's timeout fits the job, and arq's in-progress key lives as long as the
+    # longest of a lane: a delivery's is 70 s, not JOB_TIMEOUT_SECONDS + 10.
+    timeouts = {name: f.timeout_s for w in (main, deliveries) for name, f in w.functions.items()}
+    assert timeouts[PROCESS_DELIVERY] == 60
+    assert timeouts[CAPTURE_STORY] == timeouts[CAPTURE_THREADS_POST] == 120
+    assert timeouts[POLL_STORIES] == timeouts[POLL_THREADS] == 700
+    assert (deliveries.in_progress_timeout_s, main.in_progress_timeout_s) == (70, 710)
 
 
 def test_redis_settings_from_urls(sqlite_url: str) -> None:
@@ -160,7 +168,7 @@ def test_sweeper_reenqueues_after_redis_flush(engine: Engine, settings: Settings
             await pool.aclose()
 
     assert asyncio.run(flush_and_sweep()) == 1  # the fresh one is not due yet
-    assert client.zrange(default_queue_name, 0, -1) == [delivery_job_id(delivery).encode()]
+    assert client.zrange(DELIVERIES_QUEUE, 0, -1) == [delivery_job_id(delivery).encode()]
     client.close()
     worker = run_burst(settings, [])
     assert worker.jobs_complete == 1
@@ -191,6 +199,7 @@ def test_database_outage_retries_with_backoff(backend: str, redis_url: str, tmp_
         await enqueue_deliveries(pool, [1])
         worker = build_worker(
             settings,
+            lane=DELIVERIES,
             burst=True,
             poll_delay=0,
             redis_pool=pool,
@@ -201,7 +210,7 @@ def test_database_outage_retries_with_backoff(backend: str, redis_url: str, tmp_
         started = time.time()
         try:
             await worker.main()
-            score = await pool.zscore(default_queue_name, delivery_job_id(1))
+            score = await pool.zscore(DELIVERIES_QUEUE, delivery_job_id(1))
         finally:
             await worker.close()
         assert score is not None
@@ -210,7 +219,11 @@ def test_database_outage_retries_with_backoff(backend: str, redis_url: str, tmp_
     retried, failed, deferred_by = asyncio.run(one_try())
     assert (retried, failed) == (1, 0)
     assert deferred_by >= retry_delay(1) - 0.5  # queued again, due after the back-off
-    assert [retry_delay(n) for n in (1, 2, 3, 4, 9)] == [1, 2, 4, 8, 30]
+    assert [retry_delay(n) for n in (1, 2, 3, 4, 9)] == [1, 2, 4, 8, 60]
+
+
+async def both_lanes_up(client: ArqRedis) -> bool:
+    return bool(await client.exists(HEALTH_KEY, DELIVERIES_HEALTH_KEY) == 2)
 
 
 @pytest.mark.anyio
@@ -220,11 +233,12 @@ async def test_run_worker_stops_when_cancelled(sqlite_url: str, redis_url: str) 
     client = ArqRedis.from_url(redis_url)
     task = asyncio.create_task(run_worker(settings, handle_signals=False))
     try:
-        await wait_for(lambda: client.exists(HEALTH_KEY))
+        await wait_for(lambda: both_lanes_up(client))
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert not await client.exists(HEALTH_KEY)  # arq's close() ran
+        assert not await client.exists(HEALTH_KEY, DELIVERIES_HEALTH_KEY)  # both lanes closed
+        assert not await client.smembers(WORKERS_KEY)  # a clean stop is not a death
     finally:
         await client.aclose()
 
@@ -236,103 +250,12 @@ async def test_run_worker_returns_on_sigterm(sqlite_url: str, redis_url: str) ->
     client = ArqRedis.from_url(redis_url)
     task = asyncio.create_task(run_worker(settings))
     try:
-        await wait_for(lambda: client.exists(HEALTH_KEY))
+        await wait_for(lambda: both_lanes_up(client))
         os.kill(os.getpid(), signal.SIGTERM)  # handled by the worker's loop handler
         await asyncio.wait_for(task, timeout=10)  # returns, neither raising nor cancelled
         assert task.done()
         assert not task.cancelled()
-        assert not await client.exists(HEALTH_KEY)
+        assert not await client.exists(HEALTH_KEY, DELIVERIES_HEALTH_KEY)
     finally:
         task.cancel()
         await client.aclose()
-
-
-# --- a worker killed in the middle of a job -----------------------------------------------
-
-
-@contextmanager
-def write_lock(engine: Engine) -> Iterator[Callable[[], bool]]:
-    """Hold the database's write lock; yield a check that a writer is waiting on it."""
-    if engine.dialect.name == "sqlite":
-        conn = sqlite3.connect(engine.url.database or "", timeout=10, isolation_level=None)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield lambda: True  # SQLite cannot show waiters; the in-progress key must do
-        finally:
-            conn.execute("ROLLBACK")
-            conn.close()
-        return
-    with engine.connect() as holder, engine.connect() as observer:
-        holder.begin()
-        holder.execute(sa.text("LOCK TABLE snapshot IN EXCLUSIVE MODE"))
-        waiting = sa.text(
-            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'snapshot'::regclass"
-        )
-        yield lambda: bool(observer.execute(waiting).scalar())
-        holder.rollback()
-
-
-def start_worker(
-    database_url: str, redis_url: str, tmp_path: Path, name: str
-) -> subprocess.Popen[bytes]:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "META_APP_SECRET": APP_SECRET,
-        "META_VERIFY_TOKEN": VERIFY_TOKEN,
-        "JOB_TIMEOUT_SECONDS": "2",
-        "LOG_LEVEL": "INFO",
-    }
-    with (tmp_path / f"{name}.log").open("w") as log:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "archiver", "worker"],
-            env=env,
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-@pytest.mark.slow
-def test_worker_killed_mid_job_leaves_exactly_one_version(
-    engine: Engine, database_url: str, redis_url: str, tmp_path: Path
-) -> None:
-    """SIGKILL during the job's transaction: nothing is kept, the next worker records once."""
-    add_account(engine)
-    delivery = add_delivery(engine, story_body())
-    client = redis.Redis.from_url(redis_url)
-    in_progress = in_progress_key_prefix + delivery_job_id(delivery)
-    first = start_worker(database_url, redis_url, tmp_path, "first")
-    try:
-        wait_until(lambda: client.exists(HEALTH_KEY) or first.poll() is not None, timeout=30)
-        assert first.poll() is None, (tmp_path / "first.log").read_text()
-        with write_lock(engine) as writer_waiting:
-            asyncio.run(enqueue(redis_url, [delivery]))
-            wait_until(lambda: client.exists(in_progress), timeout=10)
-            wait_until(writer_waiting, timeout=10)
-            first.kill()
-            first.wait(timeout=10)
-    finally:
-        first.kill()
-        first.wait(timeout=10)
-    assert delivery_row(engine, delivery).status == "enqueued"
-    assert snapshots(engine) == []
-    second = start_worker(database_url, redis_url, tmp_path, "second")
-    try:
-        # arq keeps the dead job's in-progress key for job_timeout + 10 s, then retries it.
-        wait_until(
-            lambda: (
-                delivery_row(engine, delivery).status == "processed" or second.poll() is not None
-            ),
-            timeout=45,
-            interval=0.2,
-        )
-        assert second.poll() is None, (tmp_path / "second.log").read_text()
-    finally:
-        second.send_signal(signal.SIGTERM)
-        status = second.wait(timeout=15)
-        client.close()
-    assert status == 0, (tmp_path / "second.log").read_text()
-    assert [(s.version, s.slot) for s in snapshots(engine)] == [(1, "webhook")]
-    assert "try 2" in (tmp_path / "second.log").read_text()

@@ -1,5 +1,6 @@
-"""Real arq workers for tests: run on the test's event loop until the block ends, and a
-bounded wait for a condition read from the database."""
+"""Real arq workers for tests: run on the test's event loop until the block ends; a job's ctx
+built the way the worker builds it, for calling one job at a chosen try; and a bounded wait
+for a condition read from the database."""
 
 from __future__ import annotations
 
@@ -9,25 +10,43 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker
 
 from models.config import Settings
-from workers.main import build_worker, close_worker
+from workers.main import build_workers, make_startup, shutdown
+from workers.running import close_workers, run_lanes
 
 
 @asynccontextmanager
 async def running_workers(settings: Settings, count: int = 1) -> AsyncIterator[list[Worker]]:
-    """`count` real arq workers (cron included) on this loop until the block ends."""
-    workers = [build_worker(settings, poll_delay=0.05, handle_signals=False) for _ in range(count)]
-    tasks = [asyncio.create_task(worker.async_run()) for worker in workers]
+    """`count` real worker processes' lanes (cron included) on this loop until the block ends."""
+    fleet = [build_workers(settings, poll_delay=0.05, handle_signals=False) for _ in range(count)]
+    tasks = [asyncio.create_task(run_lanes(lanes)) for lanes in fleet]
     try:
-        yield workers
+        yield [worker for lanes in fleet for worker in lanes]
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for worker in workers:
-            await close_worker(worker)
+        for lanes in fleet:
+            await close_workers(lanes)
+
+
+@asynccontextmanager
+async def job_context(settings: Settings, *, job_try: int = 1) -> AsyncIterator[dict[str, Any]]:
+    """The ctx a job of the main lane gets from the worker (settings, engine, Meta clients,
+    Redis), at try `job_try`: for driving one job through a chosen try without waiting out
+    arq's back-off."""
+    redis = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
+    ctx: dict[str, Any] = {"redis": redis}
+    await make_startup(settings)(ctx)
+    ctx |= {"job_id": "test-job", "job_try": job_try}
+    try:
+        yield ctx
+    finally:
+        await shutdown(ctx)
+        await redis.aclose()
 
 
 async def eventually(predicate: Callable[[], Any], *, timeout: float = 20.0) -> Any:

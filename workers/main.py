@@ -1,14 +1,19 @@
-"""The arq worker: its functions, cron jobs, and the clients it shares through ctx.
+"""The arq workers: one per lane, their functions, cron jobs, and the clients they share
+through ctx. Every worker process runs both lanes (workers.running):
 
-To add work, append to FUNCTIONS (jobs enqueued by name, models/jobs.py) or make_cron_jobs, and
+- MAIN (arq's default queue): story listings and captures, Threads polls and post captures,
+  the scheduler tick and token refresh;
+- DELIVERIES (models.jobs.DELIVERIES_QUEUE): webhook deliveries and their sweeper, so a burst
+  of thousands waits in its own queue and never holds back a story's final capture.
+
+Each lane runs up to WORKER_MAX_JOBS jobs with its own database engine and threads. To add
+work, add it to make_functions (jobs enqueued by name, models/jobs.py) or make_cron_jobs, and
 put any shared client into ctx in `startup` (closed again in `shutdown`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -24,6 +29,8 @@ from models.errors import ConfigError
 from models.jobs import (
     CAPTURE_STORY,
     CAPTURE_THREADS_POST,
+    DELIVERIES_QUEUE,
+    MAIN_QUEUE,
     POLL_STORIES,
     POLL_THREADS,
     PROCESS_DELIVERY,
@@ -31,18 +38,24 @@ from models.jobs import (
 from models.outbox import sweep_stale
 from workers.capturing import CAPTURE_MAX_TRIES
 from workers.context import DB_THREADS, close_db_threads, make_db_threads
-from workers.deliveries import process_delivery
+from workers.deliveries import DELIVERY_MAX_TRIES, process_delivery
 from workers.graph import GraphClient, make_http_client
+from workers.reclaim import Member
 from workers.scheduler import schedule_due
-from workers.stories import capture_story, poll_stories
+from workers.stories import LISTING_MAX_TRIES, capture_story, poll_stories
 from workers.threads import ThreadsClient
-from workers.threads_polling import poll_threads
+from workers.threads_polling import POLL_MAX_TRIES, poll_threads
 from workers.threads_posts import capture_threads_post
 from workers.tokens import refresh_tokens
 
 log = logging.getLogger(__name__)
 
 Startup = Callable[[dict[str, Any]], Awaitable[None]]
+
+MAIN = "main"
+DELIVERIES = "deliveries"
+LANES = (MAIN, DELIVERIES)
+QUEUES = {MAIN: MAIN_QUEUE, DELIVERIES: DELIVERIES_QUEUE}
 
 # arq fills its free job slots only when it polls the queue, and a poll that finds every slot
 # taken ends at once: a worker starts at most WORKER_MAX_JOBS jobs per poll_delay. arq's 0.5 s
@@ -63,51 +76,98 @@ async def sweep_deliveries(ctx: dict[str, Any]) -> int:
     return moved
 
 
-FUNCTIONS: list[Function] = [
-    func(process_delivery, name=PROCESS_DELIVERY),
-    func(poll_stories, name=POLL_STORIES),
-    func(capture_story, name=CAPTURE_STORY, max_tries=CAPTURE_MAX_TRIES),
-    func(poll_threads, name=POLL_THREADS),
-    func(capture_threads_post, name=CAPTURE_THREADS_POST, max_tries=CAPTURE_MAX_TRIES),
-]
+# Seconds a job may run, at most JOB_TIMEOUT_SECONDS: long enough for the job's calls and
+# their retries (workers.transport), short enough that a hung one frees its slot soon.
+DELIVERY_TIMEOUT = 60
+CAPTURE_TIMEOUT = 120
+TICK_TIMEOUT = 120
+# arq's cron jobs have ids unique per tick; keeping their result refuses a late duplicate of
+# a tick (a worker that was stalled) that would otherwise run after the tick already ran.
+CRON_KEEP_RESULT_SECONDS = 300
 
 
-def make_cron_jobs(settings: Settings) -> list[CronJob]:
+def make_functions(settings: Settings, lane: str = MAIN) -> list[Function]:
+    """The lane's jobs, each with its timeout and tries (the last try gives up in the job)."""
+    cap = settings.job_timeout_seconds
+    if lane == DELIVERIES:
+        return [
+            func(
+                process_delivery,
+                name=PROCESS_DELIVERY,
+                timeout=min(cap, DELIVERY_TIMEOUT),
+                max_tries=DELIVERY_MAX_TRIES,
+            )
+        ]
+    capture = min(cap, CAPTURE_TIMEOUT)
+    return [
+        func(poll_stories, name=POLL_STORIES, timeout=cap, max_tries=LISTING_MAX_TRIES),
+        func(capture_story, name=CAPTURE_STORY, timeout=capture, max_tries=CAPTURE_MAX_TRIES),
+        func(poll_threads, name=POLL_THREADS, timeout=cap, max_tries=POLL_MAX_TRIES),
+        func(
+            capture_threads_post,
+            name=CAPTURE_THREADS_POST,
+            timeout=capture,
+            max_tries=CAPTURE_MAX_TRIES,
+        ),
+    ]
+
+
+def make_cron_jobs(settings: Settings, lane: str = MAIN) -> list[CronJob]:
     """Fresh CronJobs (arq keeps each one's next run on the object: every worker needs its own).
 
     unique (arq's default) makes one worker of many run each tick; run_at_startup makes a
-    worker that comes back after an outage sweep and schedule at once.
+    worker that comes back after an outage sweep and schedule at once. The sweeper rides in
+    the deliveries' lane, the scheduler and token refresh in the main one.
     """
+    cap = settings.job_timeout_seconds
+    keep = CRON_KEEP_RESULT_SECONDS
+    if lane == DELIVERIES:
+        # Every 10 s: after a Redis flush, lost deliveries are back in the queue soon.
+        return [
+            cron(
+                sweep_deliveries,
+                name="sweep_deliveries",
+                second=set(range(0, 60, 10)),
+                run_at_startup=True,
+                timeout=min(cap, DELIVERY_TIMEOUT),
+                keep_result=keep,
+            )
+        ]
     tick = settings.schedule_tick_seconds
     return [
-        # Every 10 s: after a Redis flush, lost deliveries are back in the queue soon.
-        cron(
-            sweep_deliveries,
-            name="sweep_deliveries",
-            second=set(range(0, 60, 10)),
-            run_at_startup=True,
-        ),
         cron(
             schedule_due,
             name="schedule_due",
             second=set(range(0, 60, tick)),
             run_at_startup=True,
+            timeout=min(cap, TICK_TIMEOUT),
+            keep_result=keep,
         ),
         # Hourly, whatever else runs: a token refreshed late is a token lost.
-        cron(refresh_tokens, name="refresh_tokens", minute={17}, second={30}, run_at_startup=True),
+        cron(
+            refresh_tokens,
+            name="refresh_tokens",
+            minute={17},
+            second={30},
+            run_at_startup=True,
+            timeout=cap,
+            keep_result=keep,
+        ),
     ]
 
 
-def make_startup(settings: Settings) -> Startup:
-    """on_startup: the settings and one database engine per worker process, in ctx."""
+def make_startup(settings: Settings, *, meta_clients: bool = True) -> Startup:
+    """on_startup: the settings and one database engine per lane, in ctx; the Meta clients
+    too unless the lane makes no calls (`meta_clients=False`: deliveries)."""
 
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
         ctx["engine"] = create_db_engine(settings.database_url, token_key=settings.token_key)
         ctx[DB_THREADS] = make_db_threads(settings.worker_max_jobs)
-        ctx["http"] = make_http_client(settings)
-        ctx["graph"] = GraphClient.from_settings(ctx["http"], settings, ctx["redis"])
-        ctx["threads"] = ThreadsClient.from_settings(ctx["http"], settings, ctx["redis"])
+        if meta_clients:
+            ctx["http"] = make_http_client(settings)
+            ctx["graph"] = GraphClient.from_settings(ctx["http"], settings, ctx["redis"])
+            ctx["threads"] = ThreadsClient.from_settings(ctx["http"], settings, ctx["redis"])
 
     return startup
 
@@ -135,74 +195,53 @@ def redis_settings(settings: Settings) -> RedisSettings:
         raise ConfigError(msg) from None
 
 
-def worker_settings(settings: Settings, *, cron_jobs: bool = True) -> dict[str, Any]:
-    """The WorkerSettings of arq as a dict (arq accepts either), built from our Settings."""
-    return {
-        "functions": list(FUNCTIONS),
-        "cron_jobs": make_cron_jobs(settings) if cron_jobs else [],
-        "redis_settings": redis_settings(settings),
-        "on_startup": make_startup(settings),
-        "on_shutdown": shutdown,
-        "job_timeout": settings.job_timeout_seconds,
-        "max_jobs": settings.worker_max_jobs,
-    }
-
-
 def build_worker(
     settings: Settings,
     *,
+    lane: str = MAIN,
     burst: bool = False,
     poll_delay: float = POLL_DELAY_SECONDS,
     redis_pool: ArqRedis | None = None,
     handle_signals: bool = True,
     cron_jobs: bool = True,
 ) -> Worker:
-    """An arq Worker for our jobs; `redis_pool` (closed by the worker) overrides REDIS_URL.
+    """The arq Worker of one lane (MAIN or DELIVERIES); `redis_pool` (closed by the worker)
+    overrides REDIS_URL. It keeps no job results: the database records what was done, and a
+    kept result would make arq refuse the next enqueue of the same id (a stall).
 
     `handle_signals=False` when the event loop is shared (`archiver run`); `cron_jobs=False`
-    leaves the sweeper out, for a burst whose job count must be exact.
+    leaves the lane's cron jobs out, for a burst whose job count must be exact.
     """
-    kwargs = worker_settings(settings, cron_jobs=cron_jobs)
-    if redis_pool is not None:
-        kwargs["redis_settings"] = None
+    member = Member(lane)
+    startup = make_startup(settings, meta_clients=lane == MAIN)
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        await startup(ctx)
+        member.start(ctx["redis"])
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await member.stop(ctx["redis"])
+        await shutdown(ctx)
+
     return Worker(
-        **kwargs,
+        functions=make_functions(settings, lane),
+        queue_name=QUEUES[lane],
+        cron_jobs=make_cron_jobs(settings, lane) if cron_jobs else [],
+        redis_settings=None if redis_pool is not None else redis_settings(settings),
         redis_pool=redis_pool,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+        on_job_start=member.on_job_start,
+        after_job_end=member.after_job_end,
+        job_timeout=settings.job_timeout_seconds,
+        keep_result=0,
+        max_jobs=settings.worker_max_jobs,
         burst=burst,
         poll_delay=poll_delay,
         handle_signals=handle_signals,
     )
 
 
-async def run_worker(settings: Settings, *, handle_signals: bool = True) -> None:
-    """Run one worker until SIGINT/SIGTERM (then return) or until cancelled (then raise).
-
-    With `handle_signals=False` the caller owns the signals and stops the worker by
-    cancelling this coroutine; running jobs are cancelled and re-run by the next worker.
-    """
-    worker = build_worker(settings, handle_signals=handle_signals)
-    signalled: list[Any] = []
-    worker.on_stop = signalled.append  # called by arq's own signal handler
-    try:
-        await worker.async_run()
-    except asyncio.CancelledError:
-        if not signalled:
-            raise
-        log.info("worker stopped on %s", signalled[0].name)
-    finally:
-        await close_worker(worker, cancel_jobs=not signalled)
-        if handle_signals:  # arq leaves its handlers on the loop, which may live on
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-
-
-async def close_worker(worker: Worker, *, cancel_jobs: bool = True) -> None:
-    """Let cancelled jobs settle before arq's close(), which would re-raise their
-    cancellation; arq re-queues a cancelled job, so another worker runs it again."""
-    if cancel_jobs:
-        for task in worker.tasks.values():
-            task.cancel()
-    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
-    worker.tasks.clear()
-    await worker.close()
+def build_workers(settings: Settings, **options: Any) -> list[Worker]:
+    """One Worker per lane, for one worker process (options as for build_worker)."""
+    return [build_worker(settings, lane=lane, **options) for lane in LANES]

@@ -144,7 +144,8 @@ async def tour(stage: Stage) -> None:
     """Serve the simulator and the receiver, then run the worker and show what it does."""
     import metasim
     from receiver.app import create_app
-    from workers.main import build_worker, close_worker
+    from workers.main import build_workers
+    from workers.running import close_workers, run_lanes
 
     sim = make_server(metasim.create_app(stage.world), stage.settings)
     receiver = make_server(create_app(stage.settings), stage.settings)
@@ -153,22 +154,22 @@ async def tour(stage: Stage) -> None:
         "simulator": asyncio.create_task(_serve(sim, stage.sim_socket)),
         "receiver": asyncio.create_task(_serve(receiver, stage.receiver_socket)),
     }
-    worker: Worker | None = None
+    workers: list[Worker] = []
     try:
         await _until_listening(servers, tasks)
         stage.say(f"Meta simulator on {_url(stage.sim_socket)} (stands in for graph.facebook.com)")
         stage.say(f"receiver on {_url(stage.receiver_socket)}/webhooks/instagram")
         # Only now: the worker lists stories at once, and a refused call would wait a minute.
-        worker = build_worker(stage.settings, handle_signals=False, poll_delay=0.1)
-        tasks["worker"] = asyncio.create_task(worker.async_run())
+        workers = build_workers(stage.settings, handle_signals=False, poll_delay=0.1)
+        tasks["worker"] = asyncio.create_task(run_lanes(workers))
         stage.say("worker started: stories listed every 2 s, snapshots every 5 s, final 8 s early")
         await show(stage, tasks)
     finally:
         try:
-            if worker is not None:
+            if workers:
                 tasks["worker"].cancel()
                 await asyncio.gather(tasks["worker"], return_exceptions=True)
-                await close_worker(worker)
+                await close_workers(workers)
         finally:  # the servers stop even when closing the worker failed
             for server in servers.values():
                 server.should_exit = True

@@ -68,17 +68,18 @@ def run_all_command(args: argparse.Namespace, settings: Settings) -> int:
 
 async def run_all(settings: Settings) -> int:
     from receiver.app import create_app
-    from workers.main import build_worker, close_worker
+    from workers.main import build_workers
+    from workers.running import close_workers, run_lanes
 
     server = make_server(create_app(settings), settings)
-    worker = build_worker(settings, handle_signals=False)
+    workers = build_workers(settings, handle_signals=False)
     shutdown = Shutdown()
     shutdown.install()
     stop_server(server, shutdown)
-    shutdown.on_stop(lambda: stop_worker([worker]), lambda: stop_worker([worker]))
+    shutdown.on_stop(lambda: stop_worker(workers), lambda: stop_worker(workers))
     parts = [
         asyncio.create_task(run_server(server), name="receiver"),
-        asyncio.create_task(worker.async_run(), name="worker"),
+        asyncio.create_task(run_lanes(workers), name="worker"),
     ]
     announce = asyncio.create_task(announce_when_started(server, settings))
     try:
@@ -86,11 +87,11 @@ async def run_all(settings: Settings) -> int:
         if shutdown.signal is None:  # one part ended by itself: the other must not run alone
             log.error("one part of `archiver run` stopped; stopping the other")
         server.should_exit = True  # both again even after a signal: stopping twice is harmless
-        stop_worker([worker])
+        stop_worker(workers)
         outcomes = await asyncio.gather(*parts, return_exceptions=True)
     finally:
         announce.cancel()
-        await close_worker(worker)
+        await close_workers(workers)
     _raise_failure(outcomes, stopped=shutdown.signal is not None)
     return shutdown.exit_code
 

@@ -1,4 +1,4 @@
-"""`archiver worker`: one arq worker process (start several for scale)."""
+"""`archiver worker`: one worker process, an arq worker per lane (start several for scale)."""
 
 from __future__ import annotations
 
@@ -29,9 +29,11 @@ def register(subparsers: SubParsers) -> None:
     worker = add_command(
         subparsers,
         "worker",
-        help_text="run one arq worker",
+        help_text="run one worker process (an arq worker per lane)",
         description="Process deliveries, capture story insights, poll Threads and refresh "
-        "tokens, taking jobs from REDIS_URL. Start several for scale; they share the work.",
+        "tokens, taking jobs from REDIS_URL: deliveries in a lane of their own, so a burst "
+        "never delays a capture. Start several for scale; they share the work, and a killed "
+        "one's jobs are taken over within seconds.",
     )
     worker.set_defaults(handler=run_worker_command)
 
@@ -51,9 +53,9 @@ def run_worker_command(_args: argparse.Namespace, settings: Settings) -> int:
 
 def stop_worker(current: list[Worker]) -> None:
     """Stop taking jobs and cancel the running ones: their rows stay pending for the sweep."""
-    for worker in current:
-        if worker.main_task is not None and not worker.main_task.done():
-            worker.handle_sig(signal.SIGTERM)
+    from workers.running import stop_lanes
+
+    stop_lanes(current, signal.SIGTERM)
 
 
 async def work(settings: Settings) -> int:
@@ -79,15 +81,16 @@ async def work(settings: Settings) -> int:
 
 
 async def _run_once(settings: Settings, current: list[Worker], shutdown: Shutdown) -> bool:
-    """One worker's life; False when Redis failed it (the caller waits, then retries)."""
+    """One life of the worker's lanes; False when Redis failed them (the caller waits, then
+    retries)."""
     from redis.exceptions import RedisError
 
-    from workers.main import build_worker, close_worker
+    from workers.main import build_workers
+    from workers.running import close_worker, run_lanes
 
-    worker = build_worker(settings, handle_signals=False)
-    current[:] = [worker]
+    current[:] = build_workers(settings, handle_signals=False)
     try:
-        await worker.async_run()
+        await run_lanes(current)
     except asyncio.CancelledError:
         if shutdown.signal is None:
             raise
@@ -95,8 +98,9 @@ async def _run_once(settings: Settings, current: list[Worker], shutdown: Shutdow
         log.warning("Redis unavailable at REDIS_URL (%s); the worker starts again", exc)
         return False
     finally:
-        with contextlib.suppress(RedisError, OSError):  # closing talks to Redis too
-            await close_worker(worker, cancel_jobs=True)
+        for worker in current:
+            with contextlib.suppress(RedisError, OSError):  # closing talks to Redis too
+                await close_worker(worker, cancel_jobs=True)
     if shutdown.signal is None:
         log.warning("the worker stopped unexpectedly; it starts again")
     return True
