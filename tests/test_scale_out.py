@@ -2,15 +2,20 @@
 one PostgreSQL and one Redis, the simulator with 200 accounts and a live story each, and 5,000
 signed story_insights deliveries sent round robin over both receivers while discovery, the
 regular snapshots and the final captures run. Afterwards every 200 has its row, every delivery
-was processed exactly once (one `webhook` version per story), no slot has two versions and
-each subject's versions are exactly 1..n.
+was processed exactly once (one `webhook` version per story), no slot has two versions,
+each subject's versions are exactly 1..n, and no story was missed: the burst waits in the
+deliveries' own lane, which runs a quarter of each worker's slots (workers.main.lane_slots),
+so the captures beside it keep their pace. With deliveries in the one arq queue beside the
+captures, 33-173 of the 200 stories were missed here.
 
 Where the time goes on the 2-core development machine, quiet: ~4 s to send (post_all's
 hand-made keep-alive client; httpx took ~28 s here, competing with the workers for the CPU),
 ~20 s for the three workers to work off the backlog (~250 deliveries/s, bound by their own
 Python CPU: ~5 ms per delivery for arq's bookkeeping, SQLAlchemy and psycopg), all hidden
 under the wait for the stories, which expire 25-30 s after they are added; ~31 s in all,
-~42 s with two CPU-bound processes beside it, ~61 s with six. The timeout bounds it at 120 s.
+~42 s with two CPU-bound processes beside it, ~61 s with six. With the deliveries' lane (2
+slots a worker) and a load average of 5-10 from other processes: 62-84 s. The timeout bounds
+it at 150 s.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ def settled(engine: Engine, stories: int) -> bool:
     return bool(pending == 0 and closed == stories)
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(150)
 def test_two_receivers_three_workers_lose_and_repeat_nothing(
     pg: Engine, pg_url: str, tmp_path: Path
 ) -> None:
@@ -78,7 +83,7 @@ def test_two_receivers_three_workers_lose_and_repeat_nothing(
         started = time.monotonic()
         statuses = post_all(urls, deliveries, concurrency=8)
         sent_in = time.monotonic() - started
-        wait_until(lambda: settled(pg, ACCOUNTS), timeout=EXPIRES_IN + SPREAD + 45, interval=0.5)
+        wait_until(lambda: settled(pg, ACCOUNTS), timeout=EXPIRES_IN + SPREAD + 75, interval=0.5)
         settled_in = time.monotonic() - started
         assert procs.alive() == ["serve-a", "serve-b", "worker-0", "worker-1", "worker-2"]
     print(f"sent {DELIVERIES} in {sent_in:.1f} s, all settled after {settled_in:.1f} s")
@@ -93,6 +98,8 @@ def test_two_receivers_three_workers_lose_and_repeat_nothing(
     assert {count for _, count in webhook} == {1}
     assert duplicate_slots(pg) == []
     assert version_gaps(pg) == []
-    # Every story closed (settled); on a loaded 2-core box many are `missed`: captures wait
-    # behind the delivery backlog in the one arq queue (see the P4 report), so not asserted.
-    print(rows(pg, "SELECT capture_state, COUNT(*) FROM media GROUP BY 1"))
+    # The burst waits in the deliveries' own lane (a quarter of each worker's slots), so the
+    # captures beside it keep their pace: every story's final lands before it expires.
+    states = dict(rows(pg, "SELECT capture_state, COUNT(*) FROM media GROUP BY 1"))
+    print(states, rows(pg, "SELECT slot, COUNT(*) FROM snapshot GROUP BY 1 ORDER BY 1"))
+    assert states == {"final_captured": ACCOUNTS}

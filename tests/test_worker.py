@@ -79,12 +79,13 @@ async def wait_for(predicate: Callable[[], Awaitable[Any]], *, timeout: float = 
 
 @pytest.mark.anyio
 async def test_each_lane_is_built_from_settings(sqlite_url: str, redis_url: str) -> None:
-    """Timeout, concurrency and Redis come from Settings; each lane has its queue, jobs, crons."""
-    settings = make_settings(sqlite_url, redis_url, job_timeout_seconds=700, worker_max_jobs=3)
+    """Timeouts, slots and Redis come from Settings; each lane has its queue, jobs, crons."""
+    settings = make_settings(sqlite_url, redis_url, job_timeout_seconds=700, worker_max_jobs=8)
     main = build_worker(settings, burst=True, handle_signals=False)
     deliveries = build_worker(settings, lane=DELIVERIES, burst=True, handle_signals=False)
+    assert (main.max_jobs, deliveries.max_jobs) == (8, 2)  # deliveries: a quarter
     for worker in (main, deliveries):
-        assert (worker.job_timeout_s, worker.max_jobs, worker.burst) == (700, 3, True)
+        assert (worker.job_timeout_s, worker.burst) == (700, True)
         assert worker.redis_settings == RedisSettings.from_dsn(redis_url)
         assert worker.keep_result_s == 0  # a kept result would refuse the next enqueue
         assert all(job.run_at_startup and job.keep_result_s for job in worker.cron_jobs)

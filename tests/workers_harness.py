@@ -1,6 +1,6 @@
 """Real arq workers for tests: run on the test's event loop until the block ends; a job's ctx
-built the way the worker builds it, for calling one job at a chosen try; and a bounded wait
-for a condition read from the database."""
+built the way the worker builds it, for calling one job at a chosen try; the job-failure
+counters; and a bounded wait for a condition read from the database."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import redis
 from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker
 
 from models.config import Settings
+from models.stats import JOB_FAILURES_KEY
 from workers.main import build_workers, make_startup, shutdown
 from workers.running import close_workers, run_lanes
 
@@ -58,3 +60,13 @@ async def eventually(predicate: Callable[[], Any], *, timeout: float = 20.0) -> 
             raise TimeoutError(msg)
         await asyncio.sleep(0.1)
     return result
+
+
+def job_failures(redis_url: str) -> dict[str, int]:
+    """JOB_FAILURES_KEY as `{"<function>|<outcome>": count}`."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        found = client.hgetall(JOB_FAILURES_KEY)
+    finally:
+        client.close()
+    return {key.decode(): int(value) for key, value in found.items()}

@@ -41,7 +41,7 @@ async def schedule_due(ctx: dict[str, Any]) -> dict[str, int]:
     engine: Engine = ctx["engine"]
     redis: ArqRedis = ctx["redis"]
     now = utcnow()
-    if await _superseded(redis, ctx.get("enqueue_time"), now):
+    if await _superseded(redis, ctx.get("score"), now):
         return {"superseded": 1}
     polls = await in_thread(ctx, due_polls, engine, now=now, limit=TICK_BATCH)
     for account_id, due in polls:
@@ -68,12 +68,16 @@ async def schedule_due(ctx: dict[str, Any]) -> dict[str, int]:
     return counts | {"captures": len(captures), "finals_promoted": len(finals), "missed": missed}
 
 
-async def _superseded(redis: ArqRedis, enqueued: datetime | None, now: datetime) -> bool:
-    """True for a tick that waited in a backed-up queue while a later tick already ran: it
-    would only repeat that tick's work (thousands of no-op enqueues). Otherwise note the start.
+async def _superseded(redis: ArqRedis, score: int | None, now: datetime) -> bool:
+    """True for a tick that waited in a backed-up queue while a later one started: it would
+    only repeat that tick's work (thousands of no-op enqueues). Otherwise note the start.
+
+    `score` is when arq was to run this tick (ms). arq enqueues the next tick while it starts
+    this one, so comparing with the time a tick was enqueued, rather than due, would skip
+    every other tick when they are a second apart.
     """
     last = await redis.get(TICK_STARTED_KEY)
-    if enqueued is not None and last is not None and float(last) >= enqueued.timestamp():
+    if score is not None and last is not None and float(last) > score / 1000:
         return True
     await redis.set(TICK_STARTED_KEY, f"{now.timestamp():.3f}", ex=3600)
     return False
