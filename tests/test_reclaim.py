@@ -113,6 +113,7 @@ def test_a_killed_workers_deliveries_and_capture_finish_within_30_s(
             redis_url,
             sim,
             JOB_TIMEOUT_SECONDS="300",
+            WORKER_MAX_JOBS="12",  # 3 delivery slots: all three deliveries in flight at once
             STORY_POLL_SECONDS="900",
             STORY_SNAPSHOT_SECONDS="600",
             LOG_LEVEL="INFO",

@@ -87,23 +87,31 @@ class Member:
         self.beat = beat
         self.dead_after = dead_after
         self._task: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Event | None = None
 
     async def on_job_start(self, ctx: dict[str, Any]) -> None:
-        await ctx["redis"].sadd(self.jobs_key, ctx["job_id"])
+        """arq's hook: note the job (best effort: untracked, it waits out arq's own timeout)."""
+        with contextlib.suppress(RedisError, OSError):
+            await ctx["redis"].sadd(self.jobs_key, ctx["job_id"])
 
     async def after_job_end(self, ctx: dict[str, Any]) -> None:
-        await ctx["redis"].srem(self.jobs_key, ctx["job_id"])
+        with contextlib.suppress(RedisError, OSError):
+            await ctx["redis"].srem(self.jobs_key, ctx["job_id"])
 
     def start(self, redis: ArqRedis) -> None:
         """Beat and look for dead members in the background until `stop`."""
-        self._task = asyncio.create_task(self._run(redis), name=f"member {self.id}")
+        self._stopping = asyncio.Event()
+        self._task = asyncio.create_task(self._run(redis, self._stopping), name=self.id)
 
     async def stop(self, redis: ArqRedis) -> None:
-        """Stop beating and leave the registry: a clean stop is not a death."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop beating and leave the registry: a clean stop is not a death. The loop is
+        asked to end between beats, not cancelled inside a Redis command."""
+        if self._task is not None and self._stopping is not None:
+            self._stopping.set()
+            try:
+                await asyncio.wait_for(self._task, timeout=self.dead_after)
+            except TimeoutError:  # wait_for cancelled it: Redis hung mid-command
+                log.warning("worker %s: the heartbeat did not stop in time", self.id)
             self._task = None
         with contextlib.suppress(RedisError, OSError):
             async with redis.pipeline(transaction=True) as pipe:
@@ -111,14 +119,14 @@ class Member:
                 pipe.delete(self.alive_key, self.jobs_key)
                 await pipe.execute()
 
-    async def _run(self, redis: ArqRedis) -> None:
+    async def _run(self, redis: ArqRedis, stopping: asyncio.Event) -> None:
         down = False
-        while True:
+        while not stopping.is_set():
             try:
                 await self.heartbeat(redis)
                 freed = await reclaim(redis)
-            except (RedisError, OSError) as exc:  # arq's own loop notices a lasting outage
-                if not down:
+            except Exception as exc:  # a stopped beat would get our jobs run twice: go on
+                if not down:  # Redis away: arq's own loop notices a lasting outage
                     log.warning("worker %s: heartbeat failed: %s", self.id, exc)
                 down = True
             else:
@@ -129,7 +137,8 @@ class Member:
                         ", ".join(freed),
                         extra={"reclaimed": freed},
                     )
-            await asyncio.sleep(self.beat)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=self.beat)
 
     async def heartbeat(self, redis: ArqRedis) -> None:
         """Register (again, after a Redis flush) and renew the heartbeat."""

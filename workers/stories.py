@@ -5,6 +5,12 @@
 - `capture_story(media_id, slot)`: one snapshot (3 insights calls, workers.metric_sets), then
   the next slot is scheduled (workers.schedule) and enqueued for its due time.
 The scheduler tick (workers.scheduler) enqueues both from what the database says is due.
+
+Failures: a throttle waits out Meta's pause, an expired token flags the account, a transient
+failure or an unexpected exception is retried (workers.failures) and then given up: a capture
+skips its slot, a listing is due again with back-off. A rejection that retrying cannot fix
+(a permission, an account id Meta refuses) backs the account's listings off up to a day, with
+the reason in `account.ig_problem` (models.backoff).
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ decaying snapshot schedule, and the `views` backfill run when an account is link
 Threads has no insights webhooks and its counters only show "now" (META-API.md §5), so every
 poll is a snapshot version of the Threads user (`subject_type='threads_user'`) and every post
 capture a version of the post (`threads_post`).
+
+A poll stops at a throttle (due again after the pause), an expired token (flagged), a
+transient failure (retried whole, nothing kept meanwhile, then due again with back-off) or a
+rejection of the account (back-off up to a day, the reason in `account.threads_problem`).
 """
 
 from __future__ import annotations
