@@ -86,6 +86,10 @@ def create_stories(world: World, body: dict[str, Any]) -> Any:
     return {"stories": [s.to_dict() for s in stories]}
 
 
+def refuse_metrics(world: World, body: dict[str, Any]) -> Any:
+    return world.refuse_metrics(**_kwargs(world.refuse_metrics, body)).to_dict()
+
+
 def create_threads_users(world: World, body: dict[str, Any]) -> Any:
     users = [
         world.add_threads_user(**_kwargs(world.add_threads_user, spec))
@@ -216,6 +220,7 @@ def routes(world: World) -> list[Route]:
         ("/accounts", create_accounts, ["POST"]),
         ("/populate", populate, ["POST"]),
         ("/stories", create_stories, ["POST"]),
+        ("/stories/refuses", refuse_metrics, ["POST"]),
         ("/stories/{media_id}", story_values, ["GET"]),
         ("/threads/users", create_threads_users, ["POST"]),
         ("/threads/posts", create_threads_posts, ["POST"]),

@@ -89,7 +89,8 @@ class Account:
 
 @dataclass
 class Story:
-    """An IG story; `viewers` is its final reach (below 5: insights answer error 10)."""
+    """An IG story; `viewers` is its final reach (below 5: insights answer error 10);
+    `refuses` are metrics Meta will not serve for this media ((#100), the whole call fails)."""
 
     id: str
     account: str
@@ -99,6 +100,7 @@ class Story:
     finals: dict[str, int] = field(repr=False)
     media_type: str = "IMAGE"
     caption: str | None = None
+    refuses: tuple[str, ...] = ()
 
     @property
     def expires_at(self) -> datetime:
@@ -125,6 +127,7 @@ class Story:
             "seed": self.seed,
             "media_type": self.media_type,
             "caption": self.caption,
+            "refuses": list(self.refuses),
         }
 
 

@@ -24,6 +24,15 @@ THREADS_POST_BASE = 17890000000000000
 __all__ = ["World"]
 
 
+def _story_metrics(names: Sequence[str]) -> tuple[str, ...]:
+    """Story metric names, checked: a typo would otherwise refuse nothing, silently."""
+    unknown = sorted(set(names) - set(metrics.STORY_METRICS))
+    if unknown:
+        msg = f"not story metrics: {', '.join(unknown)}"
+        raise ValueError(msg)
+    return tuple(names)
+
+
 class World(TokenBook):
     """Everything the simulator knows; every method is safe to call from any thread."""
 
@@ -79,11 +88,13 @@ class World(TokenBook):
         media_type: str = "IMAGE",
         caption: str | None = None,
         finals: Mapping[str, int] | None = None,
+        refuses: Sequence[str] = (),
     ) -> Story:
         """A story posted at `timestamp` (or `age_seconds` ago; default now).
 
         `viewers` is its final reach; below 5, insights answer error 10. `finals` overrides
         final counters (keys as in metrics.story_finals, e.g. "reach", "nav:tap_exit").
+        `refuses`: metrics Meta will not serve for this media (see refuse_metrics).
         """
         with self.lock:
             owner = self.account(account)
@@ -98,9 +109,18 @@ class World(TokenBook):
                 finals=metrics.story_finals(viewers, seed, finals),
                 media_type=media_type,
                 caption=caption,
+                refuses=_story_metrics(refuses),
             )
             self.story_index[media_id] = story
             owner.story_ids.append(media_id)
+            return story
+
+    def refuse_metrics(self, media_id: str, metrics: Sequence[str]) -> Story:
+        """From now on insights of this story fail with (#100) "not supported for this media
+        type" when any of `metrics` is asked (an empty list serves everything again)."""
+        with self.lock:
+            story = self.story(media_id)
+            story.refuses = _story_metrics(metrics)
             return story
 
     def add_threads_user(

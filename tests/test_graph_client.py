@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from models.recording import BELOW_THRESHOLD, MetricRow
+from models.recording import BELOW_THRESHOLD, NOT_SUPPORTED, MetricRow
 from tests.conftest import make_settings
 from tests.servers import ServerThread, free_port
 from workers.errors import (
@@ -415,7 +415,7 @@ async def test_story_snapshot_is_three_clean_calls(
     key = "story_navigation_action_type"
     assert MetricRow("navigation", 5.0, key, "tap_forward") in result.rows
     assert MetricRow("reach", 7.0) in result.rows
-    assert len(result.rows) == 7 + 3 + 3
+    assert len(result.rows) == 9 + 3 + 3
 
 
 @pytest.mark.anyio
@@ -438,14 +438,18 @@ async def test_not_enough_viewers(
 async def test_deprecated_metric_is_dropped_and_the_rest_captured(
     http: httpx.AsyncClient, graph: GraphStandIn, redis: Redis
 ) -> None:
-    """A metric Meta rejects (#100) is retried without, remembered, and skipped by others."""
+    """A metric Meta rejects (#100) is retried without, remembered for that media, and not
+    asked again by its next capture; one media does not drop it for the version."""
     plain, *rest = story_calls("v25.0")
     calls = [InsightsCall("plain", ("impressions", *plain.metrics)), *rest]
     result = await make_client(http, graph, redis).story_insights(FB_ACCOUNT, "1", calls)
     assert result.dropped == ("impressions",)
-    assert {row.metric for row in result.rows} == {*plain.metrics, "navigation", "profile_activity"}
+    assert {row.metric for row in result.rows} == {
+        *plain.metrics, "navigation", "profile_activity", "impressions"
+    }  # fmt: skip
+    assert MetricRow("impressions", None, flag=NOT_SUPPORTED) in result.rows
     assert len(graph.insight_calls()) == 4
-    assert await DroppedMetrics(redis).dropped("v25.0", ["impressions"]) == {"impressions"}
+    assert await DroppedMetrics(redis).dropped("v25.0", ["impressions"]) == set()
     graph.calls.clear()
     await make_client(http, graph, redis).story_insights(FB_ACCOUNT, "1", calls)
     assert len(graph.insight_calls()) == 3
