@@ -212,7 +212,11 @@ def test_status_json_carries_the_same_figures(
 
 @pytest.mark.parametrize(
     ("redis_env", "why"),
-    [({}, "REDIS_URL unset"), ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "Redis unreachable")],
+    [
+        ({}, "REDIS_URL unset"),
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "Redis unreachable"),
+        ({"REDIS_URL": "http://127.0.0.1:6379/0"}, "REDIS_URL is not a Redis URL"),
+    ],
 )
 def test_throttle_pauses_are_unknown_without_a_reachable_redis(
     status: Status, engine: Engine, database_url: str, redis_env: dict[str, str], why: str
