@@ -212,7 +212,7 @@ def run_size(opts: Options, accounts: int) -> RunResult:
         with (
             workers(opts.workers, env, Path(tmp)) as procs,
             faults_beside(
-                Plan(opts.lead_s, opts.minute_s, opts.faults),
+                Plan(opts.lead_s, opts.faults),
                 env,
                 Path(tmp),
                 sim,

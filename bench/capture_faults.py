@@ -55,7 +55,7 @@ class Window:
     end: float = 0.0
     accounts: frozenset[str] | None = None  # None: every account (the whole app)
     stops: bool = False  # a throttle: Meta said "stop calling"; calls during it are waste
-    note: str = ""
+    extend_s: float = 0.0  # a call during the block pushes its end this far past the call
 
 
 @dataclass
@@ -74,7 +74,6 @@ class Plan:
     """What the schedule needs of the run's options."""
 
     lead_s: float  # the first expiry window opens this long after the start
-    minute_s: float  # META_MINUTE_SECONDS: the regain estimates are counted in these
     enabled: bool = True
 
 
@@ -92,30 +91,32 @@ def _fault(sim: Simulator, **spec: Any) -> None:
 
 
 def throttle_accounts(
-    sim: Simulator, accounts: Sequence[str], seconds: float, minute_s: float
+    sim: Simulator, accounts: Sequence[str], seconds: float
 ) -> Callable[[FaultLog], None]:
-    """BUC throttling (80002) of some accounts, regain estimate matching the block."""
-    regain = max(1, round(seconds / minute_s))
+    """BUC throttling (80002) of some accounts: a block each call during it extends."""
 
     def act(log: FaultLog) -> None:
         start = time.time()
         for account in accounts:
-            _fault(sim, code=80002, seconds=seconds, account=account, regain_minutes=regain)
+            sim.request("POST", "/blocks", {"seconds": seconds, "account": account})
+        scope = frozenset(accounts)
         log.windows.append(
-            Window("account throttle (80002)", start, start + seconds, frozenset(accounts), True)
+            Window("account throttle (80002)", start, start + seconds, scope, True, seconds)
         )
 
     return act
 
 
-def block_app(sim: Simulator, seconds: float, minute_s: float) -> Callable[[FaultLog], None]:
-    """Code 4 for the whole app: every account's calls refused until it lifts."""
-    regain = max(1, round(seconds / minute_s))
+def block_app(sim: Simulator, seconds: float) -> Callable[[FaultLog], None]:
+    """Code 4 for the whole app: every account's calls refused until it lifts (calls during
+    it extend it, as Meta says)."""
 
     def act(log: FaultLog) -> None:
         start = time.time()
-        sim.request("POST", "/app_block", {"seconds": seconds, "regain_minutes": regain})
-        log.windows.append(Window("app-wide block (code 4)", start, start + seconds, None, True))
+        sim.request("POST", "/blocks", {"seconds": seconds})
+        log.windows.append(
+            Window("app-wide block (code 4)", start, start + seconds, None, True, seconds)
+        )
 
     return act
 
@@ -136,7 +137,7 @@ def garbage(sim: Simulator, seconds: float) -> Callable[[FaultLog], None]:
 
     def act(log: FaultLog) -> None:
         start = time.time()
-        _fault(sim, garbage=True, seconds=seconds)
+        _fault(sim, garbage="not_json", seconds=seconds)
         log.windows.append(Window("garbage 200s", start, start + seconds))
 
     return act
@@ -260,12 +261,12 @@ def wasted_calls(window: Window, calls: Sequence[CallRecord]) -> int:
 
 
 def cleared(window: Window, calls: Sequence[CallRecord]) -> float:
-    """When the fault really ended: its planned end, or its last error answer if later (a
-    block extended by calls during it)."""
-    errors = [
-        c.at for c in calls if _hits(window, c) and c.status >= 400 and c.at <= window.end + 600
-    ]
-    return max([window.end, *errors])
+    """When the fault really ended: its planned end, or later when calls during a block
+    extended it (each refused call pushes the end `extend_s` past itself)."""
+    refused = [c.at for c in calls if _hits(window, c) and c.status >= 400]
+    if not window.stops:
+        return window.end
+    return max([window.end, *(at + window.extend_s for at in refused if at <= window.end + 600)])
 
 
 def recovery_gaps(window: Window, calls: Sequence[CallRecord]) -> list[float]:
@@ -343,11 +344,10 @@ def fault_steps(
     first = plan.lead_s + 10
     accounts = [a["ig_user_id"] for a in created]
     stories = [(a["ig_user_id"], s) for a in created for s in a["stories"]]
-    m = plan.minute_s
     restart = functools.partial(start_worker, env, workdir, "worker-0")
     return [
-        Step(first, "account throttles", throttle_accounts(sim, accounts[::33], 20, m)),
-        Step(first + 60, "app-wide code 4", block_app(sim, 15, m)),
+        Step(first, "account throttles", throttle_accounts(sim, accounts[::33], 20)),
+        Step(first + 60, "app-wide code 4", block_app(sim, 15)),
         Step(first + 120, "5xx burst", server_errors(sim, 10)),
         Step(first + 180, "garbage 200s", garbage(sim, 10)),
         Step(first + 240, "webhook burst", webhook_burst(target, stories, BURST_DELIVERIES)),
