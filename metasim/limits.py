@@ -59,13 +59,14 @@ class Rolling:
         self.total += 1
 
     def free_at(self, budget: int, span: float) -> float:
-        """When enough old calls have left the window for one more call to fit."""
-        excess = self.total - budget + 1
+        """When enough old calls have left the window for one more call to fit (the caller
+        has just counted a call, so there is at least one bucket)."""
+        excess, last = self.total - budget + 1, 0.0
         for start, count in self.buckets:
-            excess -= int(count)
+            excess, last = excess - int(count), start
             if excess <= 0:
-                return start + span
-        return self.buckets[-1][0] + span if self.buckets else 0.0
+                break
+        return last + span
 
 
 @dataclass

@@ -66,6 +66,8 @@ def test_unknown_version_is_unknown_path(
     assert error(get(http, f"/facebook/v99.0/{path}", account.token))["message"] == (
         f"Unknown path components: /{path}"
     )
+    alone = error(get(http, "/facebook/v99.0", account.token))
+    assert (alone["code"], alone["error_subcode"]) == (100, 33)  # "v99.0" read as an object
     user = sim.world.add_threads_user()
     assert error(get(http, f"/threads/{V}/me", user.token))["code"] == 2500
     assert get(http, "/threads/v1.0/me", user.token).status_code == 200
@@ -182,6 +184,15 @@ def test_permission_errors_on_demand(sim: RunningSim, http: httpx.Client, accoun
     assert get(http, insights, account.token, metric="reach").is_success
 
 
+def test_permission_errors_for_a_threads_profile(sim: RunningSim, http: httpx.Client) -> None:
+    """A Threads profile can lose threads_manage_insights: its insights fail, /me works."""
+    user = sim.world.add_threads_user()
+    sim.world.deny(user.id, code=200, kind="threads_insights")
+    insights = get(http, f"/threads/v1.0/{user.id}/threads_insights", user.token, metric="views")
+    assert error(insights)["message"] == "(#200) Requires threads_manage_insights permission"
+    assert get(http, "/threads/v1.0/me", user.token).status_code == 200
+
+
 def test_permission_control_api(sim: RunningSim, http: httpx.Client) -> None:
     """POST /_sim/permissions denies (IG Login wording by default), DELETE grants again."""
     iglogin = sim.world.add_account(login="instagram")
@@ -192,6 +203,8 @@ def test_permission_control_api(sim: RunningSim, http: httpx.Client) -> None:
     assert body["message"] == "(#200) Requires instagram_business_manage_insights permission"
     assert http.post("/_sim/permissions", json={**spec, "code": 17}).status_code == 400
     assert http.post("/_sim/permissions", json={**spec, "account": "404"}).status_code == 404
+    other_kind = {"account": iglogin.ig_user_id, "kind": "stories"}
+    assert http.delete("/_sim/permissions", params=other_kind).json() == {"removed": 0}
     gone = http.delete("/_sim/permissions", params={"account": iglogin.ig_user_id})
     assert gone.json() == {"removed": 1}
     assert get(http, f"/instagram/{V}/{media}/insights", iglogin.token, metric="reach").is_success

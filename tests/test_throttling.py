@@ -193,7 +193,7 @@ async def test_account_throttle_pauses_it_for_the_regain_estimate_then_recovers(
         with pytest.raises(Throttled) as caught:
             await first.graph.list_stories(ig(account))
         assert not isinstance(caught.value, AppThrottled)
-        assert 0.5 <= caught.value.retry_after <= 1.1 * 1.1 + 0.01
+        assert 0 < caught.value.retry_after <= 1.1 * 1.1 + 0.01  # <= the window, + jitter
         with pytest.raises(AccountPaused):
             await second.graph.list_stories(ig(account))
         assert await second.graph.list_stories(ig(other)) == []
@@ -252,14 +252,19 @@ async def test_permission_errors_are_permission_denied_and_not_retryable(
     media = sim.world.add_story(account.ig_user_id).id
     few = sim.world.add_story(account.ig_user_id, viewers=3).id
     call = story_calls("v25.0")[0]
-    for code in (10, 200):
-        sim.world.deny(account.ig_user_id, code=code, kind="insights")
+    granted = (
+        "(#200) The instagram_manage_insights permission(s) must be granted before "
+        "impersonating a user's access token"
+    )
+    for code, message in ((10, None), (200, None), (200, granted)):
+        sim.world.deny(account.ig_user_id, code=code, kind="insights", message=message)
         with pytest.raises(PermissionDenied) as caught:
             await first.graph.insights(ig(account), media, call)
         assert (caught.value.code, caught.value.retryable) == (code, False)
         sim.world.allow(account.ig_user_id)
+    assert caught.value.message == granted
     with pytest.raises(NotEnoughViewers):
         await first.graph.insights(ig(account), few, call)
     rows, _ = await first.graph.insights(ig(account), media, call)
     assert rows
-    assert [c.code for c in sim.world.calls()] == [10, 200, 10, None]
+    assert [c.code for c in sim.world.calls()] == [10, 200, 200, 10, None]
