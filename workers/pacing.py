@@ -216,9 +216,9 @@ class Pacer:
         usage = parse_app_usage(headers.get("x-app-usage"))
         peak = usage.peak if usage is not None else 0.0
         if isinstance(error, AppThrottled):
-            return Hold(max(error.retry_after, self.slow_seconds(peak)), APP_LIMIT)
-        if peak >= 100:
-            return Hold(self.slow_seconds(peak), APP_LIMIT)
+            return Hold(error.retry_after, APP_LIMIT)
+        if peak >= 100:  # the app is at its limit: Meta may refuse any call now
+            return Hold(self.slow_minutes * self.minute_seconds, APP_LIMIT)
         if peak > self.slow_at:
             return Hold(self.slow_seconds(peak), "slowdown")
         return None
