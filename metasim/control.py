@@ -138,6 +138,28 @@ def set_budget(world: World, body: dict[str, Any]) -> Any:
     return {"ok": True}
 
 
+def add_block(world: World, body: dict[str, Any]) -> Any:
+    world.block(**_kwargs(world.block, body))
+    return {"blocks": world.blocks()}
+
+
+def list_blocks(world: World, body: dict[str, Any]) -> Any:
+    return {"blocks": world.blocks()}
+
+
+def clear_blocks(world: World, body: dict[str, Any]) -> Any:
+    world.clear_blocks()
+    return {"ok": True}
+
+
+def deny(world: World, body: dict[str, Any]) -> Any:
+    return world.deny(**_kwargs(world.deny, body)).to_dict()
+
+
+def allow(world: World, body: dict[str, Any]) -> Any:
+    return {"removed": world.allow(**_kwargs(world.allow, body))}
+
+
 def configure(world: World, body: dict[str, Any]) -> Any:
     return world.configure(**body).to_dict()
 
@@ -226,6 +248,11 @@ def routes(world: World) -> list[Route]:
         ("/threads/posts", create_threads_posts, ["POST"]),
         ("/links", link, ["POST"]),
         ("/budget", set_budget, ["POST"]),
+        ("/blocks", add_block, ["POST"]),
+        ("/blocks", list_blocks, ["GET"]),
+        ("/blocks", clear_blocks, ["DELETE"]),
+        ("/permissions", deny, ["POST"]),
+        ("/permissions", allow, ["DELETE"]),
         ("/tokens/expire", expire_token, ["POST"]),
         ("/tokens/age", age_token, ["POST"]),
         ("/calls", calls, ["GET"]),

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from metasim import metrics
+from metasim.budgets import Budgets
 from metasim.entities import Account, Story, ThreadsPost, ThreadsUser
 from metasim.tokens import UNSET, TokenBook
 
@@ -33,7 +34,7 @@ def _story_metrics(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-class World(TokenBook):
+class World(TokenBook, Budgets):
     """Everything the simulator knows; every method is safe to call from any thread."""
 
     # --- creation --------------------------------------------------------------------------
@@ -49,10 +50,12 @@ class World(TokenBook):
         token_age_seconds: float | None = None,
         token_expires_at: datetime | None = UNSET,
         budget: int | None = None,
+        impressions: int | None = None,
         threads_user_id: str | None = None,
         stories: Iterable[Mapping[str, Any]] = (),
     ) -> Account:
-        """An IG professional account with its token (`login`: facebook or instagram)."""
+        """An IG professional account with its token (`login`: facebook or instagram); its
+        budget per rolling window is `budget`, else 4800 * `impressions`, else the default."""
         if login not in ("facebook", "instagram"):
             msg = f"login must be facebook or instagram, not {login!r}"
             raise ValueError(msg)
@@ -62,7 +65,10 @@ class World(TokenBook):
             tok = self.issue_token(
                 login, ig_id, token, issued_at=issued, expires_at=token_expires_at
             )
-            account = Account(ig_id, username or f"account_{ig_id[-6:]}", tok.value, login, budget)
+            account = Account(
+                ig_id, username or f"account_{ig_id[-6:]}", tok.value, login, budget,
+                impressions=impressions,
+            )  # fmt: skip
             self.accounts[ig_id] = account
             linked = threads_user_id or next(
                 (t for t, i in self.threads_links.items() if i == ig_id), None
@@ -303,5 +309,7 @@ class World(TokenBook):
                 "threads_posts": len(self.post_index),
                 "tokens": len(self.tokens),
                 "faults": len(self.faultbook.faults),
+                "blocks": len(self.blocks()),
+                "denials": len(self.denials.items),
                 "calls": self.log.last_seq(),
             }

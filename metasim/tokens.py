@@ -1,8 +1,9 @@
 """Access tokens: issuing, expiring, ageing and refreshing them (the World's token half).
 
-Meta's rules (META-API.md §4, §5): long-lived tokens last 60 days; a refresh needs a token at
-least 24 h old and unexpired and gives one lasting 60 days from the refresh.
-"""
+Meta's rules: long-lived tokens last 60 days; a refresh needs a token at least 24 h old and
+unexpired and gives one lasting 60 days from the refresh
+(https://developers.facebook.com/documentation/instagram-platform/reference/refresh_access_token,
+https://developers.facebook.com/docs/threads/get-started/long-lived-tokens/)."""
 
 from __future__ import annotations
 
