@@ -1,10 +1,11 @@
 """From a request path to a Target: which object, which edge, which handler.
 
-Paths look like Meta's: `[/{host}]/[{version}/]{object-id}[/{edge}]`, plus `/me` and
-`/refresh_access_token`. The optional first segment `facebook`, `instagram` or `threads` lets
-one simulator stand for the three hosts while the call log tells them apart (set e.g.
-FACEBOOK_GRAPH_URL=http://127.0.0.1:PORT/facebook); without it all hosts look alike. The kind
-of object an id names (IG account, story, Threads user or post) picks the routes.
+Paths look like Meta's: `[/{host}]/[{version}/]{object-id}[/{edge}]`, plus `/me`,
+`/refresh_access_token` and `/debug_token`. The optional first segment `facebook`,
+`instagram` or `threads` lets one simulator stand for the three hosts while the call log
+tells them apart (set e.g. FACEBOOK_GRAPH_URL=http://127.0.0.1:PORT/facebook); without it all
+hosts look alike. The kind of object an id names (IG account, story, Threads user or post)
+picks the routes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from metasim import errors, graph, threads
+from metasim import errors, graph, threads, tokens
 from metasim.context import Handler, Target
 from metasim.entities import Account, Story, ThreadsPost, ThreadsUser
 from metasim.state import World
@@ -74,6 +75,8 @@ def resolve(world: World, segments: list[str], grant_type: str | None) -> Target
         return Target("refresh", platform, handler)
     if segments == ["me"]:
         return Target("me", None)
+    if segments == ["debug_token"]:
+        return Target("debug_token", "instagram", tokens.debug_token)
     if not segments or len(segments) > 2:
         shown = "/" + "/".join(segments)
         return Target(
