@@ -107,6 +107,26 @@ def last_views_day(engine: Engine, *, threads_user_id: str) -> datetime | None:
     return found
 
 
+def stored_windows(
+    engine: Engine, *, threads_user_id: str, metrics: tuple[str, ...], since: datetime
+) -> dict[datetime, datetime]:
+    """For each window end (`end_time`) since `since` that holds a value of `metrics`, when
+    the newest of those values was captured: which closed days are stored, and how fresh."""
+    stmt = (
+        select(col(MetricValue.end_time), sa.func.max(col(Snapshot.captured_at)))
+        .join(Snapshot, col(Snapshot.id) == col(MetricValue.snapshot_id))
+        .where(
+            *_user_snapshots(threads_user_id),
+            col(MetricValue.metric).in_(metrics),
+            col(MetricValue.end_time) >= since,
+        )
+        .group_by(col(MetricValue.end_time))
+    )
+    with Session(engine) as session:
+        rows = session.exec(stmt).all()
+    return {end: captured for end, captured in rows if end is not None}
+
+
 def stored_slots(engine: Engine, *, threads_user_id: str, prefix: str) -> set[str]:
     """The user's snapshot slots starting with `prefix` (e.g. the backfilled chunks)."""
     stmt = select(Snapshot.slot).where(
