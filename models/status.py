@@ -89,6 +89,8 @@ class AccountStatus:
     state_reason: str | None
     ig_token_expires_at: datetime | None
     ig_token_refreshed_at: datetime | None
+    ig_token_checked_at: datetime | None  # debug_token asked (Facebook Login)
+    ig_token_check_error: str | None  # why it did not answer then
     stories_polled_at: datetime | None
     next_story_poll_at: datetime | None
     last_error: str | None

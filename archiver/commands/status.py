@@ -152,6 +152,7 @@ def as_json(
             safe(account.state_reason),
             safe(account.last_error),
         )
+        row["ig_token_check_error"] = safe(account.ig_token_check_error)
         row["token_days_left"] = days_left(account.ig_token_expires_at, now)
         row["threads"] = None if account.threads is None else threads_json(account.threads, now)
         row["snapshots"] = {

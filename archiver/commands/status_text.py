@@ -45,6 +45,17 @@ def token_line(expires_at: datetime | None, now: datetime) -> str:
     return f"expires {expires_at:%Y-%m-%d} ({left} days left)"
 
 
+def ig_token_line(account: AccountStatus, now: datetime) -> str:
+    """The IG token's expiry; a Facebook Login token's as debug_token last told it, where a
+    token asked about with no expiry never expires."""
+    line = token_line(account.ig_token_expires_at, now)
+    if account.ig_token_check_error is not None:
+        return f"{line} ({safe(account.ig_token_check_error)})"
+    if account.ig_token_expires_at is None and account.ig_token_checked_at is not None:
+        return f"never expires (asked {ago(account.ig_token_checked_at, now)})"
+    return line
+
+
 def poll_line(account: AccountStatus, now: datetime) -> str:
     """When stories were last listed and when the next listing is due (a stuck one shows)."""
     return due_line(account.stories_polled_at, account.next_story_poll_at, now)
@@ -115,7 +126,7 @@ def instagram_fields(account: AccountStatus, now: datetime) -> list[tuple[str, s
     """The Instagram side of an account block: state, token, story polling and coverage."""
     stories = account.stories
     state = account.state + (f": {safe(account.state_reason)}" if account.state_reason else "")
-    fields = [("state", state), ("token", token_line(account.ig_token_expires_at, now))]
+    fields = [("state", state), ("token", ig_token_line(account, now))]
     if account.login == "instagram":  # Instagram Login tokens are refreshed by the workers
         fields.append(("token refreshed", ago(account.ig_token_refreshed_at, now)))
     fields += [
