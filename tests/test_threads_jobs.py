@@ -1,9 +1,8 @@
-"""Threads polling, post schedules, the publish webhook and token refresh, end to end: the
-real arq worker, real Redis, the simulator over HTTP."""
+"""Threads polling, post schedules and token refresh, end to end: the real arq worker, real
+Redis, the simulator over HTTP (the publish and delete webhooks: test_threads_webhooks)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -20,7 +19,6 @@ from models.snapshots import Media, Snapshot
 from models.types import UTCDateTime, utcnow
 from tests.conftest import make_settings
 from tests.metasim_fixtures import RunningSim
-from tests.test_deliveries import add_delivery, burst
 from tests.workers_harness import eventually, running_workers
 from workers.main import make_startup, shutdown
 from workers.threads_polling import INSIGHTS_FLOOR
@@ -187,36 +185,6 @@ async def test_posts_follow_their_schedule_and_reposts_are_skipped(
     asked = {c.object_id for c in sim.world.calls(kind="threads_media_insights")}
     assert repost.id not in asked
     assert len(sim.world.calls(kind="threads_media_insights")) == 3
-
-
-@pytest.mark.anyio
-async def test_publish_webhook_starts_a_posts_captures_at_once(
-    engine: Engine, redis_url: str, sim: RunningSim
-) -> None:
-    """A publish event tracks the new post before any listing and captures it."""
-    account = register(engine, sim.world)
-    post = sim.world.add_threads_post(account.threads_user_id or "", age_seconds=0)
-    value = {"id": post.id, "media_type": "TEXT_POST", "text": "hello"}
-    body = {
-        "app_id": "1",
-        "topic": "interaction",
-        "target_id": account.threads_user_id,
-        "time": int(utcnow().timestamp()),
-        "values": {"value": value, "field": "publish"},
-    }
-    settings = threads_settings(engine, redis_url, sim, threads_poll_seconds=3600)
-    with Session(engine) as session:  # the poll is not due: only the webhook can find it
-        row = session.get(Account, account.id)
-        assert row is not None
-        row.next_threads_poll_at = utcnow() + timedelta(hours=1)
-        session.add(row)
-        session.commit()
-    delivery = add_delivery(engine, json.dumps(body).encode())
-    await burst(settings, [delivery])
-    assert posts(engine)[post.id].capture_state == "tracked"
-    async with running_workers(settings):
-        await eventually(lambda: snapshots(engine, "threads_post"), timeout=30)
-    assert sim.world.calls(kind="threads") == []  # no listing was needed
 
 
 @pytest.mark.anyio
