@@ -99,7 +99,7 @@ def test_a_silent_publish_brings_the_poll_forward_once_a_minute_at_most(
     post = sim.world.add_threads_post(account.threads_user_id or "")
     assert deliver(engine, publish(sim.world, post)) == (
         "processed",
-        "fields: publish; threads posts: 1 listing",
+        "fields: publish; threads posts: 1 left to the listing",
     )
     assert posts(engine) == {}
     due = next_poll(engine, account.id)

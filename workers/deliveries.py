@@ -129,7 +129,7 @@ def _apply(session: Session, delivery_id: int, change: Change, outcome: Outcome)
     outcome.fields.append(change.field)
     if is_post_change(change):
         kind, note = apply_post_change(session, change)
-        if kind in ("published", "listing", "deleted"):
+        if kind in ("published", "left to the listing", "deleted"):
             outcome.threads[kind] = outcome.threads.get(kind, 0) + 1
         else:
             (outcome.unrouted if kind == "unrouted" else outcome.skipped).append(note)

@@ -76,8 +76,8 @@ def _account_id(session: Session, threads_user_id: str) -> int | None:
 
 
 def apply_publish(session: Session, change: Change) -> Result:
-    """`published` (tracked), `listing` (the poll brought forward), `reply`, `unrouted` or
-    `skipped`."""
+    """`published` (tracked), `left to the listing` (the poll brought forward), `reply`,
+    `unrouted` or `skipped`."""
     post = post_of(change)
     if post is None:
         return "skipped", "a Threads publish change without a post id was skipped"
@@ -89,7 +89,7 @@ def apply_publish(session: Session, change: Change) -> Result:
         return "reply", f"threads reply {post.media_id} is not tracked"
     if reply is None:
         poll_threads_soon(session, account_id=account_id, now=utcnow(), gap=POLL_GAP)
-        return "listing", post.media_id
+        return "left to the listing", post.media_id
     for fresh in add_posts(session, account_id=account_id, posts=[post]):
         schedule_capture(
             session, platform=PLATFORM, media_id=fresh.media_id, slot="first", due=utcnow()
