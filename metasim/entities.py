@@ -179,6 +179,9 @@ class ThreadsUser:
 
 @dataclass
 class ThreadsPost:
+    """A Threads post, or a reply (`replied_to` set; /threads does not list replies, they
+    are on /{threads-user-id}/replies); `deleted_at` once its owner deleted it."""
+
     id: str
     user: str
     timestamp: datetime
@@ -187,10 +190,17 @@ class ThreadsPost:
     media_type: str = "TEXT_POST"
     text: str | None = None
     is_quote_post: bool = False
+    replied_to: str | None = None
+    root_post: str | None = None
+    deleted_at: datetime | None = None
 
     @property
     def sort_key(self) -> tuple[int, str]:
         return (-int(self.timestamp.timestamp()), self.id)
+
+    @property
+    def is_reply(self) -> bool:
+        return self.replied_to is not None
 
     def counts(self, now: datetime) -> dict[str, int]:
         return metrics.post_counts(self.finals, (now - self.timestamp).total_seconds())
@@ -204,6 +214,9 @@ class ThreadsPost:
             "media_type": self.media_type,
             "text": self.text,
             "is_quote_post": self.is_quote_post,
+            "replied_to": self.replied_to,
+            "root_post": self.root_post,
+            "deleted_at": self.deleted_at.isoformat() if self.deleted_at else None,
         }
 
 

@@ -1,17 +1,18 @@
 """From a request path to a Target: which object, which edge, which handler.
 
-Paths look like Meta's: `[/{host}]/{version}/{object-id}[/{edge}]`, plus `/{version}/me` and
-`/refresh_access_token` (metasim.versions says which versions each host serves). The optional
-first segment `facebook`, `instagram` or `threads` lets one simulator stand for the three
-hosts (set e.g. FACEBOOK_GRAPH_URL=http://127.0.0.1:PORT/facebook): the call log tells them
-apart and a token must match its host. Without it all hosts look alike. The kind of object an
-id names (IG account, story, Threads user or post) picks the routes."""
+Paths look like Meta's: `[/{host}]/{version}/{object-id}[/{edge}]`, plus `/{version}/me`,
+`/refresh_access_token` and `/debug_token` (metasim.versions says which versions each host
+serves, and which paths need none). The optional first segment `facebook`, `instagram` or
+`threads` lets one simulator stand for the three hosts (set e.g.
+FACEBOOK_GRAPH_URL=http://127.0.0.1:PORT/facebook): the call log tells them apart and a token
+must match its host. Without it all hosts look alike. The kind of object an id names (IG
+account, story, Threads user or post) picks the routes."""
 
 from __future__ import annotations
 
 from typing import Final
 
-from metasim import errors, graph, threads, versions
+from metasim import errors, graph, threads, tokens, versions
 from metasim.context import Handler, Target
 from metasim.entities import Account, Story, ThreadsPost, ThreadsUser
 from metasim.state import World
@@ -81,6 +82,8 @@ def resolve(world: World, segments: list[str], grant_type: str | None) -> Target
         return Target("refresh", platform, handler)
     if segments == ["me"]:
         return Target("me", None)
+    if segments == ["debug_token"]:
+        return Target("debug_token", "instagram", tokens.debug_token)
     if not segments or len(segments) > 2:
         return Target("unknown", None, error=errors.unknown_path(segments))
     object_id, edge = segments[0], (segments[1] if len(segments) > 1 else None)

@@ -179,10 +179,13 @@ class World(TokenBook, Budgets):
         seed: int | None = None,
         finals: Mapping[str, int] | None = None,
         is_quote_post: bool = False,
+        reply_to: str | None = None,
     ) -> ThreadsPost:
-        """A Threads post; media_type REPOST_FACADE posts have no insights ({"data": []})."""
+        """A Threads post; media_type REPOST_FACADE posts have no insights ({"data": []});
+        `reply_to` (a post id) makes it the user's reply to that post."""
         with self.lock:
             owner = self.threads_user(user)
+            parent = None if reply_to is None else self.threads_post(reply_to)
             pid = self.claim_id(post_id, THREADS_POST_BASE)
             seed = int(pid) if seed is None else seed
             post = ThreadsPost(
@@ -194,9 +197,18 @@ class World(TokenBook, Budgets):
                 media_type=media_type,
                 text=text if text is not None else f"Post {pid}",
                 is_quote_post=is_quote_post,
+                replied_to=None if parent is None else parent.id,
+                root_post=None if parent is None else parent.root_post or parent.id,
             )
             self.post_index[pid] = post
             owner.post_ids.append(pid)
+            return post
+
+    def delete_threads_post(self, post_id: str) -> ThreadsPost:
+        """The owner deletes a post: it leaves the listing and its insights answer (#100)."""
+        with self.lock:
+            post = self.threads_post(post_id)
+            post.deleted_at = post.deleted_at or self.now()
             return post
 
     def link(self, ig_user_id: str, threads_user_id: str) -> None:

@@ -136,14 +136,15 @@ def _days_left(conn: Connection, now: datetime) -> tuple[dict[str, float], dict[
 
 
 def never_expires() -> sa.ColumnElement[bool]:
-    """A Facebook Login token whose debug_token said `expires_at: 0` (never): stored as no
-    expiry next to a known data-access expiry; with neither, debug_token has not run yet.
+    """A Facebook Login token whose debug_token said `expires_at: 0` (never): checked, with
+    no error and no expiry stored; unchecked, its expiry is unknown.
     https://developers.facebook.com/docs/graph-api/reference/debug_token"""
     a = _account.c
     return sa.and_(
         a.login == "facebook",
         a.ig_token_expires_at.is_(None),
-        a.ig_data_access_expires_at.is_not(None),
+        a.ig_token_checked_at.is_not(None),
+        a.ig_token_check_error.is_(None),
     )
 
 

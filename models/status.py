@@ -99,6 +99,8 @@ class AccountStatus:
     ig_token_expires_at: datetime | None
     ig_token_refreshed_at: datetime | None
     ig_data_access_expires_at: datetime | None
+    ig_token_checked_at: datetime | None  # debug_token asked (Facebook Login)
+    ig_token_check_error: str | None  # why it did not answer then
     stories_polled_at: datetime | None
     next_story_poll_at: datetime | None
     last_error: str | None
@@ -117,7 +119,8 @@ class AccountStatus:
         return (
             self.login == "facebook"
             and self.ig_token_expires_at is None
-            and self.ig_data_access_expires_at is not None
+            and self.ig_token_checked_at is not None
+            and self.ig_token_check_error is None
         )
 
 

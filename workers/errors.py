@@ -41,7 +41,9 @@ AUTH_SUBCODES = {
 DEFAULT_THROTTLE_MINUTES = 5.0
 DEFAULT_TRANSIENT_RETRY_SECONDS = 60.0
 
-_TOKEN_PARAM = re.compile(r"(access_token|client_secret)=[^&\s\"'<>]*", re.IGNORECASE)
+_TOKEN_PARAM = re.compile(
+    r"(access_token|input_token|client_secret)=[^&\s\"'<>]*", re.IGNORECASE
+)  # debug_token's input_token is a token too
 _NOT_ENOUGH_VIEWERS = "not enough viewers"
 FEATURE_NOT_AVAILABLE = "THREADS_API__FEATURE_NOT_AVAILABLE"
 _ONE_OF = re.compile(r"must be one of the following values:\s*(?P<values>.*)", re.IGNORECASE)

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from models.config import Settings
 from models.recording import BELOW_THRESHOLD, NOT_SUPPORTED, MetricRow
-from workers.errors import InvalidMetric, NotEnoughViewers
+from workers.errors import InvalidMetric, MetaError, NotEnoughViewers
 from workers.metric_drops import MEDIA, DroppedMetrics, Refusal
 from workers.metric_sets import (
     InsightsCall,
@@ -27,6 +27,7 @@ from workers.metric_sets import (
     story_calls,
 )
 from workers.pacing import Pacer
+from workers.token_info import TokenInfo, parse_token_info
 from workers.transport import MetaTransport, on_host, parse_grant, shared_pacer
 from workers.transport import TokenGrant as TokenGrant  # re-exported: callers import it here
 from workers.transport import make_http_client as make_http_client  # re-exported
@@ -324,3 +325,26 @@ class GraphClient:
         """One paced, retried GET under the account's pacer key `ig:<ig_user_id>`."""
         key = f"ig:{account.ig_user_id}"
         return await self.transport.get(key, account.ig_token, url, params, metrics=metrics)
+
+    async def debug_token(
+        self, account: IgCredentials, *, app_token: str | None = None
+    ) -> TokenInfo:
+        """What Meta knows of a Facebook Login token: its expiry and data-access expiry.
+
+        debug_token needs "an app access token or an app developer's user access token for
+        the app" (https://developers.facebook.com/docs/graph-api/reference/debug_token): the
+        app token (`{app-id}|{app-secret}`) when given, else the token inspects itself, which
+        Meta allows when its user has a role on the app. Neither token reaches an error.
+        """
+        if account.login != "facebook":
+            msg = "debug_token is asked for Facebook Login tokens only"
+            raise ValueError(msg)
+        url = f"{self.urls['facebook']}/{self.version}/debug_token"
+        params = {"input_token": account.ig_token}
+        access = app_token or account.ig_token
+        try:
+            body = await self.transport.get(f"ig:{account.ig_user_id}", access, url, params)
+        except MetaError as exc:
+            exc.redact(account.ig_token, app_token)
+            raise
+        return parse_token_info(body)

@@ -184,7 +184,7 @@ def as_json(
     rows = []
     for account in accounts:
         row = asdict(account)
-        for name in ("state_reason", "last_error", "ig_problem"):
+        for name in ("state_reason", "last_error", "ig_problem", "ig_token_check_error"):
             row[name] = safe(row[name])
         for problem in row["media_problems"]["listed"]:
             problem["last_error"] = safe(problem["last_error"])

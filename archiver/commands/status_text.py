@@ -47,16 +47,6 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds // 86400)} days"
 
 
-def ig_token_line(account: AccountStatus, now: datetime) -> str:
-    """The Instagram token's expiry (`never` for a Facebook Login token without one) and,
-    when debug_token gave it, when the user's data access expires."""
-    line = "never expires" if account.token_never_expires else ""
-    line = line or token_line(account.ig_token_expires_at, now)
-    if account.ig_data_access_expires_at is not None:
-        line += f"; data access {token_line(account.ig_data_access_expires_at, now)}"
-    return line
-
-
 def token_line(expires_at: datetime | None, now: datetime) -> str:
     left = days_left(expires_at, now)
     if expires_at is None or left is None:
@@ -65,6 +55,20 @@ def token_line(expires_at: datetime | None, now: datetime) -> str:
         since_days = int((now - expires_at).total_seconds() // 86400)
         return f"EXPIRED {expires_at:%Y-%m-%d} ({plural(since_days, 'day')} ago)"
     return f"expires {expires_at:%Y-%m-%d} ({left} days left)"
+
+
+def ig_token_line(account: AccountStatus, now: datetime) -> str:
+    """The IG token's expiry; a Facebook Login token's as debug_token last told it (a token
+    asked about with no expiry never expires), and when the user's data access expires."""
+    line = token_line(account.ig_token_expires_at, now)
+    if account.ig_token_check_error is not None:
+        line = f"{line} ({safe(account.ig_token_check_error)})"
+    elif account.token_never_expires:
+        assert account.ig_token_checked_at is not None
+        line = f"never expires (asked {ago(account.ig_token_checked_at, now)})"
+    if account.ig_data_access_expires_at is not None:
+        line += f"; data access {token_line(account.ig_data_access_expires_at, now)}"
+    return line
 
 
 def poll_line(account: AccountStatus, now: datetime) -> str:
