@@ -155,12 +155,13 @@ def test_nothing_overdue_is_zero_for_every_kind(engine: Engine) -> None:
 
 def test_accounts_problems_and_token_expiry(engine: Engine) -> None:
     """Accounts by state and with a problem per side; tokens by what is known of their expiry
-    (a Facebook Login token with only a data-access expiry never expires)."""
+    (a Facebook Login token that debug_token found without expiry never expires)."""
     now = utcnow()
     with Session(engine) as session:
         add_account(session, "1", ig_problem="permission denied (#10)", ig_failures=2,
                     ig_token_expires_at=now + timedelta(days=20))  # fmt: skip
         add_account(session, "2", ig_data_access_expires_at=now + timedelta(days=80),
+                    ig_token_checked_at=now,
                     threads_user_id="2600", threads_problem="(#100)", threads_failures=1,
                     threads_token_expires_at=now + timedelta(days=45))  # fmt: skip
         add_account(session, "3", login="instagram", state="reauth_required",
@@ -204,7 +205,8 @@ def test_metrics_expose_failures_overdue_work_problems_and_pauses(
     overdue_fleet(engine, now)
     with Session(engine) as session:
         add_account(session, "9", ig_problem="permission denied (#10)",
-                    ig_data_access_expires_at=now + timedelta(days=30))  # fmt: skip
+                    ig_data_access_expires_at=now + timedelta(days=30),
+                    ig_token_checked_at=now)  # fmt: skip
         session.commit()
     with serve(create_app(settings)) as client:
         text = client.get("/metrics").text

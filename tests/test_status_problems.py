@@ -233,7 +233,7 @@ def test_captures_of_an_account_awaiting_reauth_are_not_overdue(
         (
             None,
             timedelta(days=58, hours=1),
-            "never expires; data access expires {1} (58 days left)",
+            "never expires (asked 5 min ago); data access expires {1} (58 days left)",
         ),
         (
             timedelta(days=50, hours=1),
@@ -252,12 +252,15 @@ def test_facebook_login_token_expiry(
     data_access: timedelta | None,
     token: str,
 ) -> None:
-    """debug_token's figures: `never` for a token without expiry, the data-access expiry;
-    `unknown` only until debug_token has run."""
+    """debug_token's figures: `never` for a checked token without expiry, the data-access
+    expiry; `unknown` only until debug_token has run."""
     now = utcnow()
     expires_at, data_access_at = (None if d is None else now + d for d in (expires, data_access))
+    checked_at = None if data_access is None else now - timedelta(minutes=5, seconds=1)
     times = {"ig_token_expires_at": expires_at, "ig_data_access_expires_at": data_access_at}
-    add_account(engine, "shop", SHOP, IG_TOKEN, login="facebook", **times)
+    add_account(
+        engine, "shop", SHOP, IG_TOKEN, login="facebook", ig_token_checked_at=checked_at, **times
+    )
     out, doc = text_and_json(status, database_url)
     dates = (f"{at:%Y-%m-%d}" if at else "" for at in (expires_at, data_access_at))
     assert account_block(out, "shop")["token"] == token.format(*dates)

@@ -84,7 +84,9 @@ async def test_debug_token_fills_expiry_and_data_access_expiry(
     assert (found.ig_token_check_error, found.state) == (None, "active")
     (call,) = sim.world.calls(kind="debug_token")
     assert (call.account, call.params["access_token"], call.host) == (APP_ID, "***", "facebook")
-    assert ig_token_line(account_statuses(engine)[0], utcnow()).startswith("expires ")
+    assert ig_token_line(
+        account_statuses(engine, now=utcnow(), grace=timedelta(seconds=10))[0], utcnow()
+    ).startswith("expires ")
 
 
 @pytest.mark.anyio
@@ -93,14 +95,14 @@ async def test_a_token_without_expiry_is_shown_as_never_expiring(
 ) -> None:
     """expires_at 0: no expiry stored but the check recorded, so status says `never`."""
     account_id = add(engine, sim.world.add_account(token_expires_at=None))
-    (unknown,) = account_statuses(engine)
+    (unknown,) = account_statuses(engine, now=utcnow(), grace=timedelta(seconds=10))
     assert ig_token_line(unknown, utcnow()) == "expiry unknown"
     async with worker_ctx(engine, redis_url, sim, **APP) as ctx:
         assert checks(await refresh_tokens(ctx)) == (1, 0, 0)
     found = account_of(engine, account_id)
     assert found.ig_token_expires_at is None
     assert found.ig_data_access_expires_at is not None
-    (status,) = account_statuses(engine)
+    (status,) = account_statuses(engine, now=utcnow(), grace=timedelta(seconds=10))
     assert ig_token_line(status, utcnow()).startswith("never expires (asked ")
 
 
@@ -145,7 +147,9 @@ async def test_a_refused_check_is_recorded_shown_and_asked_again_a_day_later(
     assert "META_APP_ID" in found.ig_token_check_error
     assert caplog.text.count("token expiry unknown") == 1
     assert ig.token not in caplog.text
-    line = ig_token_line(account_statuses(engine)[0], utcnow())
+    line = ig_token_line(
+        account_statuses(engine, now=utcnow(), grace=timedelta(seconds=10))[0], utcnow()
+    )
     assert line.startswith("expiry unknown (debug_token refused: (#100) You must provide")
     assert len(sim.world.calls(kind="debug_token")) == 2
 

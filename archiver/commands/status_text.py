@@ -65,7 +65,7 @@ def ig_token_line(account: AccountStatus, now: datetime) -> str:
         line = f"{line} ({safe(account.ig_token_check_error)})"
     elif account.token_never_expires:
         assert account.ig_token_checked_at is not None
-        line = f"never expires (asked {ago(account.ig_token_checked_at, now)})"
+        line = f"never expires (asked {since(account.ig_token_checked_at, now)})"
     if account.ig_data_access_expires_at is not None:
         line += f"; data access {token_line(account.ig_data_access_expires_at, now)}"
     return line
