@@ -39,6 +39,7 @@ from capture_procs import (
 from capture_results import Outcome, Timing, outcome, print_run, print_sizes, progress, timing
 from sqlmodel import Session
 
+from metasim import tokens as sim_tokens
 from models.accounts import Account
 from models.db import create_db_engine
 
@@ -133,6 +134,9 @@ def worker_env(opts: Options, db_url: str, sim: Simulator) -> dict[str, str]:
         META_MINUTE_SECONDS=str(opts.minute_s),
         WORKER_MAX_JOBS=str(opts.max_jobs),
         LOG_LEVEL=opts.log_level,
+        # The simulator's app, so that debug_token (Facebook Login token expiry) answers.
+        META_APP_ID=sim_tokens.APP_ID,
+        META_APP_SECRET=sim_tokens.APP_SECRET,
     )
     return env
 
