@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from metasim import World
+from metasim import tokens as sim_tokens
 from models.accounts import Account
 from models.config import Settings
 from models.types import UTCDateTime
@@ -50,7 +51,9 @@ def demo_settings(
     return DemoSettings(
         database_url=database_url,
         redis_url=redis_url,
-        meta_app_secret=SecretStr(secrets.token_hex(16)),
+        # The simulator's own app, so that debug_token (token expiry) answers as Meta would.
+        meta_app_id=sim_tokens.APP_ID,
+        meta_app_secret=SecretStr(sim_tokens.APP_SECRET),
         meta_verify_token=SecretStr(secrets.token_urlsafe(16)),
         facebook_graph_url=f"{sim_url}/facebook",
         instagram_graph_url=f"{sim_url}/instagram",

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 
 import redis
+from capture_faults import FaultLog, Plan, calls_from_log, faults_beside, report
 from capture_procs import (
     CallTally,
     Simulator,
@@ -38,6 +39,7 @@ from capture_procs import (
 from capture_results import Outcome, Timing, outcome, print_run, print_sizes, progress, timing
 from sqlmodel import Session
 
+from metasim import tokens as sim_tokens
 from models.accounts import Account
 from models.db import create_db_engine
 
@@ -65,6 +67,7 @@ class Options:
     redis_url: str
     every_s: float
     log_level: str
+    faults: bool = False
 
 
 @dataclass
@@ -81,6 +84,7 @@ class RunResult:
     hwm_kb: list[int] = field(default_factory=list)
     worker_cpu_s: float = 0.0
     sim_cpu_s: float = 0.0
+    faults: FaultLog | None = None
 
 
 def seed(sim: Simulator, opts: Options, accounts: int, t0: float) -> list[dict[str, str]]:
@@ -130,6 +134,9 @@ def worker_env(opts: Options, db_url: str, sim: Simulator) -> dict[str, str]:
         META_MINUTE_SECONDS=str(opts.minute_s),
         WORKER_MAX_JOBS=str(opts.max_jobs),
         LOG_LEVEL=opts.log_level,
+        # The simulator's app, so that debug_token (Facebook Login token expiry) answers.
+        META_APP_ID=sim_tokens.APP_ID,
+        META_APP_SECRET=sim_tokens.APP_SECRET,
     )
     return env
 
@@ -200,15 +207,30 @@ def run_size(opts: Options, accounts: int) -> RunResult:
         flushed(opts.redis_url) as client,
     ):
         t0 = time.time()
-        register(db_url, seed(sim, opts, accounts, t0))
+        created = seed(sim, opts, accounts, t0)
+        register(db_url, created)
         print(f"run: {accounts:,} accounts x {opts.stories} stories = {stories:,} stories", end="")
         print(f", seeded in {time.time() - t0:.1f} s; starting {opts.workers} worker(s)")
         deadline = t0 + opts.lead_s + opts.spread_s + 2 * opts.tick_s + 10
-        with workers(opts.workers, worker_env(opts, db_url, sim), Path(tmp)) as procs:
+        env = worker_env(opts, db_url, sim)
+        with (
+            workers(opts.workers, env, Path(tmp)) as procs,
+            faults_beside(
+                Plan(opts.lead_s, opts.faults),
+                env,
+                Path(tmp),
+                sim,
+                procs,
+                created,
+                t0,
+            ) as schedule,
+        ):
+            run.calls.keep = schedule is not None
             live = Running(sim, procs, Path(tmp), client, deadline)
             watch(opts, db_url, run, live)
             run.elapsed_s = time.time() - t0
             collect(run, opts, db_url, live)
+            run.faults = schedule.finish() if schedule is not None else None
     return run
 
 
@@ -232,7 +254,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     add("--every", type=float, default=5.0, help="seconds between progress lines")
     add("--log-level", default="INFO", help="the workers' LOG_LEVEL (their logs go to files)")
     add("--quick", action="store_true", help="20 accounts, expiries over 30 s, short intervals")
+    add("--faults", action="store_true", help="inject Meta's faults during the run (see README)")
     a = p.parse_args(argv)
+    if a.faults and a.minute_seconds == 60.0:
+        a.minute_seconds = 5.0  # a 20 s block is then a 4-"minute" regain estimate
     if a.quick:
         a.accounts, a.minutes, a.lead, a.every = "20", 0.5, 20.0, 2.0
         a.poll_seconds, a.snapshot_seconds, a.final_margin = 5, 10, 8
@@ -253,6 +278,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         redis_url=a.redis_url,
         every_s=a.every,
         log_level=a.log_level,
+        faults=a.faults,
     )
 
 
@@ -272,15 +298,26 @@ def main(argv: list[str] | None = None) -> int:
         f"tick {opts.tick_s} s; sizes: {', '.join(f'{n:,}' for n in opts.sizes)} accounts"
     )
     results: list[RunResult] = []
+    faults_ok = True
     try:
         for accounts in opts.sizes:
             results.append(run_size(opts, accounts))
             print_run(results[-1], opts.poll_s)
+            faults_ok = print_faults(results[-1], opts.tick_s) and faults_ok
     except KeyboardInterrupt:
         print("interrupted: processes stopped, schema dropped", file=sys.stderr)
         return 130
     print_sizes(results)
-    return 0 if all(r.outcome.final_in_time * 1000 >= r.stories * 999 for r in results) else 1
+    in_time = all(r.outcome.final_in_time * 1000 >= r.stories * 999 for r in results)
+    return 0 if in_time and faults_ok else 1
+
+
+def print_faults(run: RunResult, tick_s: int) -> bool:
+    """The fault report of a --faults run (True without faults)."""
+    if run.faults is None:
+        return True
+    print("faults injected (times from the simulator's call log):")
+    return report(run.faults, calls_from_log(run.calls.records), tick_s)
 
 
 if __name__ == "__main__":

@@ -110,16 +110,7 @@ def workers(
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for n in range(count):
-            with (workdir / f"worker-{n}.log").open("wb") as log:
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "archiver", "worker"],
-                        env=env,
-                        cwd=workdir,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
+            procs.append(start_worker(env, workdir, f"worker-{n}"))
         yield procs
     finally:
         for proc in procs:  # all at once: they stop in parallel, then each is waited for
@@ -127,6 +118,19 @@ def workers(
                 proc.send_signal(signal.SIGTERM)
         for proc in procs:
             stop(proc)
+
+
+def start_worker(env: dict[str, str], workdir: Path, name: str) -> subprocess.Popen[bytes]:
+    """One `archiver worker` process logging to <name>.log (appended to: a restart keeps the
+    earlier lines)."""
+    with (workdir / f"{name}.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "archiver", "worker"],
+            env=env,
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def check_alive(procs: Sequence[subprocess.Popen[bytes]], workdir: Path) -> None:
@@ -191,9 +195,15 @@ class CallTally:
     by_kind: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)  # "kind status/code"
     throttled: int = 0
+    keep: bool = False  # keep every call's time, account, status and code (--faults)
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     def update(self, sim: Simulator) -> None:
         calls, self.last = sim.calls(self.last)
+        if self.keep:
+            self.records += [
+                {k: c.get(k) for k in ("at", "account", "status", "code")} for c in calls
+            ]
         for call in calls:
             self.by_kind[call["kind"]] += 1
             if call["status"] != 200:

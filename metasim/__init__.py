@@ -8,7 +8,7 @@ THREADS_GRAPH_URL at it. Build a World, serve `create_app(world)`, or run
 
 from metasim.app import create_app
 from metasim.entities import Account, Call, SimConfig, Story, ThreadsPost, ThreadsUser, Token
-from metasim.limits import Fault
+from metasim.faults import Fault
 from metasim.signing import Delivery, deliver, sign, story_insights_payload, threads_payload
 from metasim.state import World
 

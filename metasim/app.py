@@ -1,13 +1,17 @@
 """The simulator's ASGI app: Meta's routes behind one pipeline, and the /_sim control API.
 
-Each Meta call goes: injected fault (delay and/or error) -> token (104 missing, 190/467
-unknown, 190/463 expired) -> object and permission (100/33) -> app budget (code 4) ->
-account budget (80002, Instagram only) -> handler. Every answer, errors included, carries
-X-App-Usage and, on Instagram routes, X-Business-Use-Case-Usage for the account; every
-answer is written to the call log with the token replaced by `***`.
+Each Meta call goes: injected fault (delay, error or a garbage 200) -> token (104 missing,
+190/467 unknown, 190 "Cannot parse access token" for a token of the other login type on this
+host, 190/463 expired) -> path: API version (metasim.versions) and object (100/33) -> app
+budget or block (code 4) -> account budget or block (80002, Instagram only) -> permission
+denied on demand (10, 200-299) -> handler. Every answer, errors included, carries X-App-Usage (in
+graph.instagram.com's own shape on that host) and, on Instagram routes,
+X-Business-Use-Case-Usage for the account; every answer is written to the call log with the
+token replaced by `***`.
 
-Threads answers carry X-App-Usage (the Threads app's own count) and no BUC header:
-whether Threads sends usage headers is undocumented [UNCERTAIN] (META-API.md §5).
+Threads answers carry X-App-Usage (the Threads app's own count) and no BUC header: whether
+Threads sends usage headers is undocumented [UNCERTAIN]
+(https://developers.facebook.com/docs/threads/overview says nothing of them).
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from starlette.routing import Mount, Route
 
 from metasim import control, errors, graph, threads
 from metasim.context import Ctx, Target
+from metasim.entities import Token
+from metasim.faults import GARBAGE, Fault
 from metasim.limits import Charge
-from metasim.routing import resolve, split_path
+from metasim.routing import route
 from metasim.state import World
 
 log = logging.getLogger(__name__)
@@ -50,22 +56,23 @@ def create_app(world: World) -> Starlette:
 async def answer(world: World, request: Request) -> Response:
     """Run one Meta call through the pipeline and log it."""
     started, at = time.perf_counter(), world.now()
-    host, version, segments = split_path(request.url.path)
     params = dict(request.query_params)
-    target = resolve(world, segments, params.get("grant_type"))
-    ctx = Ctx(world, request, params, target, version=version, host=host, owner=target.owner)
+    host, version, target = route(world, request.url.path, params.get("grant_type"))
+    ctx = Ctx(world, request, params, target, version=version.served, host=host)
+    ctx.owner = target.owner
     try:
         if request.method != "GET":
             raise errors.api_error(400, 100, f"Unsupported {request.method.lower()} request.")
-        response: Response = JSONResponse(await _run(ctx))
+        result = await _run(ctx)
+        response = result if isinstance(result, Response) else JSONResponse(result)
         code = None
     except errors.MetaApiError as exc:
         response = _error_response(exc)
         code = exc.code
     response.headers.update(_usage_headers(ctx))
     response.headers["x-fb-trace-id"] = errors.fbtrace_id()
-    if version:
-        response.headers[API_VERSION_HEADER] = version
+    if version.served:
+        response.headers[API_VERSION_HEADER] = version.served
     shown = {k: ("***" if k == "access_token" else v) for k, v in params.items()}
     world.log.record(
         at=at,
@@ -75,7 +82,7 @@ async def answer(world: World, request: Request) -> Response:
         kind=ctx.target.kind,
         status=response.status_code,
         host=host,
-        version=version,
+        version=version.asked,
         platform=ctx.target.platform,
         account=ctx.owner,
         object_id=target.object_id,
@@ -93,29 +100,40 @@ def _error_response(exc: errors.MetaApiError) -> Response:
     return JSONResponse(exc.body, exc.status, headers=exc.headers)
 
 
-async def _run(ctx: Ctx) -> dict[str, Any]:
-    world, target = ctx.world, ctx.target
-    fault = world.take_fault(target.owner, target.kind)
+async def _run(ctx: Ctx) -> dict[str, Any] | Response:
+    fault = ctx.world.take_fault(ctx.target.owner, ctx.target.kind)
     if fault is not None:
         ctx.fault = fault.id
-        if fault.delay > 0:
-            await asyncio.sleep(fault.delay)
-        if fault.is_error:
-            _fault_usage(ctx, fault.code, fault.status, fault.regain_minutes)
-            raise errors.fault_error(
-                code=fault.code,
-                status=fault.status,
-                message=fault.message,
-                subcode=fault.subcode,
-                is_transient=fault.is_transient,
-            )
+        injected = await _inject(ctx, fault)
+        if injected is not None:
+            return injected
     _check_token(ctx)
     target = ctx.target  # /me is only known once the token says whose it is
     if target.error is not None:
         raise target.error
     _charge(ctx)
+    _check_permission(ctx)
     assert target.handler is not None
     return target.handler(ctx)
+
+
+async def _inject(ctx: Ctx, fault: Fault) -> Response | None:
+    """Apply a fault: wait its delay, then answer its error or garbage (None: carry on)."""
+    if fault.delay > 0:
+        await asyncio.sleep(fault.delay)
+    if fault.is_error:
+        _fault_usage(ctx, fault.code, fault.status, fault.regain_minutes)
+        raise errors.fault_error(
+            code=fault.code,
+            status=fault.status,
+            message=fault.message,
+            subcode=fault.subcode,
+            is_transient=fault.is_transient,
+        )
+    if fault.garbage is not None:
+        body, media_type = GARBAGE[fault.garbage]
+        return Response(body, 200, media_type=media_type)
+    return None
 
 
 def _bearer(ctx: Ctx) -> str | None:
@@ -124,19 +142,32 @@ def _bearer(ctx: Ctx) -> str | None:
     return value.strip() if scheme.lower() in ("bearer", "oauth") and value else None
 
 
-def _check_token(ctx: Ctx) -> None:
-    """Meta checks the token before the object: 104, 190/467, 190/463, then 100/33."""
+def _token(ctx: Ctx) -> Token:
+    """Meta checks the token before the object: 104 missing, 190/467 unknown, 190 for a
+    token of the other login type on this host, 190/463 expired."""
     value = ctx.params.get("access_token") or _bearer(ctx)
     if not value:
         raise errors.missing_token()
     token = ctx.world.token(value)
     if token is None:
         raise errors.invalid_token()
-    ctx.token = token
+    if ctx.host is not None and token.kind != ctx.host and not _app_token_on(token, ctx.host):
+        raise errors.unparsable_token()  # each host parses its own login's tokens only
     now = ctx.now()
     if token.expired(now):
         assert token.expires_at is not None
         raise errors.expired_token(token.expires_at, now)
+    return token
+
+
+def _app_token_on(token: Token, host: str) -> bool:
+    """An app token (`APP_ID|APP_SECRET`) is a Facebook Graph token, e.g. for debug_token."""
+    return token.kind == "app" and host == "facebook"
+
+
+def _check_token(ctx: Ctx) -> None:
+    """The token, then whose object the path names (100/33 for another owner's)."""
+    token = ctx.token = _token(ctx)
     platform = "threads" if token.kind == "threads" else "instagram"
     target = ctx.target
     if target.kind == "me":
@@ -148,6 +179,14 @@ def _check_token(ctx: Ctx) -> None:
         ctx.owner = min(token.owners)
     elif ctx.owner not in token.owners and ctx.target.error is None:
         raise errors.object_not_found(ctx.target.object_id or ctx.owner)
+
+
+def _check_permission(ctx: Ctx) -> None:
+    denial = ctx.world.denial(ctx.owner, ctx.target.kind)
+    if denial is not None:
+        instagram_login = ctx.token is not None and ctx.token.kind == "instagram"
+        text = denial.text(ctx.target.kind, instagram_login)
+        raise errors.permission_denied(denial.code, text)
 
 
 def _charge(ctx: Ctx) -> None:
@@ -171,9 +210,11 @@ def _fault_usage(ctx: Ctx, code: int | None, status: int | None, regain: int) ->
 
 
 def _usage_headers(ctx: Ctx) -> dict[str, str]:
+    """X-App-Usage in the host's shape; on Instagram routes X-Business-Use-Case-Usage."""
     world, platform = ctx.world, ctx.target.platform or "instagram"
     app = ctx.app or world.peek(f"app:{platform}", world.config.app_budget)
-    headers = {"x-app-usage": json.dumps(app.usage(), separators=(",", ":"))}
+    shape = app.usage(instagram_login=ctx.host == "instagram")
+    headers = {"x-app-usage": json.dumps(shape, separators=(",", ":"))}
     if platform != "instagram":
         return headers
     buc: dict[str, Any] = {}

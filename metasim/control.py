@@ -86,6 +86,10 @@ def create_stories(world: World, body: dict[str, Any]) -> Any:
     return {"stories": [s.to_dict() for s in stories]}
 
 
+def refuse_metrics(world: World, body: dict[str, Any]) -> Any:
+    return world.refuse_metrics(**_kwargs(world.refuse_metrics, body)).to_dict()
+
+
 def create_threads_users(world: World, body: dict[str, Any]) -> Any:
     users = [
         world.add_threads_user(**_kwargs(world.add_threads_user, spec))
@@ -132,6 +136,28 @@ def age_token(world: World, body: dict[str, Any]) -> Any:
 def set_budget(world: World, body: dict[str, Any]) -> Any:
     world.set_budget(**_kwargs(world.set_budget, body))
     return {"ok": True}
+
+
+def add_block(world: World, body: dict[str, Any]) -> Any:
+    world.block(**_kwargs(world.block, body))
+    return {"blocks": world.blocks()}
+
+
+def list_blocks(world: World, body: dict[str, Any]) -> Any:
+    return {"blocks": world.blocks()}
+
+
+def clear_blocks(world: World, body: dict[str, Any]) -> Any:
+    world.clear_blocks()
+    return {"ok": True}
+
+
+def deny(world: World, body: dict[str, Any]) -> Any:
+    return world.deny(**_kwargs(world.deny, body)).to_dict()
+
+
+def allow(world: World, body: dict[str, Any]) -> Any:
+    return {"removed": world.allow(**_kwargs(world.allow, body))}
 
 
 def configure(world: World, body: dict[str, Any]) -> Any:
@@ -216,11 +242,17 @@ def routes(world: World) -> list[Route]:
         ("/accounts", create_accounts, ["POST"]),
         ("/populate", populate, ["POST"]),
         ("/stories", create_stories, ["POST"]),
+        ("/stories/refuses", refuse_metrics, ["POST"]),
         ("/stories/{media_id}", story_values, ["GET"]),
         ("/threads/users", create_threads_users, ["POST"]),
         ("/threads/posts", create_threads_posts, ["POST"]),
         ("/links", link, ["POST"]),
         ("/budget", set_budget, ["POST"]),
+        ("/blocks", add_block, ["POST"]),
+        ("/blocks", list_blocks, ["GET"]),
+        ("/blocks", clear_blocks, ["DELETE"]),
+        ("/permissions", deny, ["POST"]),
+        ("/permissions", allow, ["DELETE"]),
         ("/tokens/expire", expire_token, ["POST"]),
         ("/tokens/age", age_token, ["POST"]),
         ("/calls", calls, ["GET"]),

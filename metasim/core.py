@@ -1,4 +1,4 @@
-"""The world's machinery: lock, config, clock, ids, limits, faults and the call log.
+"""The world's machinery: lock, config, clock, ids, faults and the call log.
 
 One re-entrant lock guards everything, because tests build and read the world from their own
 thread while the server's event loop answers requests.
@@ -14,6 +14,7 @@ from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from metasim.access import Denials
 from metasim.calllog import CallLog
 from metasim.entities import (
     Account,
@@ -24,7 +25,8 @@ from metasim.entities import (
     ThreadsUser,
     Token,
 )
-from metasim.limits import Charge, Fault, FaultBook, Limiter
+from metasim.faults import Fault, FaultBook
+from metasim.limits import Limiter
 from models.errors import ConflictError, NotFoundError
 
 T = TypeVar("T")
@@ -47,6 +49,7 @@ class WorldCore:
         self.tokens: dict[str, Token] = {}
         self.threads_links: dict[str, str] = {}  # threads user id -> ig user id (either side)
         self.limiter = Limiter()
+        self.denials = Denials()
         self.faultbook = FaultBook()
         self.log = CallLog()
         self._serials = itertools.count(1)
@@ -122,47 +125,7 @@ class WorldCore:
             or self.post_index.get(object_id)
         )
 
-    # --- limits, faults, call log ------------------------------------------------------------
-
-    def charge(self, ig_user_id: str) -> Charge:
-        """Count one call against an account's budget (BUC, type instagram)."""
-        with self.lock:
-            budget = self.accounts[ig_user_id].budget or self.config.default_budget
-            return self.limiter.charge(
-                ig_user_id, budget, self.clock(), self.window(), self.config.minute_seconds
-            )
-
-    def charge_app(self, platform: str) -> Charge:
-        """Count one call against the app's budget (Meta app and Threads app apart)."""
-        with self.lock:
-            return self.limiter.charge(
-                f"app:{platform}",
-                self.config.app_budget,
-                self.clock(),
-                self.window(),
-                self.config.minute_seconds,
-            )
-
-    def peek(self, key: str, budget: int) -> Charge:
-        """Any key's usage now (e.g. "app:instagram"), without counting a call."""
-        with self.lock:
-            return self.limiter.peek(key, budget, self.clock(), self.window())
-
-    def usage(self, ig_user_id: str) -> Charge:
-        """An account's usage now, without counting a call."""
-        with self.lock:
-            account = self.accounts.get(ig_user_id)
-            budget = (account.budget if account else None) or self.config.default_budget
-            return self.limiter.peek(ig_user_id, budget, self.clock(), self.window())
-
-    def window(self) -> float:
-        """The length of a usage window in seconds."""
-        return self.config.window_minutes * self.config.minute_seconds
-
-    def set_budget(self, ig_user_id: str, calls: int | None) -> None:
-        """Calls per window for one account (None: the world's default_budget)."""
-        with self.lock:
-            self.account(ig_user_id).budget = calls
+    # --- faults, call log ---------------------------------------------------------------------
 
     def add_fault(
         self,
@@ -178,16 +141,18 @@ class WorldCore:
         subcode: int | None = None,
         is_transient: bool | None = None,
         regain_minutes: int = 1,
+        garbage: str | None = None,
     ) -> Fault:
-        """Inject a fault: a Meta error `code` and/or HTTP `status`, and/or a `delay` (s),
-        for the next `count` matching calls (default 1) or for `seconds` of world time;
-        `account` (IG user or Threads user id) and `kind` (route kind) narrow it."""
+        """Inject a fault: a Meta error `code` and/or HTTP `status`, and/or a `delay` (s), or
+        a `garbage` 200 ("not_json" or "not_object"), for the next `count` matching calls
+        (default 1) or for `seconds` of world time; `account` (IG user or Threads user id)
+        and `kind` (route kind) narrow it."""
         with self.lock:
             return self.faultbook.add(
                 self.clock(), seconds=seconds, code=code, status=status, delay=delay,
                 count=count, account=None if account is None else str(account), kind=kind,
                 message=message, subcode=subcode, is_transient=is_transient,
-                regain_minutes=regain_minutes,
+                regain_minutes=regain_minutes, garbage=garbage,
             )  # fmt: skip
 
     def take_fault(self, account: str | None, kind: str) -> Fault | None:

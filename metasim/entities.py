@@ -10,6 +10,9 @@ from metasim import metrics
 
 SIXTY_DAYS = 60 * 86400
 REFRESHED_EXPIRES_IN = 5183944  # Meta's example `expires_in` of a refreshed token
+# "Calls within 24 hours = 4800 * Number of Impressions" (Instagram's Business Use Case limit):
+# https://developers.facebook.com/docs/graph-api/overview/rate-limiting
+BUC_CALLS_PER_IMPRESSION = 4800
 
 
 @dataclass
@@ -18,9 +21,12 @@ class SimConfig:
 
     - page_size: default `limit` of /stories (Meta: 25).
     - minute_seconds: how long a throttle "minute" lasts (60 real; 1 in tests).
-    - window_minutes: length of a usage window, in those minutes.
-    - default_budget: calls per window per IG account when the account sets none.
-    - app_budget: calls per window for the whole app (over it: code 4).
+    - window_minutes: the rolling window of an account's budget, in those minutes (Meta's
+      BUC: 24 h).
+    - default_budget: calls per window per IG account when the account sets neither a
+      budget nor impressions (Meta: 4800 * impressions).
+    - app_window_minutes: the rolling window of the app's budget (X-App-Usage: one hour).
+    - app_budget: calls per app window for the whole app (over it: code 4).
     - expired_insights: what insights of an expired story answer: "empty" ({"data": []})
       or "error" (code 100 subcode 33, as one third party reports [UNCERTAIN]).
     - token_lifetime_seconds: lifetime of tokens created without an explicit expiry.
@@ -28,8 +34,9 @@ class SimConfig:
 
     page_size: int = 25
     minute_seconds: float = 60.0
-    window_minutes: float = 60.0
+    window_minutes: float = 1440.0
     default_budget: int = 4800
+    app_window_minutes: float = 60.0
     app_budget: int = 1_000_000
     expired_insights: str = "empty"
     token_lifetime_seconds: int = SIXTY_DAYS
@@ -65,7 +72,12 @@ class Token:
 
 @dataclass
 class Account:
-    """An Instagram professional account (its id is the webhook `entry.id`)."""
+    """An Instagram professional account (its id is the webhook `entry.id`).
+
+    Its call budget per rolling window: `budget` if set, else Meta's BUC formula "Calls
+    within 24 hours = 4800 * Number of Impressions" when `impressions` is set, else the
+    world's default_budget.
+    """
 
     ig_user_id: str
     username: str
@@ -73,7 +85,13 @@ class Account:
     login: str = "facebook"
     budget: int | None = None
     threads_user_id: str | None = None
+    impressions: int | None = None
     story_ids: list[str] = field(default_factory=list, repr=False)
+
+    def calls_allowed(self, default: int) -> int:
+        if self.budget is not None:
+            return self.budget
+        return BUC_CALLS_PER_IMPRESSION * self.impressions if self.impressions else default
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,13 +101,15 @@ class Account:
             "login": self.login,
             "budget": self.budget,
             "threads_user_id": self.threads_user_id,
+            "impressions": self.impressions,
             "stories": list(self.story_ids),
         }
 
 
 @dataclass
 class Story:
-    """An IG story; `viewers` is its final reach (below 5: insights answer error 10)."""
+    """An IG story; `viewers` is its final reach (below 5: insights answer error 10);
+    `refuses` are metrics Meta will not serve for this media ((#100), the whole call fails)."""
 
     id: str
     account: str
@@ -99,6 +119,7 @@ class Story:
     finals: dict[str, int] = field(repr=False)
     media_type: str = "IMAGE"
     caption: str | None = None
+    refuses: tuple[str, ...] = ()
 
     @property
     def expires_at(self) -> datetime:
@@ -125,6 +146,7 @@ class Story:
             "seed": self.seed,
             "media_type": self.media_type,
             "caption": self.caption,
+            "refuses": list(self.refuses),
         }
 
 
@@ -157,6 +179,9 @@ class ThreadsUser:
 
 @dataclass
 class ThreadsPost:
+    """A Threads post, or a reply (`replied_to` set; /threads does not list replies, they
+    are on /{threads-user-id}/replies); `deleted_at` once its owner deleted it."""
+
     id: str
     user: str
     timestamp: datetime
@@ -165,10 +190,17 @@ class ThreadsPost:
     media_type: str = "TEXT_POST"
     text: str | None = None
     is_quote_post: bool = False
+    replied_to: str | None = None
+    root_post: str | None = None
+    deleted_at: datetime | None = None
 
     @property
     def sort_key(self) -> tuple[int, str]:
         return (-int(self.timestamp.timestamp()), self.id)
+
+    @property
+    def is_reply(self) -> bool:
+        return self.replied_to is not None
 
     def counts(self, now: datetime) -> dict[str, int]:
         return metrics.post_counts(self.finals, (now - self.timestamp).total_seconds())
@@ -182,6 +214,9 @@ class ThreadsPost:
             "media_type": self.media_type,
             "text": self.text,
             "is_quote_post": self.is_quote_post,
+            "replied_to": self.replied_to,
+            "root_post": self.root_post,
+            "deleted_at": self.deleted_at.isoformat() if self.deleted_at else None,
         }
 
 

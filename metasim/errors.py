@@ -2,10 +2,11 @@
 
 Graph envelope (https://developers.facebook.com/docs/graph-api/guides/error-handling):
 `{"error":{"message","type":"OAuthException","code","error_subcode","is_transient","fbtrace_id"}}`.
-`is_transient` is not in Meta's documented example but real bodies carry it (META-API.md §4),
-so every body here has it.
+`is_transient` is not in Meta's documented example but real bodies carry it (public test
+fixtures of Meta clients), so every body here has it.
 
-Threads envelope [UNCERTAIN] (META-API.md §5: "its exact error envelope" is undocumented):
+Threads envelope [UNCERTAIN] (https://developers.facebook.com/docs/threads does not document
+its exact error envelope):
 the Graph envelope with `"type": "THApiException"`, and for THREADS_API__FEATURE_NOT_AVAILABLE
 the string code both in `error_data.error_code` and at the start of the message, code 100,
 no subcode. Token errors on the Threads host use the Graph OAuthException bodies.
@@ -84,6 +85,12 @@ def invalid_token() -> MetaApiError:
     return api_error(400, 190, message, subcode=467)
 
 
+def unparsable_token() -> MetaApiError:
+    """A token of the other login type: Facebook Login tokens on graph.instagram.com and
+    Instagram Login tokens on graph.facebook.com, as Meta answers both (public reports)."""
+    return api_error(400, 190, "Invalid OAuth access token - Cannot parse access token")
+
+
 def expired_token(expired_at: datetime, now: datetime) -> MetaApiError:
     stamp = "%A, %d-%b-%y %H:%M:%S UTC"
     message = (
@@ -116,6 +123,25 @@ def object_not_found(object_id: str) -> MetaApiError:
         "the Graph API documentation at https://developers.facebook.com/docs/graph-api"
     )
     return api_error(400, 100, message, kind="GraphMethodException", subcode=33)
+
+
+def unknown_path(segments: list[str]) -> MetaApiError:
+    return api_error(400, 2500, f"Unknown path components: /{'/'.join(segments)}")
+
+
+def unversioned_call() -> MetaApiError:
+    """[UNCERTAIN] Meta serves unversioned calls at the app's dashboard version; the
+    simulator refuses them (see metasim.versions)."""
+    message = (
+        "An API version is required at the start of the path, e.g. /v25.0/me "
+        "(unversioned calls are refused by this simulator)"
+    )
+    return api_error(400, 2500, message)
+
+
+def permission_denied(code: int, message: str) -> MetaApiError:
+    """(#10) or (#200-299): see metasim.access for the wording and statuses."""
+    return api_error(400 if code == 10 else 403, code, message)
 
 
 def nonexisting_field(name: str, node_type: str) -> MetaApiError:

@@ -5,7 +5,9 @@ Rules from META-API.md §3 (MINS = the IG media insights reference):
 - Insights of a story: deprecated metrics and metrics of other media types are (#100)
   errors naming only that metric; unknown names get "metric[i] must be one of ..."; a
   breakdown asked with a metric that does not support it is "An unknown error has occurred."
-  (code 1, HTTP 500); fewer than 5 viewers is (#10); an expired story has `{"data": []}`.
+  (code 1, HTTP 500); a metric the story refuses (`Story.refuses`) fails the whole call with
+  (#100) "The metric ... is not supported for this media type", naming the first one; fewer
+  than 5 viewers is (#10); an expired story has `{"data": []}`.
 - Breakdown values are lowercase (`tap_forward`, `bio_link_clicked`); profile_activity omits
   zero actions, as public samples do [UNCERTAIN]; navigation lists all four.
 """
@@ -29,7 +31,7 @@ BREAKDOWNS: Final = {
     "navigation": "story_navigation_action_type",
     "profile_activity": "action_type",
 }
-STORY_METRICS: Final = (*metrics.STORY_PLAIN, "navigation", "profile_activity", "facebook_views")
+STORY_METRICS: Final = metrics.STORY_METRICS
 DEPRECATED: Final = frozenset(
     {"impressions", "taps_forward", "taps_back", "exits", "plays", "video_views", "engagement",
      "clips_replays_count", "ig_reels_aggregated_all_plays_count",
@@ -39,6 +41,9 @@ OTHER_MEDIA: Final = frozenset(
     {"likes", "comments", "saved", "ig_reels_avg_watch_time", "ig_reels_video_view_total_time",
      "crossposted_views", "profile_links_taps"}
 )  # fmt: skip
+# Meta's words when a metric valid for the version is not served for this media
+# (https://github.com/exileum/meta-mcp/issues/120).
+NOT_FOR_MEDIA: Final = "(#100) The metric {metric} is not supported for this media type"
 TITLES: Final = {
     "views": ("Views", "The number of times your story was played or displayed."),
     "reach": ("Accounts reached", "The number of unique accounts that saw your story."),
@@ -156,6 +161,9 @@ def insights(ctx: Ctx) -> dict[str, Any]:
     names = split_list(ctx.params.get("metric"))
     breakdown = ctx.params.get("breakdown") or None
     _check_metrics(names, breakdown)
+    refused = [name for name in names if name in story.refuses]
+    if refused:  # the whole call fails, naming one metric (a client retries without it)
+        raise errors.api_error(400, 100, NOT_FOR_MEDIA.format(metric=refused[0]))
     if "facebook_views" in names:  # MINS: throws unless the story was shared to Facebook
         raise errors.api_error(
             400, 100, "(#100) The facebook_views metric is unavailable: not shared to Facebook"

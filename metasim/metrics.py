@@ -35,6 +35,7 @@ STORY_PLAIN: Final = (
     "reposts",
     "total_views",
 )
+STORY_METRICS: Final = (*STORY_PLAIN, "navigation", "profile_activity", "facebook_views")
 POST_METRICS: Final = ("views", "likes", "replies", "reposts", "quotes", "shares")
 USER_TOTALS: Final = ("likes", "replies", "reposts", "quotes")
 

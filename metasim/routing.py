@@ -1,24 +1,24 @@
 """From a request path to a Target: which object, which edge, which handler.
 
-Paths look like Meta's: `[/{host}]/[{version}/]{object-id}[/{edge}]`, plus `/me` and
-`/refresh_access_token`. The optional first segment `facebook`, `instagram` or `threads` lets
-one simulator stand for the three hosts while the call log tells them apart (set e.g.
-FACEBOOK_GRAPH_URL=http://127.0.0.1:PORT/facebook); without it all hosts look alike. The kind
-of object an id names (IG account, story, Threads user or post) picks the routes.
-"""
+Paths look like Meta's: `[/{host}]/{version}/{object-id}[/{edge}]`, plus `/{version}/me`,
+`/refresh_access_token` and `/debug_token` (metasim.versions says which versions each host
+serves, and which paths need none). The optional first segment `facebook`, `instagram` or
+`threads` lets one simulator stand for the three hosts (set e.g.
+FACEBOOK_GRAPH_URL=http://127.0.0.1:PORT/facebook): the call log tells them apart and a token
+must match its host. Without it all hosts look alike. The kind of object an id names (IG
+account, story, Threads user or post) picks the routes."""
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
-from metasim import errors, graph, threads
+from metasim import errors, graph, threads, tokens, versions
 from metasim.context import Handler, Target
 from metasim.entities import Account, Story, ThreadsPost, ThreadsUser
 from metasim.state import World
+from metasim.versions import Versioned
 
 HOSTS: Final = ("facebook", "instagram", "threads")
-_VERSION: Final = re.compile(r"^v\d+\.\d+$")
 
 # object class -> (node type, platform, {edge or None: (route kind, handler)})
 ROUTES: Final[dict[type, tuple[str, str, dict[str | None, tuple[str, Handler]]]]] = {
@@ -47,12 +47,20 @@ REFRESH_GRANTS: Final[dict[str, tuple[str, Handler]]] = {
 }
 
 
-def split_path(path: str) -> tuple[str | None, str | None, list[str]]:
-    """(host prefix, version, remaining segments)."""
+def split_path(path: str) -> tuple[str | None, list[str]]:
+    """(host prefix, remaining segments)."""
     segments = [part for part in path.split("/") if part]
     host = segments.pop(0) if segments and segments[0] in HOSTS else None
-    version = segments.pop(0) if segments and _VERSION.match(segments[0]) else None
-    return host, version, segments
+    return host, segments
+
+
+def route(world: World, path: str, grant_type: str | None) -> tuple[str | None, Versioned, Target]:
+    """(host, version, target) of a request path; a version error waits in the target."""
+    host, segments = split_path(path)
+    version = versions.check(host, segments)
+    if version.error is not None:
+        return host, version, Target("unknown", None, error=version.error)
+    return host, version, resolve(world, version.rest, grant_type)
 
 
 def _owner(found: Account | Story | ThreadsUser | ThreadsPost) -> str:
@@ -74,11 +82,10 @@ def resolve(world: World, segments: list[str], grant_type: str | None) -> Target
         return Target("refresh", platform, handler)
     if segments == ["me"]:
         return Target("me", None)
+    if segments == ["debug_token"]:
+        return Target("debug_token", "instagram", tokens.debug_token)
     if not segments or len(segments) > 2:
-        shown = "/" + "/".join(segments)
-        return Target(
-            "unknown", None, error=errors.api_error(400, 2500, f"Unknown path components: {shown}")
-        )
+        return Target("unknown", None, error=errors.unknown_path(segments))
     object_id, edge = segments[0], (segments[1] if len(segments) > 1 else None)
     with world.lock:
         found = world.lookup(object_id)

@@ -15,7 +15,10 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+
+from metasim.entities import ThreadsPost
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
@@ -100,3 +103,65 @@ def threads_payload(
         "has_uid_field": False,
         "values": [values] if values_as_list else values,
     }
+
+
+def _meta_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
+def _permalink(post: ThreadsPost, username: str) -> str:
+    return f"https://www.threads.net/@{username}/post/T{post.id[-10:]}"
+
+
+def publish_value(post: ThreadsPost, username: str, *, detailed: bool = False) -> dict[str, Any]:
+    """The `value` of a `publish` change: Meta's sample has only id, media_type, permalink,
+    timestamp and username, for posts and replies alike, so a receiver cannot tell them
+    apart by it. `detailed` adds the reply fields of the Threads media object (is_reply,
+    replied_to, root_post), as a richer notification might carry them [UNCERTAIN]."""
+    value: dict[str, Any] = {
+        "id": post.id,
+        "media_type": post.media_type,
+        "permalink": _permalink(post, username),
+        "timestamp": _meta_time(post.timestamp),
+        "username": username,
+    }
+    if detailed:
+        value["is_reply"] = post.is_reply
+        if post.replied_to is not None:
+            value["replied_to"] = {"id": post.replied_to}
+            value["root_post"] = {"id": post.root_post}
+    return value
+
+
+def delete_value(post: ThreadsPost, username: str) -> dict[str, Any]:
+    """The `value` of a `delete` change, as Meta's sample: id, owner, deleted_at, timestamp
+    and username (the post must have been deleted, World.delete_threads_post)."""
+    if post.deleted_at is None:
+        msg = f"post {post.id} is not deleted"
+        raise ValueError(msg)
+    return {
+        "id": post.id,
+        "owner": {"owner_id": post.user},
+        "deleted_at": _meta_time(post.deleted_at),
+        "timestamp": _meta_time(post.timestamp),
+        "username": username,
+    }
+
+
+def publish_payload(
+    post: ThreadsPost, username: str, *, app_id: str, detailed: bool = False
+) -> dict[str, Any]:
+    """The whole `publish` notification (topic `interaction`, target: the posting user)."""
+    value = publish_value(post, username, detailed=detailed)
+    return threads_payload(
+        app_id=app_id, target_id=post.user, field="publish", value=value, topic="interaction"
+    )
+
+
+def delete_payload(post: ThreadsPost, username: str, *, app_id: str) -> dict[str, Any]:
+    """The whole `delete` notification (topic `moderate`). Meta's field table calls
+    `target_id` the media's id while its sample shows the owner's; the sample is followed."""
+    value = delete_value(post, username)
+    return threads_payload(
+        app_id=app_id, target_id=post.user, field="delete", value=value, topic="moderate"
+    )

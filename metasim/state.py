@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from metasim import metrics
+from metasim.budgets import Budgets
 from metasim.entities import Account, Story, ThreadsPost, ThreadsUser
 from metasim.tokens import UNSET, TokenBook
 
@@ -24,7 +25,16 @@ THREADS_POST_BASE = 17890000000000000
 __all__ = ["World"]
 
 
-class World(TokenBook):
+def _story_metrics(names: Sequence[str]) -> tuple[str, ...]:
+    """Story metric names, checked: a typo would otherwise refuse nothing, silently."""
+    unknown = sorted(set(names) - set(metrics.STORY_METRICS))
+    if unknown:
+        msg = f"not story metrics: {', '.join(unknown)}"
+        raise ValueError(msg)
+    return tuple(names)
+
+
+class World(TokenBook, Budgets):
     """Everything the simulator knows; every method is safe to call from any thread."""
 
     # --- creation --------------------------------------------------------------------------
@@ -40,10 +50,12 @@ class World(TokenBook):
         token_age_seconds: float | None = None,
         token_expires_at: datetime | None = UNSET,
         budget: int | None = None,
+        impressions: int | None = None,
         threads_user_id: str | None = None,
         stories: Iterable[Mapping[str, Any]] = (),
     ) -> Account:
-        """An IG professional account with its token (`login`: facebook or instagram)."""
+        """An IG professional account with its token (`login`: facebook or instagram); its
+        budget per rolling window is `budget`, else 4800 * `impressions`, else the default."""
         if login not in ("facebook", "instagram"):
             msg = f"login must be facebook or instagram, not {login!r}"
             raise ValueError(msg)
@@ -53,7 +65,10 @@ class World(TokenBook):
             tok = self.issue_token(
                 login, ig_id, token, issued_at=issued, expires_at=token_expires_at
             )
-            account = Account(ig_id, username or f"account_{ig_id[-6:]}", tok.value, login, budget)
+            account = Account(
+                ig_id, username or f"account_{ig_id[-6:]}", tok.value, login, budget,
+                impressions=impressions,
+            )  # fmt: skip
             self.accounts[ig_id] = account
             linked = threads_user_id or next(
                 (t for t, i in self.threads_links.items() if i == ig_id), None
@@ -79,11 +94,13 @@ class World(TokenBook):
         media_type: str = "IMAGE",
         caption: str | None = None,
         finals: Mapping[str, int] | None = None,
+        refuses: Sequence[str] = (),
     ) -> Story:
         """A story posted at `timestamp` (or `age_seconds` ago; default now).
 
         `viewers` is its final reach; below 5, insights answer error 10. `finals` overrides
         final counters (keys as in metrics.story_finals, e.g. "reach", "nav:tap_exit").
+        `refuses`: metrics Meta will not serve for this media (see refuse_metrics).
         """
         with self.lock:
             owner = self.account(account)
@@ -98,9 +115,18 @@ class World(TokenBook):
                 finals=metrics.story_finals(viewers, seed, finals),
                 media_type=media_type,
                 caption=caption,
+                refuses=_story_metrics(refuses),
             )
             self.story_index[media_id] = story
             owner.story_ids.append(media_id)
+            return story
+
+    def refuse_metrics(self, media_id: str, metrics: Sequence[str]) -> Story:
+        """From now on insights of this story fail with (#100) "not supported for this media
+        type" when any of `metrics` is asked (an empty list serves everything again)."""
+        with self.lock:
+            story = self.story(media_id)
+            story.refuses = _story_metrics(metrics)
             return story
 
     def add_threads_user(
@@ -153,10 +179,13 @@ class World(TokenBook):
         seed: int | None = None,
         finals: Mapping[str, int] | None = None,
         is_quote_post: bool = False,
+        reply_to: str | None = None,
     ) -> ThreadsPost:
-        """A Threads post; media_type REPOST_FACADE posts have no insights ({"data": []})."""
+        """A Threads post; media_type REPOST_FACADE posts have no insights ({"data": []});
+        `reply_to` (a post id) makes it the user's reply to that post."""
         with self.lock:
             owner = self.threads_user(user)
+            parent = None if reply_to is None else self.threads_post(reply_to)
             pid = self.claim_id(post_id, THREADS_POST_BASE)
             seed = int(pid) if seed is None else seed
             post = ThreadsPost(
@@ -168,9 +197,18 @@ class World(TokenBook):
                 media_type=media_type,
                 text=text if text is not None else f"Post {pid}",
                 is_quote_post=is_quote_post,
+                replied_to=None if parent is None else parent.id,
+                root_post=None if parent is None else parent.root_post or parent.id,
             )
             self.post_index[pid] = post
             owner.post_ids.append(pid)
+            return post
+
+    def delete_threads_post(self, post_id: str) -> ThreadsPost:
+        """The owner deletes a post: it leaves the listing and its insights answer (#100)."""
+        with self.lock:
+            post = self.threads_post(post_id)
+            post.deleted_at = post.deleted_at or self.now()
             return post
 
     def link(self, ig_user_id: str, threads_user_id: str) -> None:
@@ -283,5 +321,7 @@ class World(TokenBook):
                 "threads_posts": len(self.post_index),
                 "tokens": len(self.tokens),
                 "faults": len(self.faultbook.faults),
+                "blocks": len(self.blocks()),
+                "denials": len(self.denials.items),
                 "calls": self.log.last_seq(),
             }

@@ -1,14 +1,20 @@
 """Threads API routes (graph.threads.net, /v1.0/), after META-API.md §5 (TINS = Threads insights).
 
 - /{threads-user-id}/threads: limit default 25, max 100; `before`/`after` cursors (not
-  both); `since` >= 1688540400.
+  both); `since` >= 1688540400. The user's replies are not listed (they have their own
+  /replies edge, https://developers.facebook.com/docs/threads/retrieve-and-manage-replies),
+  nor are deleted posts, whose media routes answer (#100) like any unknown object.
 - /{threads-media-id}/insights: lifetime counters; REPOST_FACADE posts give `{"data": []}`.
 - /{threads-user-id}/threads_insights: `views` is a daily time series (Pacific days, values
-  with `end_time` at the day's end); likes/replies/reposts/quotes are totals over the range;
-  clicks are `link_total_values` per URL; followers_count and follower_demographics ignore
-  the range, need a linked Instagram account (else THREADS_API__FEATURE_NOT_AVAILABLE) and
-  demographics need exactly one breakdown (country|city|age|gender) and >= 100 followers
-  (below that the metric is left out of `data` [UNCERTAIN]); `since` < 1712991600 is refused.
+  with `end_time` at the day's end); likes/replies/reposts/quotes are totals over every
+  Pacific day the range touches (each day a fixed number, so sums can be checked), and with
+  no since/until over "yesterday through today" (TINS): a client that files that answer
+  under one day counts every day twice, and one asking UTC days counts each Pacific day in
+  two windows; clicks are `link_total_values` per URL; followers_count and
+  follower_demographics ignore the range, need a linked Instagram account (else
+  THREADS_API__FEATURE_NOT_AVAILABLE) and demographics need exactly one breakdown
+  (country|city|age|gender) and >= 100 followers (below that the metric is left out of
+  `data` [UNCERTAIN]); `since` < 1712991600 is refused.
 - Error bodies use type THApiException [UNCERTAIN], see metasim.errors.
 """
 
@@ -27,7 +33,8 @@ LIST_SINCE_FLOOR: Final = 1688540400
 INSIGHTS_SINCE_FLOOR: Final = 1712991600
 POST_FIELDS: Final = frozenset(
     {"id", "media_product_type", "media_type", "media_url", "permalink", "owner", "username",
-     "text", "timestamp", "shortcode", "thumbnail_url", "is_quote_post"}
+     "text", "timestamp", "shortcode", "thumbnail_url", "is_quote_post", "is_reply",
+     "replied_to", "root_post"}
 )  # fmt: skip
 USER_FIELDS: Final = frozenset({"id", "username", "name", "threads_biography", "is_verified"})
 USER_METRICS: Final = (
@@ -66,6 +73,9 @@ def _post_values(post: ThreadsPost, username: str) -> dict[str, Any]:
         "shortcode": shortcode,
         "thumbnail_url": None,
         "is_quote_post": post.is_quote_post,
+        "is_reply": post.is_reply,
+        "replied_to": {"id": post.replied_to} if post.replied_to else None,
+        "root_post": {"id": post.root_post} if post.root_post else None,
     }
 
 
@@ -82,8 +92,17 @@ def _range(ctx: Ctx, floor: int) -> tuple[datetime | None, datetime | None]:
     return since, until
 
 
+def _live_post(ctx: Ctx) -> ThreadsPost:
+    """The post a media route names; a deleted one is gone, as any unknown object."""
+    found = ctx.world.threads_post(ctx.object_id)
+    if found.deleted_at is not None:
+        raise errors.object_not_found(found.id)
+    return found
+
+
 def threads(ctx: Ctx) -> dict[str, Any]:
-    """GET /{threads-user-id}/threads: the user's posts, newest first."""
+    """GET /{threads-user-id}/threads: the user's posts, newest first; their replies are on
+    /{threads-user-id}/replies and deleted posts on neither."""
     user = ctx.world.threads_user(ctx.object_id)
     if ctx.params.get("before") and ctx.params.get("after"):
         raise errors.bad_param("Only one of before or after may be given", kind=errors.THREADS)
@@ -93,7 +112,10 @@ def threads(ctx: Ctx) -> dict[str, Any]:
     posts = [
         p
         for p in ctx.world.posts_of(user.id)
-        if (since is None or p.timestamp >= since) and (until is None or p.timestamp <= until)
+        if (since is None or p.timestamp >= since)
+        and (until is None or p.timestamp <= until)
+        and not p.is_reply
+        and p.deleted_at is None
     ]
     page = paginate(
         posts,
@@ -108,7 +130,7 @@ def threads(ctx: Ctx) -> dict[str, Any]:
 
 def post(ctx: Ctx) -> dict[str, Any]:
     """GET /{threads-media-id}?fields=..."""
-    found = ctx.world.threads_post(ctx.object_id)
+    found = _live_post(ctx)
     fields = parse_fields(ctx.params.get("fields"), POST_FIELDS, "ThreadsMedia")
     return pick(_post_values(found, ctx.world.threads_user(found.user).username), fields)
 
@@ -140,7 +162,7 @@ def _metrics(ctx: Ctx, allowed: tuple[str, ...]) -> list[str]:
 
 def post_insights(ctx: Ctx) -> dict[str, Any]:
     """GET /{threads-media-id}/insights: lifetime counters of one post."""
-    found = ctx.world.threads_post(ctx.object_id)
+    found = _live_post(ctx)
     names = _metrics(ctx, metrics.POST_METRICS)
     if found.media_type == "REPOST_FACADE":
         return {"data": []}

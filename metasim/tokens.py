@@ -1,25 +1,69 @@
-"""Access tokens: issuing, expiring, ageing and refreshing them (the World's token half).
+"""Access tokens: issuing, expiring, ageing and refreshing them (the World's token half),
+and what GET /debug_token says about one.
 
-Meta's rules (META-API.md §4, §5): long-lived tokens last 60 days; a refresh needs a token at
-least 24 h old and unexpired and gives one lasting 60 days from the refresh.
+Meta's rules: long-lived tokens last 60 days; a refresh needs a token at least 24 h old and
+unexpired and gives one lasting 60 days from the refresh
+(https://developers.facebook.com/documentation/instagram-platform/reference/refresh_access_token,
+https://developers.facebook.com/docs/threads/get-started/long-lived-tokens/).
+
+/debug_token (https://developers.facebook.com/docs/graph-api/reference/debug_token) needs
+"an app access token or an app developer's user access token for the app": the app token is
+`APP_ID|APP_SECRET`, and a user token passes only when its user was made a developer
+(`make_developer`); anything else is Meta's (#100). It reports `expires_at` (0: never, e.g.
+a long-lived Page token) and `data_access_expires_at`, 90 days after the user last granted
+access (https://developers.facebook.com/docs/facebook-login/auth-vs-data), here 90 days
+after the token was issued. A dead input token is still an answer: `is_valid` false.
 """
 
 from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
+from metasim import errors
 from metasim.core import WorldCore
 from metasim.entities import REFRESHED_EXPIRES_IN, Token
 from models.errors import ConflictError, NotFoundError
 
+if TYPE_CHECKING:
+    from metasim.context import Ctx
+
 UNSET: Any = object()  # "not given", where None means something (a token that never expires)
 _TOKEN_PREFIX = {"facebook": "EAAG", "instagram": "IGAA", "threads": "THAA"}
+APP_ID: Final = "990000000000001"
+APP_SECRET: Final = "metasim-app-secret-0123456789"
+APP_NAME: Final = "metasim"
+APP: Final = "app"  # the kind of an app access token
+DATA_ACCESS: Final = timedelta(days=90)
+SCOPES: Final = ("instagram_basic", "instagram_manage_insights", "pages_read_engagement")
+NOT_ALLOWED: Final = (
+    "(#100) You must provide an app access token, or a user access token that is an owner "
+    "or developer of the app"
+)
+UNPARSEABLE: Final = "Invalid OAuth access token - Cannot parse access token"
+
+
+def app_token() -> str:
+    """The simulated app's access token, `{app-id}|{app-secret}` as Meta builds it."""
+    return f"{APP_ID}|{APP_SECRET}"
+
+
+def _stamp(moment: datetime | None) -> int:
+    return 0 if moment is None else int(moment.timestamp())
 
 
 class TokenBook(WorldCore):
     """Token methods of the World; tokens live in `self.tokens` (value -> Token)."""
+
+    def _reset_state(self) -> None:
+        super()._reset_state()
+        self.developers: set[str] = set()  # owners whose user tokens may call /debug_token
+
+    def make_developer(self, owner: str) -> None:
+        """Give an owner (IG account) a role on the app: its tokens may call /debug_token."""
+        with self.lock:
+            self.developers.add(str(owner))
 
     def issue_token(
         self,
@@ -48,8 +92,44 @@ class TokenBook(WorldCore):
             return token
 
     def token(self, value: str) -> Token | None:
+        """The token with this value; the app token exists once it is first used."""
         with self.lock:
-            return self.tokens.get(value)
+            found = self.tokens.get(value)
+            if found is None and value == app_token():
+                found = self.issue_token(APP, APP_ID, value, expires_at=None)
+            return found
+
+    def may_debug(self, token: Token) -> bool:
+        """Whether a token may inspect others: the app's, or a developer's user token."""
+        with self.lock:
+            return token.kind == APP or (
+                token.kind == "facebook" and bool(token.owners & self.developers)
+            )
+
+    def debug_token_data(self, value: str) -> dict[str, Any]:
+        """The `data` of /debug_token for an input token."""
+        with self.lock:
+            found = self.tokens.get(value)
+            now = self.now()
+        if found is None or found.kind not in ("facebook", APP):
+            return {"error": {"code": 190, "message": UNPARSEABLE}, "is_valid": False,
+                    "scopes": []}  # fmt: skip
+        data: dict[str, Any] = {"app_id": APP_ID, "application": APP_NAME}
+        if found.kind == APP:
+            return data | {"type": "APP", "is_valid": True, "scopes": []}
+        data |= {
+            "type": "USER",
+            "data_access_expires_at": _stamp(found.issued_at + DATA_ACCESS),
+            "expires_at": _stamp(found.expires_at),
+            "is_valid": not found.expired(now),
+            "issued_at": _stamp(found.issued_at),
+            "scopes": list(SCOPES),
+            "user_id": min(found.owners),
+        }
+        if found.expired(now):
+            message = errors.expired_token(found.expires_at or now, now).message
+            data["error"] = {"code": 190, "subcode": 463, "message": message}
+        return data
 
     def _token_of(self, token: str | None, account: str | None, threads_user: str | None) -> Token:
         if token is None and account is not None:
@@ -108,3 +188,15 @@ class TokenBook(WorldCore):
                 if holder is not None:
                     holder.token = new.value
             return new
+
+
+def debug_token(ctx: Ctx) -> dict[str, Any]:
+    """GET /debug_token?input_token=...: what Meta knows of a token, for the app or a
+    developer of it only."""
+    assert ctx.token is not None  # the pipeline checked it
+    if not ctx.world.may_debug(ctx.token):
+        raise errors.api_error(400, 100, NOT_ALLOWED)
+    value = ctx.params.get("input_token")
+    if not value:
+        raise errors.api_error(400, 100, "(#100) The parameter input_token is required")
+    return {"data": ctx.world.debug_token_data(value)}

@@ -24,6 +24,10 @@ class Account(SQLModel, table=True):
     ig_token_refreshed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Facebook Login: debug_token's data_access_expires_at (the user's data access lapses then).
     ig_data_access_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Facebook Login: when debug_token was last asked about the token (once a day), and what
+    # kept it from answering then (null: it answered). Answered with no expiry: never expires.
+    ig_token_checked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    ig_token_check_error: str | None = Field(default=None, sa_type=sa.Text)
 
     threads_user_id: str | None = Field(default=None, sa_type=sa.String(64))
     threads_token: str | None = Field(default=None, sa_type=TokenText, repr=False)

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
 
     meta_app_secret: SecretStr | None = None
+    # With META_APP_SECRET, the app token that debug_token needs to read token expiries.
+    meta_app_id: str | None = None
     meta_verify_token: SecretStr | None = None
     threads_app_secret: SecretStr | None = None
     threads_verify_token: SecretStr | None = None

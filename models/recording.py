@@ -15,6 +15,7 @@ from models.types import utcnow
 
 BELOW_THRESHOLD = "below_threshold"
 UNAVAILABLE = "unavailable"
+NOT_SUPPORTED = "not_supported"  # Meta refused the metric for this media (#100), so not asked
 _VERSION_RACE_TRIES = 8
 
 

@@ -2,14 +2,15 @@
 and, for a linked Threads profile, its polls and posts) and the deliveries.
 
 Plain aggregate queries over the tables (no views), so the report works on any migrated
-database and reads no token column at all: a token cannot leak from data it never loads.
+database and selects no token column (the Threads poll's due time only tests whether a token
+is set): a token cannot leak from data it never loads.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -17,6 +18,8 @@ from sqlalchemy.engine import Connection, Engine
 from models.accounts import Account, MetricUnavailable
 from models.captures import DONE, SKIPPED, TRACKED
 from models.deliveries import PENDING_STATES, WebhookDelivery
+from models.overdue import overdue_seconds, story_poll_due, threads_poll_due
+from models.problems import MediaProblems, media_problems
 from models.snapshots import Media, Snapshot
 
 _account = Account.__table__  # type: ignore[attr-defined]
@@ -26,6 +29,7 @@ _snapshot = Snapshot.__table__  # type: ignore[attr-defined]
 _delivery = WebhookDelivery.__table__  # type: ignore[attr-defined]
 
 NO_REASON = "no reason recorded"
+DELETED = "deleted"  # a Threads post Meta reported deleted (media.deleted_at is set)
 
 
 @dataclass
@@ -52,12 +56,14 @@ class Refused:
 
 @dataclass
 class ThreadsPosts:
-    """An account's Threads posts by capture_state (skipped: reposts, which have no insights)."""
+    """An account's Threads posts by capture_state (skipped: reposts, which have no insights;
+    deleted: Meta's `delete` webhook stopped their captures)."""
 
     seen: int = 0
     tracked: int = 0
     done: int = 0
     skipped: int = 0
+    deleted: int = 0
 
 
 @dataclass
@@ -73,6 +79,9 @@ class ThreadsStatus:
     token_refreshed_at: datetime | None
     polled_at: datetime | None
     next_poll_at: datetime | None
+    failures: int  # errors retrying cannot fix, in a row; `problem` says which
+    problem: str | None
+    poll_overdue_seconds: float | None = None  # None: no poll scheduled; 0: on time
     posts: ThreadsPosts = field(default_factory=ThreadsPosts)
     # by what was captured: user_insights, demographics, posts
     snapshots: dict[str, int] = field(default_factory=dict)
@@ -89,12 +98,30 @@ class AccountStatus:
     state_reason: str | None
     ig_token_expires_at: datetime | None
     ig_token_refreshed_at: datetime | None
+    ig_data_access_expires_at: datetime | None
+    ig_token_checked_at: datetime | None  # debug_token asked (Facebook Login)
+    ig_token_check_error: str | None  # why it did not answer then
     stories_polled_at: datetime | None
     next_story_poll_at: datetime | None
     last_error: str | None
+    last_error_at: datetime | None
+    ig_failures: int  # errors retrying cannot fix, in a row; `ig_problem` says which
+    ig_problem: str | None
+    story_poll_overdue_seconds: float | None = None  # None: no listing scheduled; 0: on time
+    media_problems: MediaProblems = field(default_factory=MediaProblems)
     stories: Stories = field(default_factory=Stories)
     snapshots: dict[str, int] = field(default_factory=dict)  # Instagram's, by source
     threads: ThreadsStatus | None = None  # None: no Threads profile linked
+
+    @property
+    def token_never_expires(self) -> bool:
+        """Facebook Login's debug_token said `expires_at: 0` (models.stats.never_expires)."""
+        return (
+            self.login == "facebook"
+            and self.ig_token_expires_at is None
+            and self.ig_token_checked_at is not None
+            and self.ig_token_check_error is None
+        )
 
 
 # ThreadsStatus field -> account column; the Threads token itself is never selected.
@@ -108,7 +135,11 @@ THREADS_COLUMNS = {
     "token_refreshed_at": "threads_token_refreshed_at",
     "polled_at": "threads_polled_at",
     "next_poll_at": "next_threads_poll_at",
+    "failures": "threads_failures",
+    "problem": "threads_problem",
 }
+# AccountStatus fields that are not account columns.
+FILLED_IN = ("story_poll_overdue_seconds", "media_problems", "stories", "snapshots", "threads")
 # (subject_type, kind) of a Threads snapshot -> the name it is counted under.
 THREADS_SNAPSHOT_NAMES = {
     ("threads_user", "insights"): "user_insights",
@@ -129,28 +160,35 @@ class Deliveries:
         return sum(self.by_status.values())
 
 
-def account_statuses(engine: Engine) -> list[AccountStatus]:
-    """Every account, oldest first, with its story, snapshot and Threads figures filled in."""
-    names = [
-        name
-        for name in AccountStatus.__dataclass_fields__
-        if name not in ("stories", "snapshots", "threads")
-    ]
+def account_statuses(engine: Engine, *, now: datetime, grace: timedelta) -> list[AccountStatus]:
+    """Every account, oldest first, with its story, snapshot and Threads figures filled in;
+    work due more than `grace` before `now` is overdue."""
+    names = [name for name in AccountStatus.__dataclass_fields__ if name not in FILLED_IN]
     columns = [_account.c[name] for name in names]
     columns += [_account.c[column].label(f"t_{name}") for name, column in THREADS_COLUMNS.items()]
+    columns += [story_poll_due().label("story_due"), threads_poll_due().label("threads_due")]
     with engine.connect() as conn:
         rows = conn.execute(sa.select(*columns).order_by(_account.c.id)).all()
         stories = _story_counts(conn)
         snapshots = _snapshot_counts(conn)
         threads = _threads_figures(conn)
+        problems = media_problems(conn, now=now, grace=grace)
     accounts = []
     for row in rows:
-        account = AccountStatus(**{name: row._mapping[name] for name in names})
+        found = row._mapping
+        account = AccountStatus(**{name: found[name] for name in names})
+        account.story_poll_overdue_seconds = overdue_seconds(
+            found["story_due"], now=now, grace=grace
+        )
+        account.media_problems = problems.get(account.id, MediaProblems())
         account.stories = stories.get(account.id, Stories())
         account.snapshots = snapshots.get(account.id, {})
-        if row._mapping["t_threads_user_id"] is not None:
-            linked = {name: row._mapping[f"t_{name}"] for name in THREADS_COLUMNS}
+        if found["t_threads_user_id"] is not None:
+            linked = {name: found[f"t_{name}"] for name in THREADS_COLUMNS}
             account.threads = ThreadsStatus(**linked)
+            account.threads.poll_overdue_seconds = overdue_seconds(
+                found["threads_due"], now=now, grace=grace
+            )
             threads.fill(account.id, account.threads)
         accounts.append(account)
     return accounts
@@ -215,7 +253,7 @@ def _threads_figures(conn: Connection) -> _ThreadsFigures:
     ):
         counted = found.posts[account_id]
         counted.seen += count
-        if state in (TRACKED, DONE, SKIPPED):
+        if state in (TRACKED, DONE, SKIPPED, DELETED):
             setattr(counted, state, getattr(counted, state) + count)
     snap = _snapshot.c
     snapshots = sa.select(snap.account_id, snap.subject_type, snap.kind, sa.func.count())

@@ -1,6 +1,6 @@
 """Threads bookkeeping in the database: which accounts are due a poll, what history is stored
-already, metrics Meta will not give, and newly listed posts (each poll's outcome is kept by
-models.backoff).
+already, metrics Meta will not give, newly listed posts and deleted ones (each poll's outcome
+is kept by models.backoff).
 
 What was stored is read back from the snapshots themselves (the last `views` day, the last
 demographics capture), so there is no second copy of it to drift.
@@ -9,7 +9,7 @@ demographics capture), so there is no second copy of it to drift.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +28,7 @@ POST = "threads_post"
 ACTIVE = "active"
 REAUTH_REQUIRED = "reauth_required"
 REPOST_FACADE = "REPOST_FACADE"  # a repost: Meta gives no insights for it
+DELETED = "deleted"  # a post its owner deleted (the `delete` webhook): captures stopped
 _account = Account.__table__  # type: ignore[attr-defined]
 _media = Media.__table__  # type: ignore[attr-defined]
 _unavailable = MetricUnavailable.__table__  # type: ignore[attr-defined]
@@ -100,6 +101,26 @@ def last_views_day(engine: Engine, *, threads_user_id: str) -> datetime | None:
     with Session(engine) as session:
         found = session.exec(stmt).one()
     return found
+
+
+def stored_windows(
+    engine: Engine, *, threads_user_id: str, metrics: tuple[str, ...], since: datetime
+) -> dict[datetime, datetime]:
+    """For each window end (`end_time`) since `since` that holds a value of `metrics`, when
+    the newest of those values was captured: which closed days are stored, and how fresh."""
+    stmt = (
+        select(col(MetricValue.end_time), sa.func.max(col(Snapshot.captured_at)))
+        .join(Snapshot, col(Snapshot.id) == col(MetricValue.snapshot_id))
+        .where(
+            *_user_snapshots(threads_user_id),
+            col(MetricValue.metric).in_(metrics),
+            col(MetricValue.end_time) >= since,
+        )
+        .group_by(col(MetricValue.end_time))
+    )
+    with Session(engine) as session:
+        rows = session.exec(stmt).all()
+    return {end: captured for end, captured in rows if end is not None}
 
 
 def stored_slots(engine: Engine, *, threads_user_id: str, prefix: str) -> set[str]:
@@ -177,31 +198,94 @@ def add_posts(session: Session, *, account_id: int, posts: list[FoundPost]) -> l
             )
         )
     )
-    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
     fresh = []
     for post in posts:
         if post.media_id in known:
             continue
         repost = post.media_type == REPOST_FACADE
-        row = Media(
-            account_id=account_id,
-            platform=PLATFORM,
-            subject_type=POST,
-            media_id=post.media_id,
-            media_type=post.media_type,
-            permalink=post.permalink,
-            caption=post.text,
-            posted_at=post.posted_at,
-            capture_state=SKIPPED if repost else TRACKED,
-            missed_reason="Meta gives no insights for reposts (REPOST_FACADE)" if repost else None,
-            raw=post.raw,
-        )
-        values = row.model_dump(exclude={"id"}, exclude_none=True)
-        stmt = (
-            dialect.insert(_media)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["platform", "media_id"])
-        )
-        if session.connection().execute(stmt).rowcount and not repost:
+        why = "Meta gives no insights for reposts (REPOST_FACADE)" if repost else None
+        state = SKIPPED if repost else TRACKED
+        inserted = _insert_post(session, account_id, post, capture_state=state, missed_reason=why)
+        if inserted and not repost:
             fresh.append(post)
     return fresh
+
+
+def _insert_post(session: Session, account_id: int, post: FoundPost, **fields: Any) -> bool:
+    """INSERT the post's media row unless its id is known; True when inserted."""
+    row = Media(
+        account_id=account_id,
+        platform=PLATFORM,
+        subject_type=POST,
+        media_id=post.media_id,
+        media_type=post.media_type,
+        permalink=post.permalink,
+        caption=post.text,
+        posted_at=post.posted_at,
+        raw=post.raw,
+        **fields,
+    )
+    values = row.model_dump(exclude={"id"}, exclude_none=True)
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    stmt = (
+        dialect.insert(_media)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["platform", "media_id"])
+    )
+    return bool(session.connection().execute(stmt).rowcount)
+
+
+def mark_post_deleted(
+    session: Session, *, account_id: int | None, post: FoundPost, deleted_at: datetime
+) -> bool:
+    """The post was deleted: its captures stop (state `deleted`, nothing scheduled) and its
+    snapshots stay. A post not seen yet is recorded as deleted (with `account_id`), so a
+    `publish` arriving after the `delete` (Meta keeps no order) cannot start its captures.
+    False when the post is unknown and no account was given."""
+    values = {
+        "capture_state": DELETED,
+        "next_slot": None,
+        "next_capture_at": None,
+        "deleted_at": sa.func.coalesce(_media.c.deleted_at, deleted_at),
+    }
+    stmt = (
+        sa.update(_media)
+        .where(_media.c.platform == PLATFORM, _media.c.media_id == post.media_id)
+        .values(values)
+    )
+    if session.connection().execute(stmt).rowcount:
+        return True
+    if account_id is None:
+        return False
+    inserted = _insert_post(session, account_id, post, capture_state=DELETED, deleted_at=deleted_at)
+    # Not inserted: a concurrent publish added the row just now, so mark that one.
+    return inserted or mark_post_deleted(session, account_id=None, post=post, deleted_at=deleted_at)
+
+
+def poll_threads_soon(
+    session: Session, *, account_id: int, now: datetime, gap: timedelta
+) -> datetime | None:
+    """Bring the account's next Threads poll forward to now, or to `gap` after the last
+    poll if that is later, unless it is due sooner already or the Threads side is failing
+    (then its back-off stands). Returns when the poll is due, None when left as it was."""
+    c = _account.c
+    found = (
+        session.connection()
+        .execute(
+            sa.select(c.threads_polled_at, c.next_threads_poll_at).where(
+                c.id == account_id, c.threads_state == ACTIVE, c.threads_failures == 0
+            )
+        )
+        .first()
+    )
+    if found is None:
+        return None
+    polled: datetime | None = found[0]
+    due: datetime | None = found[1]
+    soon = now if polled is None else max(now, polled + gap)
+    if due is not None and due <= soon:
+        return due
+    session.connection().execute(
+        sa.update(_account).where(c.id == account_id).values(next_threads_poll_at=soon)
+    )
+    return soon

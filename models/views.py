@@ -230,6 +230,48 @@ THREADS_USER_DAILY_V1 = {
     dialect: _THREADS_USER_DAILY_V1.replace("{day}", day) for dialect, day in UTC_DAY_V1.items()
 }
 
+# Version 2 (migration 0007): the range totals (likes, replies, reposts, quotes, clicks) are
+# asked for one closed Meta day at a time and stored with that day's end as end_time, so they
+# are dated like the views series: by the day that ended at end_time (a Pacific day, named by
+# its date), the newest version of that day winning. Totals stored without end_time were asked
+# for "yesterday through today" before version 2 and so each cover two days: they are left
+# out, so that a SUM over days never counts a day twice (metric_history keeps them).
+# Point-in-time values (followers_count, follower_demographics) keep their capture's UTC day.
+_THREADS_USER_DAILY_V2 = """
+CREATE VIEW threads_user_daily AS
+SELECT account_id, threads_user_id, day, metric, breakdown, dimension, value, flag, end_time,
+       snapshot_id, version, captured_at
+FROM (
+    SELECT s.account_id  AS account_id,
+           s.subject_id  AS threads_user_id,
+           {day}         AS day,
+           m.metric      AS metric,
+           m.breakdown   AS breakdown,
+           m.dimension   AS dimension,
+           m.value       AS value,
+           m.flag        AS flag,
+           m.end_time    AS end_time,
+           s.id          AS snapshot_id,
+           s.version     AS version,
+           s.captured_at AS captured_at,
+           ROW_NUMBER() OVER (
+               PARTITION BY s.account_id, s.subject_id, {day}, m.metric, m.breakdown,
+                            m.dimension
+               ORDER BY s.version DESC, m.id DESC
+           ) AS pick
+    FROM snapshot s
+    JOIN metric_value m ON m.snapshot_id = s.id
+    WHERE s.platform = 'threads' AND s.subject_type = 'threads_user'
+      AND NOT (m.metric IN ('likes', 'replies', 'reposts', 'quotes', 'clicks')
+               AND m.end_time IS NULL)
+) ranked
+WHERE pick = 1
+"""
+
+THREADS_USER_DAILY_V2 = {
+    dialect: _THREADS_USER_DAILY_V2.replace("{day}", day) for dialect, day in UTC_DAY_V1.items()
+}
+
 THREADS_USER_DAILY_COLUMNS = (
     "account_id",
     "threads_user_id",

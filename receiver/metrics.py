@@ -1,4 +1,4 @@
-"""Prometheus text exposition, written by hand: a few counters and two gauges need no library.
+"""Prometheus text exposition, written by hand: a few counters and gauges need no library.
 
 Counters live in plain ints touched only from the event loop thread, so no locks are needed.
 Backlog and lag come from the database at scrape time. Nothing secret is ever exported.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from models.deliveries import PENDING_STATES, WebhookDelivery
-from models.stats import WorkerStats
+from models.stats import Counters, Gauges, WorkerStats
 from models.types import utcnow
 
 STORED = "stored"
@@ -81,27 +81,123 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-FAMILIES = (
-    ("archiver_meta_calls_total", "counter", "Graph/Threads API calls, by HTTP status."),
-    ("archiver_throttle_pauses_total", "counter", "Account or app pauses, by reason."),
-    ("archiver_media", "gauge", "Stories and posts by capture state (final_captured, missed)."),
-    ("archiver_token_days_left", "gauge", "Fewest days left on a known token expiry."),
-)
+def family(name: str, kind: str, text: str, samples: Mapping[str, float]) -> list[str]:
+    """One metric family: HELP, TYPE, then a sample per label set (`labels` -> value)."""
+    lines = [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+    return lines + [f"{name}{{{key}}} {number(value)}" for key, value in sorted(samples.items())]
+
+
+def number(value: float) -> str:
+    """Counts exactly (`{:g}` would print 1e+06), other values to the millisecond."""
+    return str(value) if isinstance(value, int) else repr(round(value, 3))
+
+
+def labels(**values: str) -> str:
+    """`a="x",b="y"`, escaped as the exposition format requires."""
+    escape = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
+    return ",".join(f'{name}="{value.translate(escape)}"' for name, value in values.items())
 
 
 def worker_lines(stats: WorkerStats) -> list[str]:
-    """What the workers did: Meta calls by status, pauses, captures, token expiry."""
-    rows: list[Mapping[str, float]] = [
-        {f'platform="{p}",status="{s}"': n for (p, s), n in stats.calls.items()},
-        {f'platform="{p}",reason="{r}"': n for (p, r), n in stats.pauses.items()},
-        {f'subject_type="{k}",state="{s}"': n for (k, s), n in stats.captures.items()},
-        {f'platform="{p}"': d for p, d in stats.token_days.items()},
-    ]
+    """What the workers did and what is behind; each part only when its store answered."""
     lines = []
-    for (name, kind, text), values in zip(FAMILIES, rows, strict=True):
-        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-        lines += [f"{name}{{{labels}}} {value:g}" for labels, value in sorted(values.items())]
+    if stats.counters is not None:
+        lines += counter_lines(stats.counters)
+    if stats.gauges is not None:
+        lines += gauge_lines(stats.gauges)
     return lines
+
+
+def counter_lines(counters: Counters) -> list[str]:
+    """Meta calls by status, pauses by reason, failed jobs, time left on app-wide pauses."""
+    return [
+        *family(
+            "archiver_meta_calls_total",
+            "counter",
+            "Graph/Threads API calls, by HTTP status.",
+            {labels(platform=p, status=s): n for (p, s), n in counters.calls.items()},
+        ),
+        *family(
+            "archiver_throttle_pauses_total",
+            "counter",
+            "Account or app pauses, by reason.",
+            {labels(platform=p, reason=r): n for (p, r), n in counters.pauses.items()},
+        ),
+        *family(
+            "archiver_job_failures_total",
+            "counter",
+            "Worker job runs that failed: a retry scheduled, or the job given up.",
+            {labels(function=f, outcome=o): n for (f, o), n in counters.job_failures.items()},
+        ),
+        *family(
+            "archiver_app_paused_seconds",
+            "gauge",
+            "Time left on the app-wide pause (code 4 or X-App-Usage); 0 when not paused.",
+            {labels(platform=p): s for p, s in counters.app_paused.items()},
+        ),
+    ]
+
+
+def gauge_lines(gauges: Gauges) -> list[str]:
+    """Captures, accounts, tokens and overdue work, read from the database now."""
+    overdue = gauges.overdue.items()
+    return [
+        *family(
+            "archiver_media",
+            "gauge",
+            "Stories and posts by capture state (final_captured, missed).",
+            {labels(subject_type=k, state=s): n for (k, s), n in gauges.captures.items()},
+        ),
+        *family(
+            "archiver_accounts",
+            "gauge",
+            "Accounts by state, per platform (Threads: linked profiles).",
+            {labels(platform=p, state=s): n for (p, s), n in gauges.accounts.items()},
+        ),
+        *family(
+            "archiver_accounts_with_problem",
+            "gauge",
+            "Accounts backing off after an error retrying cannot fix (see archiver status).",
+            {labels(platform=p): n for p, n in gauges.problems.items()},
+        ),
+        *family(
+            "archiver_oldest_overdue_seconds",
+            "gauge",
+            "Age of the oldest poll or capture due more than two scheduler ticks ago; 0: none.",
+            {labels(kind=kind): found.oldest_seconds for kind, found in overdue},
+        ),
+        *family(
+            "archiver_overdue",
+            "gauge",
+            "Polls and captures due more than two scheduler ticks ago, by kind.",
+            {labels(kind=kind): found.count for kind, found in overdue},
+        ),
+        *token_lines(gauges),
+    ]
+
+
+def token_lines(gauges: Gauges) -> list[str]:
+    """Token expiry: the fewest days left, data access (Facebook Login), what is known."""
+    return [
+        *family(
+            "archiver_token_days_left",
+            "gauge",
+            "Fewest days left on a known token expiry.",
+            {labels(platform=p): d for p, d in gauges.token_days.items()},
+        ),
+        *family(
+            "archiver_data_access_days_left",
+            "gauge",
+            "Fewest days left before a Facebook Login user's data access expires.",
+            {labels(platform=p): d for p, d in gauges.data_access_days.items()},
+        ),
+        *family(
+            "archiver_tokens",
+            "gauge",
+            "Tokens by what is known of their expiry: dated, never (Facebook Login), unknown.",
+            {labels(platform=p, expiry=e): n for (p, e), n in gauges.tokens.items()},
+        ),
+    ]
 
 
 def query_backlog(engine: Engine) -> Backlog:

@@ -22,7 +22,8 @@ from starlette.types import Receive
 
 from models.db import ping
 from models.errors import StoreUnavailable
-from models.stats import WorkerStats, capture_counts, read_counters, token_days_left
+from models.overdue import overdue_grace
+from models.stats import WorkerStats, read_counters, read_gauges
 from models.types import utcnow
 from receiver import metrics as m
 from receiver.archive import DeliveryRow
@@ -181,24 +182,27 @@ async def metrics(request: Request) -> Response:
     except Exception as exc:  # counters are still worth serving without the database
         log.warning("metrics: backlog query failed: %s", type(exc).__name__)
         backlog = None
-    workers = await _worker_stats(state.engine, state.redis)
+    workers = await _worker_stats(state)
     return Response(state.metrics.render(backlog, workers), media_type=m.CONTENT_TYPE)
 
 
-async def _worker_stats(engine: Any, redis: Any) -> WorkerStats | None:
-    """The workers' counters (Redis) and capture/token gauges (database); None if either fails."""
+async def _worker_stats(state: Any) -> WorkerStats:
+    """The workers' counters (Redis) and gauges (database); a part is left out if its store
+    fails, so a Redis outage still shows what is overdue."""
+    stats = WorkerStats()
+    grace = overdue_grace(state.settings.schedule_tick_seconds)
     try:
-        captures, days = await asyncio.wait_for(
-            asyncio.to_thread(lambda: (capture_counts(engine), token_days_left(engine))),
-            READY_TIMEOUT,
+        stats.gauges = await asyncio.wait_for(
+            asyncio.to_thread(read_gauges, state.engine, grace=grace), READY_TIMEOUT
         )
-        calls, pauses = {}, {}
-        if redis is not None:
-            calls, pauses = await asyncio.wait_for(read_counters(redis), READY_TIMEOUT)
     except Exception as exc:  # the receiver's own counters are still served
-        log.warning("metrics: worker figures unavailable: %s", type(exc).__name__)
-        return None
-    return WorkerStats(calls=calls, pauses=pauses, captures=captures, token_days=days)
+        log.warning("metrics: database figures unavailable: %s", type(exc).__name__)
+    if state.redis is not None:
+        try:
+            stats.counters = await asyncio.wait_for(read_counters(state.redis), READY_TIMEOUT)
+        except Exception as exc:
+            log.warning("metrics: worker counters unavailable: %s", type(exc).__name__)
+    return stats
 
 
 def health_routes() -> list[BaseRoute]:

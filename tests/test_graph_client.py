@@ -18,11 +18,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from models.recording import BELOW_THRESHOLD, MetricRow
+from models.recording import BELOW_THRESHOLD, NOT_SUPPORTED, MetricRow
 from tests.conftest import make_settings
 from tests.servers import ServerThread, free_port
 from workers.errors import (
     AccountPaused,
+    AppThrottled,
     AuthError,
     ClientError,
     InvalidMetric,
@@ -81,7 +82,8 @@ ERROR_CASES: list[tuple[int, Any, type[MetaError]]] = [
     (400, meta_error(80001, "(#80001) There have been too many calls ..."), Throttled),
     (400, meta_error(17, "(#17) User request limit reached", is_transient=True,
                      error_subcode=2446079), Throttled),
-    (403, meta_error(4, "(#4) Application request limit reached", is_transient=True), Throttled),
+    (403, meta_error(4, "(#4) Application request limit reached", is_transient=True),
+     AppThrottled),
     (400, meta_error(613, "(#613) Calls to this api have exceeded the rate limit."), Throttled),
     (400, meta_error(32, "(#32) Page request limit reached"), Throttled),
     (500, meta_error(1, "An unknown error has occurred.", is_transient=False), Transient),
@@ -124,6 +126,25 @@ def test_throttle_waits_for_the_regain_estimate_in_minutes() -> None:
     assert error.retry_after == 180
     scaled = error_from_response(400, body, headers, minute_seconds=0.5)
     assert scaled.retry_after == 1.5
+
+
+def test_app_limit_ignores_the_accounts_regain_estimate() -> None:
+    """Code 4 is the app's limit: a BUC estimate (an account's) does not set its wait."""
+    headers = httpx.Headers({"X-Business-Use-Case-Usage": json.dumps(BUC_REGAIN)})
+    body = meta_error(4, "(#4) Application request limit reached", is_transient=True)
+    error = error_from_response(403, body, headers, minute_seconds=1.0)
+    assert isinstance(error, AppThrottled)
+    assert error.retry_after == 5.0
+    assert error.retryable
+
+
+def test_retryable_says_whether_trying_again_can_help() -> None:
+    """Throttled and Transient may succeed later; auth, permission and #100 errors never."""
+    assert error_from_response(503, None).retryable
+    assert error_from_response(400, meta_error(80002, "(#80002) too many")).retryable
+    for code, subcode in ((190, 463), (10, None), (200, None), (100, 33), (100, None)):
+        body = meta_error(code, "(#x) no", **({"error_subcode": subcode} if subcode else {}))
+        assert not error_from_response(400, body).retryable
 
 
 def test_throttle_without_estimate_uses_the_default() -> None:
@@ -415,7 +436,7 @@ async def test_story_snapshot_is_three_clean_calls(
     key = "story_navigation_action_type"
     assert MetricRow("navigation", 5.0, key, "tap_forward") in result.rows
     assert MetricRow("reach", 7.0) in result.rows
-    assert len(result.rows) == 7 + 3 + 3
+    assert len(result.rows) == 9 + 3 + 3
 
 
 @pytest.mark.anyio
@@ -438,14 +459,18 @@ async def test_not_enough_viewers(
 async def test_deprecated_metric_is_dropped_and_the_rest_captured(
     http: httpx.AsyncClient, graph: GraphStandIn, redis: Redis
 ) -> None:
-    """A metric Meta rejects (#100) is retried without, remembered, and skipped by others."""
+    """A metric Meta rejects (#100) is retried without, remembered for that media, and not
+    asked again by its next capture; one media does not drop it for the version."""
     plain, *rest = story_calls("v25.0")
     calls = [InsightsCall("plain", ("impressions", *plain.metrics)), *rest]
     result = await make_client(http, graph, redis).story_insights(FB_ACCOUNT, "1", calls)
     assert result.dropped == ("impressions",)
-    assert {row.metric for row in result.rows} == {*plain.metrics, "navigation", "profile_activity"}
+    assert {row.metric for row in result.rows} == {
+        *plain.metrics, "navigation", "profile_activity", "impressions"
+    }  # fmt: skip
+    assert MetricRow("impressions", None, flag=NOT_SUPPORTED) in result.rows
     assert len(graph.insight_calls()) == 4
-    assert await DroppedMetrics(redis).dropped("v25.0", ["impressions"]) == {"impressions"}
+    assert await DroppedMetrics(redis).dropped("v25.0", ["impressions"]) == set()
     graph.calls.clear()
     await make_client(http, graph, redis).story_insights(FB_ACCOUNT, "1", calls)
     assert len(graph.insight_calls()) == 3

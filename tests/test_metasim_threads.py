@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from metasim import ThreadsUser
+from metasim.metrics import pacific_day_start
 from tests.metasim_fixtures import RunningSim
 
 V = "v1.0"
@@ -35,6 +36,10 @@ def user(sim: RunningSim) -> ThreadsUser:
 
 def get(http: httpx.Client, path: str, token: str, **params: Any) -> httpx.Response:
     return http.get(path, params={**params, "access_token": token})
+
+
+def stamp(moment: datetime) -> int:
+    return int(moment.timestamp())
 
 
 def error(response: httpx.Response) -> dict[str, Any]:
@@ -224,7 +229,10 @@ def test_threads_token_refresh(sim: RunningSim, http: httpx.Client) -> None:
     assert (expired["code"], expired["error_subcode"]) == (190, 463)
     ig = sim.world.add_account(login="instagram", token_age_seconds=3 * 86400)
     wrong = error(get(http, "/refresh_access_token", ig.token, grant_type="th_refresh_token"))
-    assert (wrong["code"], wrong["error_subcode"]) == (190, 467)
+    assert (wrong["code"], wrong["message"]) == (
+        190,
+        "Invalid OAuth access token - Cannot parse access token",
+    )
 
 
 def test_threads_answers_carry_app_usage_only(
@@ -241,3 +249,65 @@ def test_threads_answers_carry_app_usage_only(
         "threads",
         user.id,
     )
+
+
+def likes(http: httpx.Client, user: ThreadsUser, **window: int) -> int:
+    path = f"/{V}/{user.id}/threads_insights"
+    body = get(http, path, user.token, metric="likes", **window).json()
+    return int(body["data"][0]["total_value"]["value"])
+
+
+def test_totals_without_a_range_are_yesterday_through_today(
+    sim: RunningSim, http: httpx.Client, user: ThreadsUser
+) -> None:
+    """No since/until: the total of yesterday and today so far (Pacific days), so filing it
+    under one day and summing days counts every day twice."""
+    now = sim.world.now()
+    today = pacific_day_start(now)
+    yesterday = pacific_day_start(today - timedelta(hours=1))
+    by_day = likes(http, user, since=stamp(yesterday), until=stamp(today))
+    so_far = likes(http, user, since=stamp(today), until=stamp(now))
+    assert by_day > 0
+    assert likes(http, user) == by_day + so_far
+
+
+def test_totals_count_every_pacific_day_a_range_touches(
+    sim: RunningSim, http: httpx.Client, user: ThreadsUser
+) -> None:
+    """A Pacific day window gives that day; a UTC day straddles two Pacific days and gives
+    both, so windows in UTC days count each day twice; the values are stable per day."""
+    until = pacific_day_start(sim.world.now() - timedelta(days=5))
+    since = pacific_day_start(until - timedelta(hours=1))
+    first = likes(http, user, since=stamp(since), until=stamp(until))
+    assert first == likes(http, user, since=stamp(since), until=stamp(until))
+    after = pacific_day_start(until + timedelta(hours=26))
+    second = likes(http, user, since=stamp(until), until=stamp(after))
+    utc_day = until.replace(hour=0)  # 00:00 UTC: the afternoon before, in Pacific time
+    straddling = likes(http, user, since=stamp(utc_day), until=stamp(utc_day + timedelta(days=1)))
+    assert straddling == first + second
+    both = likes(http, user, since=stamp(since), until=stamp(after))
+    assert both == first + second
+
+
+def test_replies_and_deleted_posts_are_not_listed(
+    sim: RunningSim, http: httpx.Client, user: ThreadsUser
+) -> None:
+    """/threads lists posts, not the user's replies nor deleted posts; a reply names its
+    parent and root; a deleted post's routes answer (#100) like an unknown object."""
+    root = sim.world.add_threads_post(user.id, age_seconds=7200)
+    reply = sim.world.add_threads_post(user.id, age_seconds=3600, reply_to=root.id)
+    nested = sim.world.add_threads_post(user.id, age_seconds=60, reply_to=reply.id)
+    gone = sim.world.add_threads_post(user.id, age_seconds=30)
+    sim.world.delete_threads_post(gone.id)
+    listed = get(http, f"/{V}/{user.id}/threads", user.token, fields="id,is_reply").json()
+    assert listed["data"] == [{"id": root.id, "is_reply": False}]
+    fields = "id,is_reply,replied_to,root_post"
+    assert get(http, f"/{V}/{nested.id}", user.token, fields=fields).json() == {
+        "id": nested.id,
+        "is_reply": True,
+        "replied_to": {"id": reply.id},
+        "root_post": {"id": root.id},
+    }
+    for path in (f"/{V}/{gone.id}", f"/{V}/{gone.id}/insights"):
+        missing = error(get(http, path, user.token, metric="likes"))
+        assert (missing["code"], missing["error_subcode"]) == (100, 33)

@@ -100,6 +100,8 @@ def test_current_version_makes_exactly_three_calls() -> None:
         "total_interactions",
         "follows",
         "profile_visits",
+        "link_clicks",
+        "reposts",
     }
     assert navigation == InsightsCall("navigation", ("navigation",), "story_navigation_action_type")
     assert profile == InsightsCall("profile_activity", ("profile_activity",), "action_type")

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from workers.errors import AccountPaused, Throttled
+from workers.errors import AccountPaused, AppThrottled, Throttled
 from workers.pacing import Pacer, Usage, account_usage, parse_app_usage, parse_buc_usage
 
 IG = "17841405309211844"
@@ -43,6 +43,14 @@ def test_app_usage_header_parses_percentages() -> None:
     usage = parse_app_usage('{"call_count":28,"total_time":25,"total_cputime":91}')
     assert usage == Usage(call_count=28, total_time=25, total_cputime=91)
     assert usage.peak == 91
+
+
+def test_instagram_login_app_usage_shape_parses() -> None:
+    """graph.instagram.com's X-App-Usage names (call_volume, cpu_time) [unconfirmed] count."""
+    usage = parse_app_usage('{"call_volume":12,"cpu_time":97,"total_time":30}')
+    assert usage == Usage(call_count=12, total_time=30, total_cputime=97)
+    assert usage.peak == 97
+    assert parse_app_usage('{"call_count":true,"total_time":"9"}') == Usage()
 
 
 def test_buc_header_parses_per_business_object() -> None:
@@ -164,3 +172,50 @@ async def test_threads_app_usage_never_pauses_instagram(redis_pair: tuple[Redis,
     await pacer.observe("threads:25000000000000001", {"x-app-usage": '{"call_count": 99}'})
     assert await pacer.remaining("threads:25000000000000002") > 0
     assert await pacer.remaining("ig:17841400000000001") == 0
+
+
+def test_app_of_names_each_apps_pause() -> None:
+    """Instagram accounts share the Meta app's pause, Threads profiles the Threads app's."""
+    pacer = Pacer(Redis())
+    assert pacer.app_of("ig:1") == pacer.app_of("app") == "app"
+    assert pacer.app_of("threads:1") == pacer.app_of("app:threads") == "app:threads"
+
+
+@pytest.mark.anyio
+async def test_check_names_the_key_that_holds(redis_pair: tuple[Redis, Redis]) -> None:
+    """AccountPaused says whether the account or its app holds it, whichever is longer."""
+    pacer = Pacer(redis_pair[0], jitter=0)
+    await pacer.pause(f"ig:{IG}", 5, reason="throttled")
+    await pacer.pause("app", 30, reason="app_limit")
+    with pytest.raises(AccountPaused) as caught:
+        await Pacer(redis_pair[1]).check(f"ig:{IG}")
+    assert caught.value.account == "app"
+    assert 25 < caught.value.retry_after <= 30
+
+
+@pytest.mark.anyio
+async def test_app_throttle_pauses_the_app_not_just_the_account(
+    redis_pair: tuple[Redis, Redis],
+) -> None:
+    """Code 4 holds the app's key (every account); an account throttle only its own."""
+    pacer = Pacer(redis_pair[0], jitter=0)
+    app_error = AppThrottled("(#4) Application request limit reached", retry_after=20)
+    assert await pacer.throttled(f"ig:{IG}", app_error) == 20
+    assert await Pacer(redis_pair[1]).remaining("ig:another-account") > 19
+    assert await pacer.remaining("threads:1") == 0
+    assert await pacer.pause_counts("app") == {"app_limit": 1}
+
+
+@pytest.mark.anyio
+async def test_after_reads_usage_on_errors_and_sets_retry_after(
+    redis_pair: tuple[Redis, Redis],
+) -> None:
+    """One answer, two scopes: a throttle holds its account for its wait, and the same
+    answer's X-App-Usage at 100 % holds the app; retry_after becomes the time held."""
+    pacer = Pacer(redis_pair[0], minute_seconds=1, jitter=0)
+    error = Throttled("(#80002) too many", retry_after=3)
+    headers = httpx.Headers({"X-App-Usage": '{"call_count":100}', **buc_header(BUC)})
+    held = await pacer.after(f"ig:{IG}", headers, error)
+    assert held == {f"ig:{IG}": 3.0, "app": 5.0}
+    assert error.retry_after == 3.0
+    assert await pacer.pause_counts(f"ig:{IG}") == {"throttled": 1}

@@ -41,6 +41,13 @@ def status(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> Iterator[Status]:
     """`archiver status ARGS` with exactly the given environment; (exit code, stdout, stderr)."""
+    yield from status_runner(monkeypatch, tmp_path, capsys)
+
+
+def status_runner(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Status]:
+    """The `status` fixture's body, for other modules' fixtures."""
     monkeypatch.chdir(tmp_path)  # no stray .env file
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
@@ -205,7 +212,11 @@ def test_status_json_carries_the_same_figures(
 
 @pytest.mark.parametrize(
     ("redis_env", "why"),
-    [({}, "REDIS_URL unset"), ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "Redis unreachable")],
+    [
+        ({}, "REDIS_URL unset"),
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "Redis unreachable"),
+        ({"REDIS_URL": "http://127.0.0.1:6379/0"}, "REDIS_URL is not a Redis URL"),
+    ],
 )
 def test_throttle_pauses_are_unknown_without_a_reachable_redis(
     status: Status, engine: Engine, database_url: str, redis_env: dict[str, str], why: str
@@ -267,7 +278,8 @@ THREADS_SNAPSHOTS = [
 
 @pytest.fixture
 def threads_linked(engine: Engine) -> int:
-    """An Instagram Login account with a Threads profile: 3 posts, 3 snapshots, 2 refusals."""
+    """An Instagram Login account with a Threads profile: 4 posts (one deleted), 3 snapshots,
+    2 refusals."""
     now = utcnow()
     times = {
         "threads_linked_at": now - timedelta(days=3),
@@ -278,17 +290,28 @@ def threads_linked(engine: Engine) -> int:
     }
     account_id = add_account(engine, "studio", STUDIO, OTHER_TOKEN, **THREADS_FIELDS, **times)
     with session_scope(engine) as session:
-        for n, state in enumerate(["tracked", "done", "skipped"]):
-            post = {"platform": "threads", "subject_type": "threads_post", "media_id": f"1800{n}"}
-            session.add(Media(account_id=account_id, capture_state=state, **post))
+        for n, state in enumerate(["tracked", "done", "skipped", "deleted"]):
+            session.add(
+                Media(
+                    account_id=account_id,
+                    platform="threads",
+                    subject_type="threads_post",
+                    media_id=f"1800{n}",
+                    capture_state=state,
+                    deleted_at=now - timedelta(hours=1) if state == "deleted" else None,
+                )
+            )
         for subject_type, subject_id, kind in THREADS_SNAPSHOTS:
             subject = Subject(account_id, "threads", subject_type, subject_id, kind)
             record_snapshot(session=session, subject=subject, slot="s", source="api", metrics=[])
         for metric in ("clicks", "views"):
-            refused = {"reason": NOT_AVAILABLE, "retry_at": now + timedelta(days=7)}
             session.add(
                 MetricUnavailable(
-                    account_id=account_id, platform="threads", metric=metric, **refused
+                    account_id=account_id,
+                    platform="threads",
+                    metric=metric,
+                    reason=NOT_AVAILABLE,
+                    retry_at=now + timedelta(days=7),
                 )
             )
     return account_id
@@ -297,7 +320,8 @@ def threads_linked(engine: Engine) -> int:
 def test_status_shows_the_threads_side_of_a_linked_account(
     status: Status, engine: Engine, database_url: str, threads_linked: int
 ) -> None:
-    """Link, token state and expiry, polling, posts, snapshots, refusals; no Threads token."""
+    """Link, token state and expiry, polling, posts (deleted ones counted), snapshots,
+    refusals; no Threads token."""
     add_account(engine, "shop", SHOP, IG_TOKEN)
     code, out, _ = status(DATABASE_URL=database_url)
     assert code == 0
@@ -310,13 +334,13 @@ def test_status_shows_the_threads_side_of_a_linked_account(
     assert studio["threads token"].endswith("(40 days left)")
     assert "(20 min ago); next due " in studio["last threads poll"]
     assert studio["last threads poll"].endswith(" min)")
-    assert studio["threads posts"] == "3 seen: 1 tracked, 1 done, 1 skipped (reposts)"
+    assert studio["threads posts"] == ("4 seen: 1 tracked, 1 done, 1 skipped (reposts), 1 deleted")
     assert studio["threads snapshots"] == "3 (demographics 1, posts 1, user_insights 1)"
     assert studio["threads refused"].startswith(f"clicks, views ({NOT_AVAILABLE}); asked again ")
     assert studio["snapshots"] == "0"
     shop = account_block(out, "shop")
     assert not [label for label in shop if label.startswith(("threads", "token refreshed"))]
-    assert "throttle pauses unknown; Threads: 1 profile, 3 posts" in out
+    assert "throttle pauses unknown; Threads: 1 profile, 4 posts" in out
     assert THREADS_TOKEN not in out
 
 
@@ -334,7 +358,7 @@ def test_status_json_carries_the_threads_side(
     )
     assert (threads["state"], threads["token_days_left"]) == ("reauth_required", 40)
     assert threads["state_reason"] == "error 190 for access_token=[REDACTED]"
-    assert threads["posts"] == {"seen": 3, "tracked": 1, "done": 1, "skipped": 1}
+    assert threads["posts"] == {"seen": 4, "tracked": 1, "done": 1, "skipped": 1, "deleted": 1}
     assert threads["snapshots"]["total"] == 3
     assert [r["metric"] for r in threads["refused"]] == ["clicks", "views"]
     assert report["accounts"][0]["ig_token_refreshed_at"] is not None

@@ -199,7 +199,7 @@ async def test_not_enough_viewers_is_a_below_threshold_snapshot(
             sa.text("SELECT value, flag FROM metric_history WHERE subject_id = :m"),
             {"m": story.id},
         ).all()
-    assert len(rows) == 9  # the plain metrics, navigation and profile_activity
+    assert len(rows) == 11  # the 9 plain metrics, navigation and profile_activity
     assert {(value, flag) for value, flag in rows} == {(None, "below_threshold")}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,15 +39,34 @@ def row(metric: str, value: float | None, url: str | None = None) -> MetricRow:
     return MetricRow(metric, value, "link_url" if url else None, url, flag=flag)
 
 
+def total(metric: str, day: str, value: float | None, url: str | None = None) -> MetricRow:
+    """A range total asked for one Meta day: stored with the day's end, as views are."""
+    return replace(row(metric, value, url), end_time=at(f"{day} 07:00") + timedelta(days=1))
+
+
 # (subject id, kind, slot, captured at, rows): the user's captures and the posts' captures.
 USER_CAPTURES = [
+    # Totals of "yesterday through today" from before windows: two days each, left out.
+    (USER, "insights", "poll:0", "10-30 20:00", [row("likes", 40), row("clicks", 30, A)]),
     (USER, "insights", "backfill:1", "11-02 08:30", [views("11-01", 10), views("11-02", 20)]),
     (USER, "insights", "poll:1", "11-02 09:00", [views("11-02", 25), row("followers_count", 100)]),
-    (USER, "insights", "poll:1b", "11-02 09:10", [row("likes", 5), row("clicks", 3, A)]),
-    (USER, "insights", "poll:1c", "11-02 09:20", [row("clicks", 1, B)]),
+    (
+        USER,
+        "insights",
+        "poll:1b",
+        "11-02 09:10",
+        [total("likes", "11-01", 5), total("clicks", "11-01", 3, A)],
+    ),
+    (USER, "insights", "poll:1c", "11-02 09:20", [total("clicks", "10-31", 1, B)]),
     # 23:30 UTC is still 2 November here, though already 3 November east of UTC.
     (USER, "insights", "poll:2", "11-02 23:30", [views("11-02", 26), row("followers_count", 105)]),
-    (USER, "insights", "poll:2b", "11-02 23:31", [row("likes", None), row("clicks", 4, A)]),
+    (
+        USER,
+        "insights",
+        "poll:2b",
+        "11-02 23:31",
+        [total("likes", "11-01", None), total("clicks", "11-01", 4, A), total("likes", "10-31", 7)],
+    ),
     (USER, "insights", "poll:3", "11-03 07:30", [views("11-03", 8), row("followers_count", 107)]),
     (USER, "demographics", "day:2026-11-02", "11-02 10:00", [row("follower_demographics", 60)]),
     (OTHER_USER, "insights", "poll:1", "11-02 12:00", [row("followers_count", 9)]),
@@ -118,23 +138,41 @@ def values(keyed: Rows) -> dict[tuple[Any, ...], float | None]:
 DAILY_KEY = ("threads_user_id", "day", "metric", "dimension")
 
 
-def test_threads_user_daily_has_one_value_per_utc_day_and_metric(
+def test_threads_user_daily_has_one_value_per_day_and_metric(
     engine: Engine, account_id: int
 ) -> None:
-    """views by the day that ended at end_time, from the newest version; the rest by the
-    UTC day they were captured."""
+    """views and windowed totals by the day that ended at end_time, from the newest version;
+    point-in-time values by the UTC day they were captured; undated totals left out."""
     assert values(select(engine, "threads_user_daily", DAILY_KEY)) == {
         (USER, "2026-11-01", "views", None): 10,
         (USER, "2026-11-02", "views", None): 26,
         (USER, "2026-11-03", "views", None): 8,
         (USER, "2026-11-02", "followers_count", None): 105,
         (USER, "2026-11-03", "followers_count", None): 107,
-        (USER, "2026-11-02", "likes", None): None,
-        (USER, "2026-11-02", "clicks", A): 4,
-        (USER, "2026-11-02", "clicks", B): 1,
+        (USER, "2026-10-31", "likes", None): 7,
+        (USER, "2026-11-01", "likes", None): None,
+        (USER, "2026-11-01", "clicks", A): 4,
+        (USER, "2026-10-31", "clicks", B): 1,
         (USER, "2026-11-02", "follower_demographics", None): 60,
         (OTHER_USER, "2026-11-02", "followers_count", None): 9,
     }
+
+
+def test_threads_user_daily_sums_each_day_once(engine: Engine, account_id: int) -> None:
+    """SUM over days adds each day's newest windowed value once; a two-day total never."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.text(
+                "SELECT metric, SUM(value), COUNT(*) FROM threads_user_daily "
+                "WHERE threads_user_id = :user AND metric IN ('likes', 'clicks') "
+                "GROUP BY metric ORDER BY metric"
+            ),
+            {"user": USER},
+        ).all()
+    assert [(metric, float(sum_), n) for metric, sum_, n in found] == [
+        ("clicks", 5.0, 2),
+        ("likes", 7.0, 2),
+    ]
 
 
 def test_threads_user_daily_names_the_capture_of_each_value(
@@ -143,13 +181,14 @@ def test_threads_user_daily_names_the_capture_of_each_value(
     """Each row carries its snapshot, version, capture time, end_time and flag."""
     keyed = select(engine, "threads_user_daily", DAILY_KEY)
     first = keyed[(USER, "2026-11-01", "views", None)]
-    assert (first["version"], as_utc(first["end_time"])) == (1, at("11-02 07:00"))
+    assert (first["version"], as_utc(first["end_time"])) == (2, at("11-02 07:00"))
     followers = keyed[(USER, "2026-11-02", "followers_count", None)]
-    assert (followers["version"], as_utc(followers["captured_at"])) == (5, at("11-02 23:30"))
+    assert (followers["version"], as_utc(followers["captured_at"])) == (6, at("11-02 23:30"))
     assert (followers["account_id"], followers["end_time"]) == (account_id, None)
-    likes = keyed[(USER, "2026-11-02", "likes", None)]
-    assert (likes["flag"], likes["version"]) == (UNAVAILABLE, 6)
-    assert keyed[(USER, "2026-11-02", "clicks", B)]["breakdown"] == "link_url"
+    likes = keyed[(USER, "2026-11-01", "likes", None)]
+    assert (likes["flag"], likes["version"]) == (UNAVAILABLE, 7)
+    assert as_utc(likes["end_time"]) == at("11-02 07:00")
+    assert keyed[(USER, "2026-10-31", "clicks", B)]["breakdown"] == "link_url"
 
 
 def test_threads_post_latest_takes_each_metric_from_the_highest_version(

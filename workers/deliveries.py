@@ -40,7 +40,7 @@ from workers.failures import (
     retry_delay,
     trace_of,
 )
-from workers.threads_webhooks import apply_publish, is_publish
+from workers.threads_webhooks import apply_post_change, is_post_change
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Outcome:
 
     fields: list[str] = field(default_factory=list)
     recorded: int = 0  # new webhook versions
-    published: int = 0  # Threads posts whose captures a publish event started
+    threads: dict[str, int] = field(default_factory=dict)  # Threads post changes acted on
     already: int = 0  # stories whose webhook version existed (a Meta retry, a rerun)
     unrouted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -79,14 +79,15 @@ class Outcome:
     def status(self) -> str:
         if self.unrouted:
             return UNROUTED
-        return PROCESSED if self.recorded or self.already or self.published else IGNORED
+        return PROCESSED if self.recorded or self.already or self.threads else IGNORED
 
     def summary(self) -> str:
         parts = [f"fields: {', '.join(sorted(set(self.fields))) or '-'}"]
         if self.recorded or self.already:
             parts.append(f"stories: {self.recorded} recorded, {self.already} already recorded")
-        if self.published:
-            parts.append(f"threads posts: {self.published} published")
+        if self.threads:
+            done = ", ".join(f"{n} {kind}" for kind, n in sorted(self.threads.items()))
+            parts.append(f"threads posts: {done}")
         parts += sorted(set(self.unrouted)) + sorted(set(self.skipped))
         return "; ".join(parts)
 
@@ -134,12 +135,12 @@ def _process(session: Session, delivery_id: int) -> str:
 
 
 def _apply(session: Session, delivery_id: int, change: Change, outcome: Outcome) -> None:
-    """Route one change; all but IG story_insights and Threads publish is archived only."""
+    """Route one change; all but IG story_insights and Threads publish/delete is archived."""
     outcome.fields.append(change.field)
-    if is_publish(change):
-        kind, note = apply_publish(session, change)
-        if kind == "published":
-            outcome.published += 1
+    if is_post_change(change):
+        kind, note = apply_post_change(session, change)
+        if kind in ("published", "left to the listing", "deleted"):
+            outcome.threads[kind] = outcome.threads.get(kind, 0) + 1
         else:
             (outcome.unrouted if kind == "unrouted" else outcome.skipped).append(note)
         return

@@ -2,8 +2,13 @@
 (the usage headers that errors and the pacer read are parsed in workers.usage).
 
 Rules come from https://developers.facebook.com/docs/graph-api/guides/error-handling and
-https://developers.facebook.com/docs/graph-api/overview/rate-limiting (see META-API.md §3-4).
-Every message is scrubbed of access tokens before it is stored on an exception.
+https://developers.facebook.com/docs/graph-api/overview/rate-limiting. Every message is
+scrubbed of access tokens before it is stored on an exception.
+
+`MetaError.retryable` says whether trying the same call again can ever succeed: True for
+Throttled (after its pause) and Transient, False for AuthError and every ClientError
+(PermissionDenied, a (#100) about the account or its objects, ...), which need someone to act
+(re-authorise, grant a permission) and should be backed off and shown, not retried.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ from typing import Any
 from models.errors import ArchiverError
 from workers.usage import parse_buc_usage
 
-# Codes that mean "stop calling for a while" (RATE): app, user, page, custom, BUC limits.
-THROTTLE_CODES = frozenset({4, 17, 32, 341, 613})
+# Codes that mean "stop calling for a while": app, user, page, custom, BUC limits
+# (https://developers.facebook.com/docs/graph-api/overview/rate-limiting). Code 4 is the
+# application's own limit: every account of the app must stop, not just the one that hit it.
+APP_THROTTLE_CODE = 4
+THROTTLE_CODES = frozenset({APP_THROTTLE_CODE, 17, 32, 341, 613})
 BUC_THROTTLE_CODES = range(80000, 80100)  # 80001 Pages, 80002 Instagram, 80006 Messenger ...
 TRANSIENT_CODES = frozenset({1, 2})
 AUTH_CODES = frozenset({102, 190})
@@ -33,7 +41,9 @@ AUTH_SUBCODES = {
 DEFAULT_THROTTLE_MINUTES = 5.0
 DEFAULT_TRANSIENT_RETRY_SECONDS = 60.0
 
-_TOKEN_PARAM = re.compile(r"(access_token|client_secret)=[^&\s\"'<>]*", re.IGNORECASE)
+_TOKEN_PARAM = re.compile(
+    r"(access_token|input_token|client_secret)=[^&\s\"'<>]*", re.IGNORECASE
+)  # debug_token's input_token is a token too
 _NOT_ENOUGH_VIEWERS = "not enough viewers"
 FEATURE_NOT_AVAILABLE = "THREADS_API__FEATURE_NOT_AVAILABLE"
 _ONE_OF = re.compile(r"must be one of the following values:\s*(?P<values>.*)", re.IGNORECASE)
@@ -86,6 +96,12 @@ class MetaError(ArchiverError):
         self.error_type = error_type
         super().__init__(self.message)
 
+    @property
+    def retryable(self) -> bool:
+        """Whether the same call can succeed later (Throttled, Transient); False means only
+        a person can fix it (a token, a permission, a bad id): back off and flag instead."""
+        return self.retry_after is not None
+
     def redact(self, *secrets: str | None) -> None:
         """Remove known secrets (the token of the failed call) from the stored message."""
         self.message = scrub(self.message, *secrets)
@@ -115,8 +131,14 @@ class Throttled(MetaError):
         self.retry_after = retry_after
 
 
+class AppThrottled(Throttled):
+    """(#4) Application request limit reached: the whole app (every account, every worker)
+    waits `retry_after` seconds, not only the account whose call hit it."""
+
+
 class AccountPaused(Throttled):
-    """The shared pacer holds this account (or the app); raised before any request is sent."""
+    """The shared pacer holds this account (or the app); raised before any request is sent.
+    `account` is the pacer key that holds it (`ig:<id>`, or `app` / `app:threads`)."""
 
     def __init__(self, account: str, remaining: float) -> None:
         super().__init__(f"{account} is paused for {remaining:.1f}s", retry_after=remaining)
@@ -124,9 +146,18 @@ class AccountPaused(Throttled):
 
 
 class Transient(MetaError):
-    """A temporary failure (codes 1/2, HTTP 5xx, timeouts, connection errors): try again."""
+    """A temporary failure (codes 1/2, HTTP 5xx, timeouts, connection errors, a 200 whose
+    body is not a JSON object): try again."""
 
     retry_after: float = DEFAULT_TRANSIENT_RETRY_SECONDS
+
+
+def garbled_answer(status: int, content_type: str | None) -> Transient:
+    """A success status with a body that is not a JSON object (cut short, HTML, a list):
+    the answer was damaged on the way, so the call is retried, never read as data."""
+    shown = content_type or "no content type"
+    return Transient(f"HTTP {status} with a body that is not a JSON object ({shown})",
+                     http_status=status)  # fmt: skip
 
 
 class AuthError(MetaError):
@@ -163,7 +194,8 @@ class ObjectNotFound(ClientError):
 
 class FeatureNotAvailable(ClientError):
     """THREADS_API__FEATURE_NOT_AVAILABLE: e.g. follower metrics of a Threads profile without
-    a linked Instagram account, or geo-gating (META-API.md §5). `metrics` are those asked;
+    a linked Instagram account, or geo-gating (https://developers.facebook.com/docs/threads/insights,
+    https://developers.facebook.com/docs/threads/posts/geo-gating). `metrics` are those asked;
     `named` those the message names, so a caller can record it once per account and metric."""
 
     def __init__(self, message: str, *, metrics: Sequence[str] = (), **fields: Any) -> None:
@@ -199,8 +231,12 @@ def regain_minutes(headers: Mapping[str, str] | None) -> float:
     return max((u.regain_minutes for entries in buc.values() for u in entries), default=0.0)
 
 
-def _retry_after_seconds(headers: Mapping[str, str] | None, minute_seconds: float) -> float:
-    minutes = regain_minutes(headers) or DEFAULT_THROTTLE_MINUTES
+def _retry_after_seconds(
+    headers: Mapping[str, str] | None, minute_seconds: float, *, app: bool = False
+) -> float:
+    """The BUC regain estimate (account limits; the app's X-App-Usage has none), else a
+    default of five minutes; a longer Retry-After wins."""
+    minutes = (0.0 if app else regain_minutes(headers)) or DEFAULT_THROTTLE_MINUTES
     seconds = minutes * minute_seconds
     header = (headers or {}).get("retry-after", "")
     if header.strip().isdigit():
@@ -211,6 +247,8 @@ def _retry_after_seconds(headers: Mapping[str, str] | None, minute_seconds: floa
 def _error_class(
     status: int, code: int | None, message: str, is_transient: bool
 ) -> type[MetaError]:
+    if code == APP_THROTTLE_CODE:
+        return AppThrottled
     if status == 429 or code in THROTTLE_CODES or (code is not None and code in BUC_THROTTLE_CODES):
         return Throttled
     if code in AUTH_CODES:
@@ -255,10 +293,10 @@ def error_from_response(
     cls = _error_class(status, code, message, fields["is_transient"])
     if issubclass(cls, ClientError) and _feature_not_available(error, message):
         return FeatureNotAvailable(message, metrics=requested_metrics, **fields)
-    if cls is Throttled:
-        return Throttled(
-            message, retry_after=_retry_after_seconds(headers, minute_seconds), **fields
-        )
+    if issubclass(cls, Throttled):
+        app = cls is AppThrottled
+        wait = _retry_after_seconds(headers, minute_seconds, app=app)
+        return cls(message, retry_after=wait, **fields)
     if cls is InvalidMetric:
         return InvalidMetric(message, metrics=invalid_metrics(message, requested_metrics), **fields)
     if cls is ClientError and code == 100 and fields["subcode"] == 33:

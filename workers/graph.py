@@ -16,10 +16,10 @@ import httpx
 from redis.asyncio import Redis
 
 from models.config import Settings
-from models.recording import BELOW_THRESHOLD, MetricRow
-from workers.errors import InvalidMetric, NotEnoughViewers
+from models.recording import BELOW_THRESHOLD, NOT_SUPPORTED, MetricRow
+from workers.errors import InvalidMetric, MetaError, NotEnoughViewers
+from workers.metric_drops import MEDIA, DroppedMetrics, Refusal
 from workers.metric_sets import (
-    DroppedMetrics,
     InsightsCall,
     flagged_rows,
     parse_insights,
@@ -27,6 +27,7 @@ from workers.metric_sets import (
     story_calls,
 )
 from workers.pacing import Pacer
+from workers.token_info import TokenInfo, parse_token_info
 from workers.transport import MetaTransport, on_host, parse_grant, shared_pacer
 from workers.transport import TokenGrant as TokenGrant  # re-exported: callers import it here
 from workers.transport import make_http_client as make_http_client  # re-exported
@@ -219,27 +220,44 @@ class GraphClient:
         media_id: str,
         calls: Sequence[InsightsCall] | None = None,
     ) -> StoryInsights:
-        """One snapshot: the version's calls (3), minus metrics dropped as invalid.
+        """One snapshot: the version's calls (3), without the metrics this media refused or
+        the version dropped; each of those is a null row flagged not_supported.
 
         Error 10 "Not enough viewers" ends the capture at once with below_threshold rows.
         """
         calls = tuple(calls or story_calls(self.version))
-        skip = await self._dropped({m for call in calls for m in call.metrics})
+        wanted = [m for call in calls for m in call.metrics]
+        skip = await self._refusals(media_id, wanted)
         rows: list[MetricRow] = []
         raw: dict[str, Any] = {}
         for call in calls:
-            todo = call.without(skip)
             try:
-                got, body = await self._insights_dropping(account, media_id, todo, skip)
+                got, body = await self._insights_dropping(account, media_id, call, skip)
             except NotEnoughViewers as exc:
-                metrics = [m for c in calls for m in c.metrics if m not in skip]
+                rows = flagged_rows([m for m in wanted if m not in skip], BELOW_THRESHOLD)
                 raw = {"error": {"code": exc.code, "message": exc.message}}
-                rows = flagged_rows(metrics, BELOW_THRESHOLD)
-                return StoryInsights(rows, raw, self.version, tuple(sorted(skip)), BELOW_THRESHOLD)
+                return self._snapshot(rows, raw, skip, BELOW_THRESHOLD)
             rows.extend(got)
             if body is not None:
                 raw[call.name] = body
-        return StoryInsights(rows, raw, self.version, tuple(sorted(skip)))
+        if self.dropped is not None:
+            await self.dropped.answered(self.version, [m for m in wanted if m not in skip])
+        return self._snapshot(rows, raw, skip)
+
+    def _snapshot(
+        self,
+        rows: list[MetricRow],
+        raw: dict[str, Any],
+        skip: Mapping[str, Refusal],
+        flag: str | None = None,
+    ) -> StoryInsights:
+        """The rows plus a null not_supported row per metric not asked, so a reader tells
+        "not asked" from zero; Meta's reasons go in the raw."""
+        names = sorted(skip)
+        if names:
+            rows = rows + flagged_rows(names, NOT_SUPPORTED)
+            raw = {**raw, "not_supported": {m: skip[m].to_raw() for m in names}}
+        return StoryInsights(rows, raw, self.version, tuple(names), flag)
 
     async def connected_threads_user(self, account: IgCredentials) -> str | None:
         """The Threads user id linked to a Facebook Login account (None if none, or IG Login,
@@ -261,27 +279,40 @@ class GraphClient:
         url = f"{self.urls['instagram']}/refresh_access_token"
         return parse_grant(await self._get(account, url, {"grant_type": "ig_refresh_token"}))
 
-    async def _dropped(self, metrics: set[str]) -> set[str]:
-        return await self.dropped.dropped(self.version, metrics) if self.dropped else set()
+    async def _refusals(self, media_id: str, metrics: Sequence[str]) -> dict[str, Refusal]:
+        if self.dropped is None:
+            return {}
+        return await self.dropped.refusals(self.version, media_id, metrics)
 
     async def _insights_dropping(
-        self, account: IgCredentials, media_id: str, call: InsightsCall | None, skip: set[str]
+        self,
+        account: IgCredentials,
+        media_id: str,
+        call: InsightsCall,
+        skip: dict[str, Refusal],
     ) -> tuple[list[MetricRow], dict[str, Any] | None]:
-        """Retry without each metric Meta rejects as invalid; remember the rejection."""
-        while call is not None:
+        """Ask `call` without the skipped metrics; one that Meta refuses (#100) is added to
+        `skip`, remembered for this media, and the call asked again without it."""
+        todo = call.without(skip)
+        while todo is not None:
             try:
-                return await self.insights(account, media_id, call)
+                return await self.insights(account, media_id, todo)
             except InvalidMetric as exc:
-                bad = [m for m in exc.metrics if m in call.metrics]
+                bad = [m for m in exc.metrics if m in todo.metrics]
                 if not bad:
                     raise
                 for metric in bad:
-                    log.warning("dropping metric %s for %s: %s", metric, self.version, exc.message)
-                    if self.dropped is not None:
-                        await self.dropped.drop(self.version, metric, reason=exc.message)
-                skip.update(bad)
-                call = call.without(bad)
+                    skip[metric] = await self._refuse(media_id, metric, exc.message)
+                todo = todo.without(bad)
         return [], None
+
+    async def _refuse(self, media_id: str, metric: str, message: str) -> Refusal:
+        log.warning("metric %s refused for media %s: %s", metric, media_id, message)
+        if self.dropped is not None and await self.dropped.refuse(
+            self.version, media_id, metric, reason=message
+        ):
+            log.warning("metric %s dropped for %s: several media refused it", metric, self.version)
+        return Refusal(MEDIA, message)
 
     async def _get(
         self,
@@ -294,3 +325,26 @@ class GraphClient:
         """One paced, retried GET under the account's pacer key `ig:<ig_user_id>`."""
         key = f"ig:{account.ig_user_id}"
         return await self.transport.get(key, account.ig_token, url, params, metrics=metrics)
+
+    async def debug_token(
+        self, account: IgCredentials, *, app_token: str | None = None
+    ) -> TokenInfo:
+        """What Meta knows of a Facebook Login token: its expiry and data-access expiry.
+
+        debug_token needs "an app access token or an app developer's user access token for
+        the app" (https://developers.facebook.com/docs/graph-api/reference/debug_token): the
+        app token (`{app-id}|{app-secret}`) when given, else the token inspects itself, which
+        Meta allows when its user has a role on the app. Neither token reaches an error.
+        """
+        if account.login != "facebook":
+            msg = "debug_token is asked for Facebook Login tokens only"
+            raise ValueError(msg)
+        url = f"{self.urls['facebook']}/{self.version}/debug_token"
+        params = {"input_token": account.ig_token}
+        access = app_token or account.ig_token
+        try:
+            body = await self.transport.get(f"ig:{account.ig_user_id}", access, url, params)
+        except MetaError as exc:
+            exc.redact(account.ig_token, app_token)
+            raise
+        return parse_token_info(body)

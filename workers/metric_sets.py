@@ -1,9 +1,9 @@
-"""Which story insights to request per Graph API version, how an answer becomes MetricRows,
-and the metrics Meta has rejected.
+"""Which story insights to request per Graph API version, and how an answer becomes MetricRows
+(the metrics Meta refused are remembered in workers.metric_drops).
 
 Source: https://developers.facebook.com/documentation/instagram-platform/reference/instagram-media/insights
-(META-API.md §3). A metric that needs a breakdown gets a call of its own: mixing a breakdown
-with metrics that do not support it fails with "An unknown error has occurred."
+A metric that needs a breakdown gets a call of its own: mixing a breakdown with metrics that
+do not support it fails with "An unknown error has occurred."
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
-from redis.asyncio import Redis
-
 from models.errors import ConfigError
 from models.recording import UNAVAILABLE, MetricRow
+from workers.metric_drops import DroppedMetrics as DroppedMetrics  # re-exported for callers
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,21 @@ NEVER_REQUEST: Final = frozenset(
     }
 )
 
-_PLAIN = ("views", "reach", "replies", "shares", "total_interactions", "follows", "profile_visits")
+# `reposts` (December 2025) and the new story metrics such as `link_clicks` (June 2026) came
+# out of cycle, "Applies to all versions", so they belong to every row:
+# https://developers.facebook.com/documentation/instagram-platform/changelog
+# A media that refuses one costs one extra call, once (workers.metric_drops).
+_PLAIN = (
+    "views",
+    "reach",
+    "replies",
+    "shares",
+    "total_interactions",
+    "follows",
+    "profile_visits",
+    "link_clicks",
+    "reposts",
+)
 
 # THE table: first major API version a row applies to -> the calls of one story snapshot.
 # v22.0 is the oldest version Meta still serves (changelog versions table, META-API.md §3).
@@ -150,36 +163,3 @@ def parse_insights(
 def flagged_rows(metrics: Sequence[str], flag: str) -> list[MetricRow]:
     """Null values with a reason, e.g. below_threshold after error 10 "Not enough viewers"."""
     return [MetricRow(metric, None, flag=flag) for metric in metrics]
-
-
-class DroppedMetrics:
-    """Metrics Meta rejected as invalid (#100) for an API version, shared by all workers.
-
-    One Redis key per version and metric. Keys expire (default 7 days) so that a metric
-    rejected by mistake is tried again some day rather than lost for good.
-    """
-
-    def __init__(
-        self, redis: Redis, *, prefix: str = "archiver", ttl_seconds: int = 7 * 86400
-    ) -> None:
-        self.redis = redis
-        self.prefix = prefix
-        self.ttl_seconds = ttl_seconds
-
-    def __repr__(self) -> str:
-        return f"DroppedMetrics(prefix={self.prefix!r}, ttl_seconds={self.ttl_seconds})"
-
-    def key(self, version: str, metric: str) -> str:
-        return f"{self.prefix}:metric_dropped:{version}:{metric}"
-
-    async def dropped(self, version: str, metrics: Iterable[str]) -> set[str]:
-        """Those of `metrics` that were dropped for `version`."""
-        names = list(metrics)
-        if not names:
-            return set()
-        flags = await self.redis.mget([self.key(version, name) for name in names])
-        return {name for name, flag in zip(names, flags, strict=True) if flag is not None}
-
-    async def drop(self, version: str, metric: str, *, reason: str) -> None:
-        """Remember that Meta rejected `metric` on `version` (reason: Meta's scrubbed message)."""
-        await self.redis.set(self.key(version, metric), reason[:500], ex=self.ttl_seconds)

@@ -1,9 +1,12 @@
 """Threads jobs: the user's insights every THREADS_POLL_SECONDS, its posts, each post's
 decaying snapshot schedule, and the `views` backfill run when an account is linked.
 
-Threads has no insights webhooks and its counters only show "now" (META-API.md §5), so every
-poll is a snapshot version of the Threads user (`subject_type='threads_user'`) and every post
-capture a version of the post (`threads_post`).
+Threads has no insights webhooks and its counters only show "now"
+(https://developers.facebook.com/docs/threads/insights), so every poll is a snapshot version
+of the Threads user (`subject_type='threads_user'`) and every post capture a version of the
+post (`threads_post`). The user's range totals (likes, replies, reposts, quotes, clicks) are
+asked one closed Meta day at a time and stored with that day's end as `end_time`, like the
+`views` series, so that no day is counted twice (workers.meta_days).
 
 A poll stops at a throttle (due again after the pause), an expired token (flagged), a
 transient failure (retried whole, nothing kept meanwhile, then due again with back-off) or a
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,6 +50,7 @@ from models.threads import (
     mark_unavailable,
     newest_post_at,
     stored_slots,
+    stored_windows,
     unavailable_metrics,
 )
 from models.types import utcnow
@@ -61,6 +65,7 @@ from workers.errors import (
     Transient,
 )
 from workers.failures import GAVE_UP, count, guarded, job_try, rejection, retry, retry_delay
+from workers.meta_days import Window, due_windows
 from workers.threads import ThreadsAccount, ThreadsClient
 
 log = logging.getLogger(__name__)
@@ -68,6 +73,11 @@ log = logging.getLogger(__name__)
 INSIGHTS_FLOOR = datetime.fromtimestamp(1712991600, UTC)  # "any timestamp before ... rejected"
 VIEWS_OVERLAP = timedelta(days=2)  # the last days' views are still settling: ask them again
 TOTALS = ("likes", "replies", "reposts", "quotes", "clicks")
+# Range totals are asked per closed Meta day (workers.meta_days): up to this many calls a
+# poll, for days up to this far back, each day once it ends and once more when settled.
+TOTALS_CALLS_PER_POLL = 4
+TOTALS_HORIZON_DAYS = 30
+TOTALS_SETTLE = timedelta(days=2)
 DEMOGRAPHICS = ("country", "city", "age", "gender")
 UNAVAILABLE_RETRY = timedelta(days=7)  # ask again for a metric Meta refused, once a week
 BACKFILL_CHUNK = timedelta(days=30)
@@ -184,21 +194,43 @@ async def _back_off(
 
 
 async def _user_insights(ctx: dict[str, Any], account: Account) -> Collected:
-    """views since the last stored day (with overlap), range totals, followers_count."""
+    """views since the last stored day (with overlap), the totals of the closed days due
+    (workers.meta_days), followers_count."""
     engine: Engine = ctx["engine"]
     assert account.threads_user_id is not None
     last = await in_thread(ctx, last_views_day, engine, threads_user_id=account.threads_user_id)
     now = utcnow()
     since = max(INSIGHTS_FLOOR, (last or now) - VIEWS_OVERLAP)
     got = Collected()
-    calls: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
-        ("views", ("views",), {"since": int(since.timestamp()), "until": int(now.timestamp())}),
-        ("totals", TOTALS, {}),
-        ("followers_count", ("followers_count",), {}),
-    ]
-    for name, metrics, options in calls:
-        await _call(ctx, account, got, name, metrics, **options)
+    span: dict[str, Any] = {"since": int(since.timestamp()), "until": int(now.timestamp())}
+    await _call(ctx, account, got, "views", ("views",), **span)
+    for window in await _total_windows(ctx, account, now):
+        name = f"totals:{window.since.date().isoformat()}"
+        await _call(ctx, account, got, name, TOTALS, window=window)
+    await _call(ctx, account, got, "followers_count", ("followers_count",))
     return got
+
+
+async def _total_windows(ctx: dict[str, Any], account: Account, now: datetime) -> list[Window]:
+    """The closed Meta days whose totals are due: each once it ends and once settled."""
+    assert account.threads_user_id is not None
+    start = now - timedelta(days=TOTALS_HORIZON_DAYS + 2)
+    stored = await in_thread(
+        ctx,
+        stored_windows,
+        ctx["engine"],
+        threads_user_id=account.threads_user_id,
+        metrics=TOTALS,
+        since=start,
+    )
+    return due_windows(
+        now,
+        stored,
+        horizon=TOTALS_HORIZON_DAYS,
+        settle=TOTALS_SETTLE,
+        limit=TOTALS_CALLS_PER_POLL,
+        floor=INSIGHTS_FLOOR,
+    )
 
 
 async def _call(
@@ -207,9 +239,12 @@ async def _call(
     got: Collected,
     name: str,
     metrics: tuple[str, ...],
+    *,
+    window: Window | None = None,
     **options: Any,
 ) -> None:
-    """One user-insights call into `got`, minus metrics Meta said it will not give."""
+    """One user-insights call into `got`, minus metrics Meta said it will not give; with a
+    `window`, over that day only, every row dated by the window's end."""
     engine: Engine = ctx["engine"]
     assert account.id is not None
     skip = await in_thread(ctx, unavailable_metrics, engine, account_id=account.id, now=utcnow())
@@ -217,6 +252,8 @@ async def _call(
     if not wanted or got.stop is not None:
         return
     client: ThreadsClient = ctx["threads"]
+    if window is not None:
+        options.update(window.params)
     try:
         rows, body = await client.user_insights(threads_account(account), wanted, **options)
     except FeatureNotAvailable as exc:
@@ -225,6 +262,8 @@ async def _call(
     except MetaError as exc:
         await _failed(ctx, account.id, exc, got)
         return
+    if window is not None:
+        rows = [replace(row, end_time=window.until) for row in rows]
     got.rows.extend(rows)
     got.raw[name] = body
 

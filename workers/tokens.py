@@ -1,6 +1,7 @@
 """`refresh_tokens` (cron, hourly and at start): keep Instagram Login and Threads long-lived
-tokens alive. A token Meta will not refresh flags its side of the account for
-re-authorisation, logged once; a transient failure waits for the next hour."""
+tokens alive, and read Facebook Login tokens' expiry (workers.token_checks). A token Meta
+will not refresh flags its side of the account for re-authorisation, logged once; a
+transient failure waits for the next hour."""
 
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ from workers.context import in_thread
 from workers.errors import MetaError, Throttled, Transient
 from workers.graph import TokenGrant
 from workers.threads_polling import threads_account
+from workers.token_checks import check_token_expiries
 
 log = logging.getLogger(__name__)
 
 
 async def refresh_tokens(ctx: dict[str, Any]) -> dict[str, int]:
-    """Refresh every due token; returns counts by outcome for the job log."""
+    """Refresh every due token, then check the Facebook Login tokens due a check; returns
+    counts by outcome for the job log."""
     settings: Settings = ctx["settings"]
     engine: Engine = ctx["engine"]
     every = timedelta(days=settings.token_refresh_days)
@@ -32,7 +35,8 @@ async def refresh_tokens(ctx: dict[str, Any]) -> dict[str, int]:
     counts = {"refreshed": 0, "failed": 0, "later": 0}
     for account_id, platform in due:
         counts[await _refresh_one(ctx, account_id, platform)] += 1
-    if due:
+    counts |= await check_token_expiries(ctx)
+    if any(counts.values()):
         log.info("token refresh: %s", counts, extra=counts)
     return counts
 

@@ -1,10 +1,13 @@
 """One GET against a Meta host, done the way every Meta client of the worker must do it.
 
 Shared by the Instagram Graph client (workers.graph) and the Threads client (workers.threads)
-so that both honour the same rules (META-API.md §4): check the shared pause before calling
-(Meta: once limited, stop calling; more calls extend the block), read the usage headers of
-every answer, pause on throttling, retry only Transient failures and only a few times, and
-keep the token out of every log line, error message and exception chain.
+so that both honour the same rules
+(https://developers.facebook.com/docs/graph-api/overview/rate-limiting): check the shared
+pause before calling (once limited, stop calling; more calls extend the block), read the
+usage headers of every answer (errors and throttles included), pause the account or the
+whole app on throttling, retry only Transient failures (a 200 whose body is not a JSON object
+among them) and only a few times, and keep the token out of every log line, error message
+and exception chain.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from models.types import utcnow
 from workers.errors import (
     MetaError,
     ScrubTokens,
-    Throttled,
     Transient,
     error_from_response,
+    garbled_answer,
     scrub,
 )
 from workers.pacing import Pacer
@@ -111,9 +114,10 @@ class MetaTransport:
     """GETs for any Meta API; holds no token, the caller passes one per call.
 
     `key` names the pacer's account (`ig:<ig_user_id>`, `threads:<threads_user_id>`).
-    Every request checks the shared pause first (AccountPaused, no request sent), feeds the
-    usage headers to the pacer, retries Transient failures a bounded number of times with
-    jittered exponential back-off, and raises everything else from workers.errors.
+    Every request checks the shared pause of the account and of its app first
+    (AccountPaused, no request sent), feeds every answer's usage headers and throttle error
+    to the pacer, retries Transient failures a bounded number of times with jittered
+    exponential back-off, and raises everything else from workers.errors.
     """
 
     def __init__(
@@ -153,8 +157,6 @@ class MetaTransport:
             result = await self._try(key, token, url, {**(params or {})}, metrics)
             if not isinstance(result, MetaError):
                 return result
-            if isinstance(result, Throttled) and self.pacer is not None:
-                result.retry_after = await self.pacer.throttled(key, result)
             if not isinstance(result, Transient) or attempt == self.max_tries:
                 raise result
             delay = min(self.backoff_cap_seconds, self.backoff_seconds * 2 ** (attempt - 1))
@@ -177,27 +179,41 @@ class MetaTransport:
         try:
             response = await self.http.get(target)
         except httpx.RequestError as exc:
-            if self.pacer is not None:
-                await self.pacer.count_call(key, "error")
+            await self._count(key, "error")
             return Transient(f"{type(exc).__name__}: {scrub(str(exc), token)}")
-        if self.pacer is not None:
-            await self.pacer.count_call(key, str(response.status_code))
+        await self._count(key, str(response.status_code))
         log.debug("GET %s -> %d", response.request.url.path, response.status_code)
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        error: MetaError | None = None
-        if not response.is_success or not isinstance(body, dict):
-            minute = self.pacer.minute_seconds if self.pacer else 60.0
-            error = error_from_response(
-                response.status_code,
-                body,
-                response.headers,
-                requested_metrics=metrics,
-                minute_seconds=minute,
-            )
-            error.redact(token)
-        if self.pacer is not None and not isinstance(error, Throttled):
-            await self.pacer.observe(key, response.headers)
-        return error if error is not None else body
+        minute = self.pacer.minute_seconds if self.pacer else 60.0
+        result = read_answer(response, metrics=metrics, minute_seconds=minute)
+        if isinstance(result, MetaError):
+            result.redact(token)
+        if self.pacer is not None:
+            error = result if isinstance(result, MetaError) else None
+            await self.pacer.after(key, response.headers, error)
+        return result
+
+    async def _count(self, key: str, status: str) -> None:
+        if self.pacer is not None:
+            await self.pacer.count_call(key, status)
+
+
+def read_answer(
+    response: httpx.Response, *, metrics: Sequence[str] = (), minute_seconds: float = 60.0
+) -> dict[str, Any] | MetaError:
+    """A response's JSON object, or the error it means: Meta's error for a failure status,
+    Transient for a success whose body is not a JSON object (damaged: retry, never read)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.is_success:
+        if isinstance(body, dict):
+            return body
+        return garbled_answer(response.status_code, response.headers.get("content-type"))
+    return error_from_response(
+        response.status_code,
+        body,
+        response.headers,
+        requested_metrics=metrics,
+        minute_seconds=minute_seconds,
+    )

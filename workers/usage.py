@@ -1,13 +1,27 @@
-"""The usage headers Meta sends with every answer (X-App-Usage, X-Business-Use-Case-Usage):
-https://developers.facebook.com/docs/graph-api/overview/rate-limiting (META-API.md §4).
-Parsing is pure and forgiving: a missing or malformed header is "no information"."""
+"""The usage headers Meta sends with every answer, errors included (X-App-Usage,
+X-Business-Use-Case-Usage): https://developers.facebook.com/docs/graph-api/overview/rate-limiting.
+Parsing is pure and forgiving: a missing or malformed header is "no information".
+
+X-App-Usage comes in two shapes. graph.facebook.com sends
+`{"call_count":28,"total_time":25,"total_cputime":25}` (documented on the page above);
+graph.instagram.com (Instagram Login) is reported to send `call_volume` and `cpu_time`
+instead of `call_count` and `total_cputime`, beside `total_time`. That second shape is
+unconfirmed: Meta does not document it, so both names are read wherever they appear.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+# Our name -> the names Meta uses for it (Graph shape first, then Instagram Login's).
+_ALIASES: Final = {
+    "call_count": ("call_count", "call_volume"),
+    "total_cputime": ("total_cputime", "cpu_time"),
+    "total_time": ("total_time",),
+}
 
 
 @dataclass(frozen=True)
@@ -26,22 +40,25 @@ class Usage:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
-        def number(name: str) -> float:
-            value = data.get(name)
-            return float(value) if isinstance(value, int | float) else 0.0
+        def number(*names: str) -> float:
+            for name in names:
+                value = data.get(name)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    return float(value)
+            return 0.0
 
         kind = data.get("type")
         return cls(
-            call_count=number("call_count"),
-            total_time=number("total_time"),
-            total_cputime=number("total_cputime"),
+            call_count=number(*_ALIASES["call_count"]),
+            total_time=number(*_ALIASES["total_time"]),
+            total_cputime=number(*_ALIASES["total_cputime"]),
             regain_minutes=number("estimated_time_to_regain_access"),
             type=kind if isinstance(kind, str) else None,
         )
 
 
 def parse_app_usage(value: str | None) -> Usage | None:
-    """X-App-Usage: `{"call_count":28,"total_time":25,"total_cputime":25}`; None if absent/bad."""
+    """X-App-Usage in either shape; None if absent or malformed."""
     data = _loads(value)
     return Usage.from_dict(data) if isinstance(data, dict) else None
 

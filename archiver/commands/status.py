@@ -1,9 +1,9 @@
 """`archiver status`: what is being captured, coverage, failures, token expiry.
 
-The figures come from the database (models.status) and, for throttle pauses, from the Redis
-hashes the workers' Pacer keeps (workers/pacing.py). Redis is optional here: status is what
-an operator runs when something is wrong, so an unreachable Redis makes the pauses "unknown"
-instead of failing the whole report. This module holds the command, the pauses and the
+The figures come from the database (models.status) and, for throttle pauses and failed jobs,
+from the Redis keys the workers keep (workers/pacing.py, models.stats). Redis is optional here:
+status is what an operator runs when something is wrong, so an unreachable Redis makes those
+"unknown" instead of failing the whole report. This module holds the command, the pauses and the
 `--json` document; the text report is archiver/commands/status_text.py. Tokens are never
 read, so never printed.
 """
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 PAUSE_COUNTS_KEY = "archiver:pauses:ig:{}"
 PAUSE_KEY = "archiver:pause:ig:{}"
 APP_PAUSE_KEY = "archiver:pause:app"
+THREADS_APP_PAUSE_KEY = "archiver:pause:app:threads"
 REDIS_TIMEOUT = 2.0
 ERROR_CHARS = 200
 
@@ -46,10 +47,14 @@ class Pauses:
 
 @dataclass
 class PauseReport:
-    """Every account's pauses, or why they are unknown (no REDIS_URL, Redis unreachable)."""
+    """What Redis knows: every account's pauses, the app-wide pauses (Instagram's app and
+    Threads' own) and the workers' failed jobs by function and outcome; or why it is unknown
+    (no REDIS_URL, Redis unreachable)."""
 
     by_ig_user: dict[str, Pauses] | None
     app_paused_for_seconds: float | None = None
+    threads_app_paused_for_seconds: float | None = None
+    job_failures: dict[str, dict[str, int]] | None = None
     unknown_because: str | None = None
 
 
@@ -58,19 +63,24 @@ def register(subparsers: SubParsers) -> None:
         subparsers,
         "status",
         help_text="what is being captured: coverage, failures, token expiry",
-        description="Per account: state, token expiry (and last refresh for Instagram Login), "
-        "last story poll, stories seen / captured before expiry / missed (by reason) / live, "
-        "snapshots, throttle pauses (from REDIS_URL when reachable) and the last error; with "
-        "a linked Threads profile also its link, token state and expiry, last and next poll, "
-        "posts tracked / done / skipped, Threads snapshots and the metrics Meta refused; then "
-        "totals and the webhook deliveries by status. Tokens are never shown.",
+        description="Per account: state, token expiry (Facebook Login: `never` or a date, and "
+        "the data-access expiry; Instagram Login: also the last refresh), last story poll and "
+        "how long it is overdue, the problem and failure count of an error retrying cannot fix, "
+        "stories seen / captured before expiry / missed (by reason) / live, snapshots, throttle "
+        "pauses (from REDIS_URL when reachable), the last error and its age, and the stories or "
+        "posts still being captured that are overdue or failed (the first few, with a count of "
+        "the rest); with a linked Threads profile also its link, token state and expiry, polls "
+        "(overdue, problem), posts tracked / done / skipped / deleted, Threads snapshots and the "
+        "metrics Meta refused; then totals, problems over all accounts, app-wide pauses, failed "
+        "jobs and the webhook deliveries by status. Tokens are never shown.",
     )
     status.add_argument("--json", action="store_true", help="one JSON document, for scripts")
     status.set_defaults(handler=run_status)
 
 
 def read_pauses(redis_url: str | None, ig_user_ids: list[str]) -> PauseReport:
-    """The Pacer's counters and current pauses, in one pipelined round trip."""
+    """The Pacer's counters and current pauses and the failed jobs, in one pipelined round
+    trip."""
     if not redis_url:
         return PauseReport(None, unknown_because="REDIS_URL unset")
     import redis
@@ -83,21 +93,45 @@ def read_pauses(redis_url: str | None, ig_user_ids: list[str]) -> PauseReport:
     except ValueError:
         return PauseReport(None, unknown_because="REDIS_URL is not a Redis URL")
     try:
-        with client.pipeline(transaction=False) as pipe:
-            for ig_user_id in ig_user_ids:
-                pipe.hgetall(PAUSE_COUNTS_KEY.format(ig_user_id))
-                pipe.pttl(PAUSE_KEY.format(ig_user_id))
-            pipe.pttl(APP_PAUSE_KEY)
-            replies = pipe.execute()
+        replies = _ask(client, ig_user_ids)
     except RedisError:
         return PauseReport(None, unknown_because="Redis unreachable")
     finally:
         client.close()
+    return _pause_report(ig_user_ids, replies)
+
+
+def _ask(client: Any, ig_user_ids: list[str]) -> list[Any]:
+    from models.stats import JOB_FAILURES_KEY
+
+    with client.pipeline(transaction=False) as pipe:
+        for ig_user_id in ig_user_ids:
+            pipe.hgetall(PAUSE_COUNTS_KEY.format(ig_user_id))
+            pipe.pttl(PAUSE_KEY.format(ig_user_id))
+        pipe.pttl(APP_PAUSE_KEY)
+        pipe.pttl(THREADS_APP_PAUSE_KEY)
+        pipe.hgetall(JOB_FAILURES_KEY)
+        replies: list[Any] = pipe.execute()
+    return replies
+
+
+def _pause_report(ig_user_ids: list[str], replies: list[Any]) -> PauseReport:
+    from models.stats import split_fields
+
+    *accounts, app, threads_app, failures = replies
     by_ig_user = {
-        ig_user_id: Pauses({_text(k): int(v) for k, v in counts.items()}, max(int(ttl), 0) / 1000)
-        for ig_user_id, counts, ttl in zip(ig_user_ids, replies[::2], replies[1::2], strict=False)
+        ig_user_id: Pauses({_text(k): int(v) for k, v in counts.items()}, _seconds(ttl))
+        for ig_user_id, counts, ttl in zip(ig_user_ids, accounts[::2], accounts[1::2], strict=True)
     }
-    return PauseReport(by_ig_user, app_paused_for_seconds=max(int(replies[-1]), 0) / 1000)
+    job_failures: dict[str, dict[str, int]] = {}
+    for (function, outcome), count in sorted(split_fields(failures).items()):
+        job_failures.setdefault(function, {})[outcome] = count
+    return PauseReport(by_ig_user, _seconds(app), _seconds(threads_app), job_failures)
+
+
+def _seconds(pttl: Any) -> float:
+    """A key's PTTL in seconds; 0 when the key is gone (-2) or has no expiry (-1)."""
+    return max(int(pttl), 0) / 1000
 
 
 def _text(value: Any) -> str:
@@ -106,17 +140,19 @@ def _text(value: Any) -> str:
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
     from archiver.commands.status_text import as_text
+    from models.overdue import overdue_grace
     from models.status import account_statuses, delivery_counts
     from models.types import utcnow
 
+    now = utcnow()
     engine = open_database(settings)
     try:
-        accounts = account_statuses(engine)
+        grace = overdue_grace(settings.schedule_tick_seconds)
+        accounts = account_statuses(engine, now=now, grace=grace)
         deliveries = delivery_counts(engine)
     finally:
         engine.dispose()
     pauses = read_pauses(settings.redis_url, [account.ig_user_id for account in accounts])
-    now = utcnow()
     if args.json:
         report = as_json(accounts, deliveries, pauses, now)
         print(json.dumps(report, indent=2, default=datetime.isoformat))
@@ -148,11 +184,13 @@ def as_json(
     rows = []
     for account in accounts:
         row = asdict(account)
-        row["state_reason"], row["last_error"] = (
-            safe(account.state_reason),
-            safe(account.last_error),
-        )
+        for name in ("state_reason", "last_error", "ig_problem", "ig_token_check_error"):
+            row[name] = safe(row[name])
+        for problem in row["media_problems"]["listed"]:
+            problem["last_error"] = safe(problem["last_error"])
         row["token_days_left"] = days_left(account.ig_token_expires_at, now)
+        row["token_never_expires"] = account.token_never_expires
+        row["data_access_days_left"] = days_left(account.ig_data_access_expires_at, now)
         row["threads"] = None if account.threads is None else threads_json(account.threads, now)
         row["snapshots"] = {
             "total": sum(account.snapshots.values()),
@@ -167,6 +205,8 @@ def as_json(
         "totals": totals(accounts, pauses),
         "throttle_pauses_unknown_because": pauses.unknown_because,
         "app_paused_for_seconds": pauses.app_paused_for_seconds,
+        "threads_app_paused_for_seconds": pauses.threads_app_paused_for_seconds,
+        "job_failures": pauses.job_failures,
         "deliveries": {
             "total": deliveries.total,
             "by_status": deliveries.by_status,
@@ -178,7 +218,7 @@ def as_json(
 def threads_json(threads: ThreadsStatus, now: datetime) -> dict[str, Any]:
     """The Threads side of an account, reasons made safe to print."""
     row = asdict(threads)
-    row["state_reason"] = safe(threads.state_reason)
+    row["state_reason"], row["problem"] = safe(threads.state_reason), safe(threads.problem)
     row["token_days_left"] = days_left(threads.token_expires_at, now)
     row["snapshots"] = {"total": sum(threads.snapshots.values()), "by_kind": threads.snapshots}
     for refused in row["refused"]:
@@ -202,4 +242,24 @@ def totals(accounts: list[AccountStatus], pauses: PauseReport) -> dict[str, int 
         "threads_profiles": len(linked),
         "threads_posts": sum(t.posts.seen for t in linked),
         "threads_snapshots": threads_snapshots,
+        **problem_totals(accounts),
+    }
+
+
+def problem_totals(accounts: list[AccountStatus]) -> dict[str, int]:
+    """How many accounts have a problem, wait for re-authorisation (either side) or are overdue,
+    and how many open media have a problem."""
+    from models.stories import REAUTH_REQUIRED as REAUTH
+
+    linked = [a.threads for a in accounts if a.threads is not None]
+    return {
+        "accounts_with_problem": sum(
+            bool(a.ig_problem or (a.threads is not None and a.threads.problem)) for a in accounts
+        ),
+        "accounts_awaiting_reauth": sum(
+            REAUTH in (a.state, a.threads.state if a.threads else None) for a in accounts
+        ),
+        "story_polls_overdue": sum(bool(a.story_poll_overdue_seconds) for a in accounts),
+        "threads_polls_overdue": sum(bool(t.poll_overdue_seconds) for t in linked),
+        "media_with_problem": sum(a.media_problems.total for a in accounts),
     }
