@@ -207,7 +207,8 @@ async def test_not_enough_viewers_is_a_below_threshold_snapshot(
 async def test_expired_token_flags_the_account_and_stops_calling(
     engine: Engine, redis_url: str, sim: RunningSim
 ) -> None:
-    """190 flags the account for re-authorisation once; no more listings are attempted."""
+    """190 flags the account for re-authorisation once (from the listing, or from the token
+    check at worker start, whichever asks Meta first); no more listings are attempted."""
     ig = register(engine, sim.world)
     sim.world.expire_token(account_row(engine, ig).ig_token)
     settings = story_settings(engine.url.render_as_string(False), redis_url, sim)
@@ -215,7 +216,7 @@ async def test_expired_token_flags_the_account_and_stops_calling(
         await eventually(lambda: account_row(engine, ig).state == "reauth_required")
         calls = len(sim.world.calls(kind="stories"))
         await asyncio.sleep(2.5)  # two more ticks and poll intervals: nothing must be called
-    assert len(sim.world.calls(kind="stories")) == calls == 1
+    assert len(sim.world.calls(kind="stories")) == calls <= 1
     assert "190" in (account_row(engine, ig).state_reason or "")
 
 
