@@ -14,7 +14,7 @@ hand-made keep-alive client; httpx took ~28 s here, competing with the workers f
 Python CPU: ~5 ms per delivery for arq's bookkeeping, SQLAlchemy and psycopg), all hidden
 under the wait for the stories, which expire 25-30 s after they are added; ~31 s in all,
 ~42 s with two CPU-bound processes beside it, ~61 s with six. With the deliveries' lane (2
-slots a worker) and a load average of 5-10 from other processes: 62-84 s. The timeout bounds
+slots a worker) and a load average of 5-10 from other processes: 62-93 s. The timeout bounds
 it at 150 s.
 """
 
