@@ -216,7 +216,7 @@ def run_size(opts: Options, accounts: int) -> RunResult:
         with (
             workers(opts.workers, env, Path(tmp)) as procs,
             faults_beside(
-                Plan(opts.lead_s, opts.faults),
+                Plan(opts.lead_s, opts.minute_s, opts.faults),
                 env,
                 Path(tmp),
                 sim,
@@ -258,6 +258,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     a = p.parse_args(argv)
     if a.faults and a.minute_seconds == 60.0:
         a.minute_seconds = 5.0  # a 20 s block is then a 4-"minute" regain estimate
+    if a.faults and a.final_margin == 30:
+        # Production's margin (600 s) on the same compressed clock: 10 Meta minutes, so a
+        # throttle of a few minutes still leaves time for the final.
+        a.final_margin = round(600 * a.minute_seconds / 60)
     if a.quick:
         a.accounts, a.minutes, a.lead, a.every = "20", 0.5, 20.0, 2.0
         a.poll_seconds, a.snapshot_seconds, a.final_margin = 5, 10, 8

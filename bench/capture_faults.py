@@ -16,6 +16,7 @@ import functools
 import hashlib
 import hmac
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -29,6 +30,8 @@ from typing import Any
 
 from capture_procs import Simulator, start_worker
 from loadgen import LoadResult, Target, run_python, serve
+
+from workers.errors import DEFAULT_THROTTLE_MINUTES
 
 APP_SECRET = "bench-faults-app-secret-41c7e0"
 VERIFY_TOKEN = "bench-faults-verify-token-93b2"
@@ -44,6 +47,12 @@ class CallRecord:
     account: str | None
     status: int
     code: int | None
+    kind: str = "insights"  # the route: insights (captures), stories (listings), ...
+    faulted: bool = False  # an injected fault answered it (a garbage 200 too)
+
+    @property
+    def failed(self) -> bool:
+        return self.status >= 400 or self.faulted
 
 
 @dataclass
@@ -56,6 +65,7 @@ class Window:
     accounts: frozenset[str] | None = None  # None: every account (the whole app)
     stops: bool = False  # a throttle: Meta said "stop calling"; calls during it are waste
     extend_s: float = 0.0  # a call during the block pushes its end this far past the call
+    wait_s: float = 0.0  # how long Meta told a throttled client to stop (its regain estimate)
 
 
 @dataclass
@@ -74,6 +84,7 @@ class Plan:
     """What the schedule needs of the run's options."""
 
     lead_s: float  # the first expiry window opens this long after the start
+    minute_s: float  # META_MINUTE_SECONDS: Meta's regain estimates count these
     enabled: bool = True
 
 
@@ -91,9 +102,11 @@ def _fault(sim: Simulator, **spec: Any) -> None:
 
 
 def throttle_accounts(
-    sim: Simulator, accounts: Sequence[str], seconds: float
+    sim: Simulator, accounts: Sequence[str], seconds: float, minute_s: float
 ) -> Callable[[FaultLog], None]:
-    """BUC throttling (80002) of some accounts: a block each call during it extends."""
+    """BUC throttling (80002) of some accounts: a block each call during it extends; Meta's
+    answer says to wait `estimated_time_to_regain_access` whole minutes."""
+    wait = math.ceil(seconds / minute_s) * minute_s
 
     def act(log: FaultLog) -> None:
         start = time.time()
@@ -101,21 +114,23 @@ def throttle_accounts(
             sim.request("POST", "/blocks", {"seconds": seconds, "account": account})
         scope = frozenset(accounts)
         log.windows.append(
-            Window("account throttle (80002)", start, start + seconds, scope, True, seconds)
+            Window("account throttle (80002)", start, start + seconds, scope, True, seconds, wait)
         )
 
     return act
 
 
-def block_app(sim: Simulator, seconds: float) -> Callable[[FaultLog], None]:
+def block_app(sim: Simulator, seconds: float, minute_s: float) -> Callable[[FaultLog], None]:
     """Code 4 for the whole app: every account's calls refused until it lifts (calls during
-    it extend it, as Meta says)."""
+    it extend it, as Meta says). Code 4 comes with no regain estimate, so a client waits its
+    own default (workers.errors.DEFAULT_THROTTLE_MINUTES)."""
+    wait = DEFAULT_THROTTLE_MINUTES * minute_s
 
     def act(log: FaultLog) -> None:
         start = time.time()
         sim.request("POST", "/blocks", {"seconds": seconds})
         log.windows.append(
-            Window("app-wide block (code 4)", start, start + seconds, None, True, seconds)
+            Window("app-wide block (code 4)", start, start + seconds, None, True, seconds, wait)
         )
 
     return act
@@ -239,7 +254,12 @@ class Schedule(threading.Thread):
 def calls_from_log(raw: Sequence[dict[str, Any]]) -> list[CallRecord]:
     return [
         CallRecord(
-            datetime.fromisoformat(c["at"]).timestamp(), c.get("account"), c["status"], c["code"]
+            datetime.fromisoformat(c["at"]).timestamp(),
+            c.get("account"),
+            c["status"],
+            c["code"],
+            c.get("kind") or "",
+            c.get("fault") is not None,
         )
         for c in raw
     ]
@@ -253,7 +273,7 @@ def _hits(window: Window, call: CallRecord) -> bool:
 def wasted_calls(window: Window, calls: Sequence[CallRecord]) -> int:
     """Calls answered with an error while a throttle held, beyond each account's first one
     (for the whole app: beyond the first of all); 0 is Meta's rule kept."""
-    refused = [c for c in calls if _hits(window, c) and c.at <= window.end and c.status >= 400]
+    refused = [c for c in calls if _hits(window, c) and c.at <= window.end and c.failed]
     if window.accounts is None:
         return max(0, len(refused) - 1)
     firsts = {c.account for c in refused}
@@ -261,22 +281,28 @@ def wasted_calls(window: Window, calls: Sequence[CallRecord]) -> int:
 
 
 def cleared(window: Window, calls: Sequence[CallRecord]) -> float:
-    """When the fault really ended: its planned end, or later when calls during a block
-    extended it (each refused call pushes the end `extend_s` past itself)."""
-    refused = [c.at for c in calls if _hits(window, c) and c.status >= 400]
+    """When the fault really ended: its planned end, later when calls during a block extended
+    it (each refused call pushes the end `extend_s` past itself), and for a throttle never
+    before the wait Meta asked for had passed since its first refusal (a client that called
+    sooner would extend the block)."""
+    refused = [c.at for c in calls if _hits(window, c) and c.failed]
     if not window.stops:
         return window.end
-    return max([window.end, *(at + window.extend_s for at in refused if at <= window.end + 600)])
+    late = [at + window.extend_s for at in refused if at <= window.end + 600]
+    asked = [min(refused) + window.wait_s] if refused else []
+    return max([window.end, *late, *asked])
 
 
 def recovery_gaps(window: Window, calls: Sequence[CallRecord]) -> list[float]:
-    """For each account the fault answered with an error: seconds from the fault clearing to
-    that account's next successful answer (accounts with no later success are left out)."""
+    """For each account whose captures the fault answered with an error: seconds from the
+    fault clearing to that account's next successful insights call. Captures are what a
+    story's final depends on; a failed listing simply lists again at its next poll."""
     end = cleared(window, calls)
-    hit = {c.account for c in calls if _hits(window, c) and c.at <= end and c.status >= 400}
+    captures = [c for c in calls if c.kind == "insights"]
+    hit = {c.account for c in captures if _hits(window, c) and c.at <= end and c.failed}
     firsts: dict[str | None, float] = {}
-    for call in calls:
-        if call.account in hit and call.at > end and call.status == 200:
+    for call in captures:
+        if call.account in hit and call.at > end and not call.failed:
             firsts.setdefault(call.account, call.at - end)
     return list(firsts.values())
 
@@ -291,7 +317,8 @@ def report(log: FaultLog, calls: Sequence[CallRecord], tick_s: float) -> bool:
         gaps = recovery_gaps(window, calls)
         worst = max(gaps, default=0.0)
         wasted = wasted_calls(window, calls) if window.stops else 0
-        ok = worst <= tick_s + 1.0 and wasted == 0
+        # One tick, a second for the answer, and the pacer's jitter (up to 10 % of the wait).
+        ok = worst <= tick_s + 1.0 + 0.1 * window.wait_s and wasted == 0
         good = good and ok
         print(
             f"  {window.name:<28} {window.end - window.start:5.1f} s: accounts hit "
@@ -342,12 +369,13 @@ def fault_steps(
 ) -> list[Step]:
     """The schedule: one fault of each kind, a minute apart, from 10 s after the lead."""
     first = plan.lead_s + 10
+    m = plan.minute_s
     accounts = [a["ig_user_id"] for a in created]
     stories = [(a["ig_user_id"], s) for a in created for s in a["stories"]]
     restart = functools.partial(start_worker, env, workdir, "worker-0")
     return [
-        Step(first, "account throttles", throttle_accounts(sim, accounts[::33], 20)),
-        Step(first + 60, "app-wide code 4", block_app(sim, 15)),
+        Step(first, "account throttles", throttle_accounts(sim, accounts[::33], 20, m)),
+        Step(first + 60, "app-wide code 4", block_app(sim, 15, m)),
         Step(first + 120, "5xx burst", server_errors(sim, 10)),
         Step(first + 180, "garbage 200s", garbage(sim, 10)),
         Step(first + 240, "webhook burst", webhook_burst(target, stories, BURST_DELIVERIES)),

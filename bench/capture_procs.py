@@ -202,7 +202,8 @@ class CallTally:
         calls, self.last = sim.calls(self.last)
         if self.keep:
             self.records += [
-                {k: c.get(k) for k in ("at", "account", "status", "code")} for c in calls
+                {k: c.get(k) for k in ("at", "account", "status", "code", "kind", "fault")}
+                for c in calls
             ]
         for call in calls:
             self.by_kind[call["kind"]] += 1

@@ -55,3 +55,12 @@ def test_accounts_the_fault_never_answered_are_not_counted(faults: ModuleType) -
     window = faults.Window("5xx", 10.0, 20.0)
     calls = _calls(faults, [(12, "a", 500), (15, "b", 200), (21, "a", 200), (40, "b", 200)])
     assert faults.recovery_gaps(window, calls) == [pytest.approx(1.0)]
+
+
+def test_a_throttle_clears_no_sooner_than_the_wait_meta_asked_for(faults: ModuleType) -> None:
+    """A client must not call before Meta's regain estimate has passed since the first
+    refusal (that would extend the block); recovery is measured from then."""
+    window = faults.Window("app", 10.0, 15.0, None, True, 15.0, 25.0)
+    calls = _calls(faults, [(11, "a", 400), (37, "a", 200)])
+    assert faults.cleared(window, calls) == pytest.approx(36.0)
+    assert faults.recovery_gaps(window, calls) == [pytest.approx(1.0)]
