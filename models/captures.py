@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -98,6 +99,19 @@ def promote_finals(
         if found:
             conn.execute(update, [{"row_id": row_id, "due": due} for row_id, _, due in found])
     return [DueCapture("instagram", media_id, slot, due) for _, media_id, due in found]
+
+
+def insert_media(session: Session, row: Media) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING on (platform, media_id): two overlapping listings or
+    a listing and a webhook insert a media once. True when this call inserted it."""
+    values = row.model_dump(exclude={"id"}, exclude_none=True)
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    stmt = (
+        dialect.insert(_media)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["platform", "media_id"])
+    )
+    return bool(session.connection().execute(stmt).rowcount)
 
 
 def capture_target(engine: Engine, platform: str, media_id: str) -> CaptureTarget | None:

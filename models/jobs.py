@@ -9,8 +9,9 @@ Two queues, each worked by its own lane of every worker process (workers.main): 
 webhook deliveries waits in its own queue and cannot hold back the story captures.
 """
 
-MAIN_QUEUE = "arq:queue"  # arq's default: listings, captures, Threads polls, the scheduler
+MAIN_QUEUE = "arq:queue"  # arq's default: listings, captures, Threads polls
 DELIVERIES_QUEUE = "arq:queue:deliveries"  # webhook deliveries and their sweeper
+CONTROL_QUEUE = "arq:queue:control"  # the scheduler tick and token refresh, never behind work
 
 PROCESS_DELIVERY = "process_delivery"
 

@@ -12,12 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from models.accounts import Account
-from models.captures import LIVE, MISSED
+from models.captures import LIVE, MISSED, insert_media
 from models.snapshots import Media
 from models.types import utcnow
 
@@ -139,7 +138,7 @@ def _story_values(story: FoundStory) -> dict[str, Any]:
 
 
 def _insert_story(session: Session, account_id: int, story: FoundStory) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING: two overlapping listings insert a story once."""
+    """Two overlapping listings insert a story once (models.captures.insert_media)."""
     row = Media(
         account_id=account_id,
         platform="instagram",
@@ -147,14 +146,7 @@ def _insert_story(session: Session, account_id: int, story: FoundStory) -> None:
         media_id=story.media_id,
         **_story_values(story),
     )
-    values = row.model_dump(exclude={"id"}, exclude_none=True)
-    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
-    stmt = (
-        dialect.insert(_media)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["platform", "media_id"])
-    )
-    session.connection().execute(stmt)
+    insert_media(session, row)
 
 
 def _fill_story(media: Media, story: FoundStory) -> None:

@@ -13,12 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from models.accounts import Account, MetricUnavailable
-from models.captures import SKIPPED, TRACKED
+from models.captures import SKIPPED, TRACKED, insert_media
 from models.snapshots import Media, MetricValue, Snapshot
 from models.types import utcnow
 
@@ -225,14 +224,7 @@ def _insert_post(session: Session, account_id: int, post: FoundPost, **fields: A
         raw=post.raw,
         **fields,
     )
-    values = row.model_dump(exclude={"id"}, exclude_none=True)
-    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
-    stmt = (
-        dialect.insert(_media)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["platform", "media_id"])
-    )
-    return bool(session.connection().execute(stmt).rowcount)
+    return insert_media(session, row)
 
 
 def mark_post_deleted(

@@ -22,6 +22,7 @@ from tests.metasim_fixtures import running_metasim
 from tests.processes import add_stories, archiver_env, fleet, register_accounts, rows
 from tests.servers import wait_until
 from tests.test_deliveries import add_delivery, delivery_row, story_body
+from workers.main import LANES
 from workers.reclaim import MEMBER_PREFIX, WORKERS_KEY, Member, reclaim
 
 KILL_TO_RESUMED_SECONDS = 30  # the bound; arq alone waits JOB_TIMEOUT_SECONDS + 10 s
@@ -81,7 +82,7 @@ def running_jobs(client: redis.Redis, pid: int) -> set[str]:
 
 def lanes_up(client: redis.Redis, pid: int) -> bool:
     members = [m.decode() for m in client.smembers(WORKERS_KEY)]
-    return sum(f":{pid}:" in m for m in members) == 2
+    return sum(f":{pid}:" in m for m in members) == len(LANES)
 
 
 async def enqueue(redis_url: str, ids: list[int]) -> None:

@@ -100,7 +100,7 @@ async def test_a_listing_that_failed_runs_again_at_the_next_tick(
     job_id = story_poll_job_id(account.id, epoch(account.created_at))
     out_of_tries(redis_url, job_id, LISTING_MAX_TRIES)
     settings = story_settings(url_of(engine), redis_url, sim, story_poll_seconds=900)
-    async with running_workers(settings) as (main, _deliveries):
+    async with running_workers(settings) as (main, _deliveries, _control):
         await eventually(lambda: account_row(engine, ig).stories_polled_at, timeout=10)
     assert main.jobs_failed >= 1  # the run out of tries
     assert story.id in stories(engine)
@@ -118,7 +118,7 @@ async def test_a_capture_that_failed_runs_again_at_the_next_tick(
     settings = story_settings(
         url_of(engine), redis_url, sim, story_poll_seconds=900, story_snapshot_seconds=600
     )
-    async with running_workers(settings) as (main, _deliveries):
+    async with running_workers(settings) as (main, _deliveries, _control):
         await eventually(lambda: story_snapshots(engine, story.id), timeout=10)
     assert main.jobs_failed >= 1
     assert [s.slot for s in story_snapshots(engine, story.id)] == ["first"]
@@ -135,7 +135,7 @@ async def test_a_threads_poll_that_failed_runs_again_at_the_next_tick(
     assert row.id is not None
     out_of_tries(redis_url, threads_poll_job_id(row.id, epoch(row.created_at)), POLL_MAX_TRIES)
     settings = threads_settings(engine, redis_url, sim, threads_poll_seconds=3600)
-    async with running_workers(settings) as (main, _deliveries):
+    async with running_workers(settings) as (main, _deliveries, _control):
         await eventually(lambda: account_of(engine, row.id).threads_polled_at, timeout=10)
     assert main.jobs_failed >= 1
     assert results(redis_url) == []

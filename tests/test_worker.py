@@ -23,6 +23,7 @@ from models.errors import ConfigError
 from models.jobs import (
     CAPTURE_STORY,
     CAPTURE_THREADS_POST,
+    CONTROL_QUEUE,
     DELIVERIES_QUEUE,
     MAIN_QUEUE,
     POLL_STORIES,
@@ -42,7 +43,7 @@ from tests.test_deliveries import (
     story_body,
 )
 from workers.failures import retry_delay
-from workers.main import DELIVERIES, build_worker, redis_settings, sweep_deliveries
+from workers.main import CONTROL, DELIVERIES, build_worker, redis_settings, sweep_deliveries
 from workers.reclaim import WORKERS_KEY
 from workers.running import run_worker
 
@@ -83,24 +84,20 @@ async def test_each_lane_is_built_from_settings(sqlite_url: str, redis_url: str)
     settings = make_settings(sqlite_url, redis_url, job_timeout_seconds=700, worker_max_jobs=8)
     main = build_worker(settings, burst=True, handle_signals=False)
     deliveries = build_worker(settings, lane=DELIVERIES, burst=True, handle_signals=False)
-    assert (main.max_jobs, deliveries.max_jobs) == (8, 2)  # deliveries: a quarter
-    for worker in (main, deliveries):
+    control = build_worker(settings, lane=CONTROL, burst=True, handle_signals=False)
+    lanes = (main, deliveries, control)
+    assert [w.max_jobs for w in lanes] == [8, 2, 2]  # deliveries: a quarter; control: two
+    for worker in lanes:
         assert (worker.job_timeout_s, worker.burst) == (700, True)
         assert worker.redis_settings == RedisSettings.from_dsn(redis_url)
         assert worker.keep_result_s == 0  # a kept result would refuse the next enqueue
         assert all(job.run_at_startup and job.keep_result_s for job in worker.cron_jobs)
-    assert (main.queue_name, deliveries.queue_name) == (MAIN_QUEUE, DELIVERIES_QUEUE)
-    assert set(main.functions) == {
-        POLL_STORIES,
-        CAPTURE_STORY,
-        POLL_THREADS,
-        CAPTURE_THREADS_POST,
-        "schedule_due",
-        "refresh_tokens",
-    }
+    assert [w.queue_name for w in lanes] == [MAIN_QUEUE, DELIVERIES_QUEUE, CONTROL_QUEUE]
+    assert set(main.functions) == {POLL_STORIES, CAPTURE_STORY, POLL_THREADS, CAPTURE_THREADS_POST}
+    assert main.cron_jobs == []  # a tick in the main queue would wait behind the captures
     assert set(deliveries.functions) == {PROCESS_DELIVERY, "sweep_deliveries"}
-    assert [job.name for job in main.cron_jobs] == ["schedule_due", "refresh_tokens"]
-    assert main.cron_jobs[0].second == set(range(0, 60, settings.schedule_tick_seconds))
+    assert [job.name for job in control.cron_jobs] == ["schedule_due", "refresh_tokens"]
+    assert control.cron_jobs[0].second == set(range(0, 60, settings.schedule_tick_seconds))
     assert deliveries.cron_jobs[0].second == {0, 10, 20, 30, 40, 50}  # every 10 s
     # Each job's timeout fits the job, and arq's in-progress key lives as long as the
     # longest of a lane: a delivery's is 70 s, not JOB_TIMEOUT_SECONDS + 10.

@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from arq.connections import ArqRedis
 from sqlalchemy.engine import Engine
 
-from models.captures import close_capture, note_capture_error, schedule_capture
+from models.captures import (
+    CaptureTarget,
+    capture_target,
+    close_capture,
+    note_capture_error,
+    schedule_capture,
+)
 from models.db import session_scope
-from models.jobs import CAPTURE_STORY, CAPTURE_THREADS_POST, capture_job_id
+from models.jobs import CAPTURE_STORY, CAPTURE_THREADS_POST, MAIN_QUEUE, capture_job_id
 from models.types import utcnow
 from workers.context import in_thread
 from workers.errors import MetaError, Throttled, Transient
@@ -57,6 +63,7 @@ async def enqueue_capture(
         slot,
         _job_id=capture_job_id(platform, media_id, slot),
         _defer_until=defer,
+        _queue_name=MAIN_QUEUE,  # whichever lane enqueues it (the tick runs in another)
     )
     return True
 
@@ -124,3 +131,33 @@ def timed(ctx: dict[str, Any], what: str) -> Callable[[str], str]:
         return outcome
 
     return done
+
+
+Skip = Callable[[dict[str, Any], CaptureTarget, str, str], Awaitable[str]]
+
+
+def capture_error_recorder(platform: str) -> Callable[..., Awaitable[None]]:
+    """`record` for workers.failures.guarded: a failed try's error on the media row."""
+
+    async def record(ctx: dict[str, Any], error: str, media_id: str, slot: str) -> None:
+        engine: Engine = ctx["engine"]
+        await in_thread(
+            ctx, note_capture_error, engine, platform=platform, media_id=media_id, error=error
+        )
+
+    return record
+
+
+def capture_give_up(platform: str, open_state: str, skip: Skip) -> Callable[..., Awaitable[str]]:
+    """`give_up` for workers.failures.guarded: the last try of a capture that kept raising
+    skips its slot (if still due) and keeps the schedule going."""
+
+    async def give_up(ctx: dict[str, Any], error: str, media_id: str, slot: str) -> str:
+        target = await in_thread(ctx, capture_target, ctx["engine"], platform, media_id)
+        media = None if target is None else target.media
+        if media is None or media.capture_state != open_state or media.next_slot != slot:
+            return "gave up; the slot is no longer due"
+        assert target is not None
+        return await skip(ctx, target, slot, f"gave up after {job_try(ctx)} tries: {error}")
+
+    return give_up

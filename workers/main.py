@@ -1,13 +1,16 @@
 """The arq workers: one per lane, their functions, cron jobs, and the clients they share
-through ctx. Every worker process runs both lanes (workers.running):
+through ctx. Every worker process runs all three lanes (workers.running):
 
-- MAIN (arq's default queue): story listings and captures, Threads polls and post captures,
-  the scheduler tick and token refresh;
+- MAIN (arq's default queue): story listings and captures, Threads polls and post captures;
 - DELIVERIES (models.jobs.DELIVERIES_QUEUE): webhook deliveries and their sweeper, so a burst
-  of thousands waits in its own queue and never holds back a story's final capture.
+  of thousands waits in its own queue and never holds back a story's final capture;
+- CONTROL (models.jobs.CONTROL_QUEUE): the scheduler tick and token refresh. arq scores a
+  cron job at its time, so in the main queue a tick would wait behind every capture due
+  before it, and the finals it enqueues (only the tick enqueues a due final) with it: with
+  3,000 stories found at once, ticks ran 30 s late and finals after expiry.
 
 Each lane has its own database engine and threads; the main lane runs up to WORKER_MAX_JOBS
-jobs at once, the deliveries' lane a quarter of that (lane_slots). To add
+jobs at once, the deliveries' lane a quarter of that, the control lane two (lane_slots). To add
 work, add it to make_functions (jobs enqueued by name, models/jobs.py) or make_cron_jobs, and
 put any shared client into ctx in `startup` (closed again in `shutdown`).
 """
@@ -30,6 +33,7 @@ from models.errors import ConfigError
 from models.jobs import (
     CAPTURE_STORY,
     CAPTURE_THREADS_POST,
+    CONTROL_QUEUE,
     DELIVERIES_QUEUE,
     MAIN_QUEUE,
     POLL_STORIES,
@@ -55,8 +59,11 @@ Startup = Callable[[dict[str, Any]], Awaitable[None]]
 
 MAIN = "main"
 DELIVERIES = "deliveries"
-LANES = (MAIN, DELIVERIES)
-QUEUES = {MAIN: MAIN_QUEUE, DELIVERIES: DELIVERIES_QUEUE}
+CONTROL = "control"
+LANES = (MAIN, DELIVERIES, CONTROL)
+QUEUES = {MAIN: MAIN_QUEUE, DELIVERIES: DELIVERIES_QUEUE, CONTROL: CONTROL_QUEUE}
+CONTROL_SLOTS = 2  # the tick, and a token refresh beside it
+DB_POOL_SIZE = 5  # a lane's database connections, at most (models.db doubles it as overflow)
 
 # arq fills its free job slots only when it polls the queue, and a poll that finds every slot
 # taken ends at once: a worker starts at most WORKER_MAX_JOBS jobs per poll_delay. arq's 0.5 s
@@ -95,12 +102,16 @@ def lane_slots(settings: Settings, lane: str) -> int:
     2 loaded cores): 10 slots missed 12-132 finals, 3 missed 12-50, 2 missed none."""
     if lane == DELIVERIES:
         return max(1, settings.worker_max_jobs // 4)
+    if lane == CONTROL:
+        return CONTROL_SLOTS
     return settings.worker_max_jobs
 
 
 def make_functions(settings: Settings, lane: str = MAIN) -> list[Function]:
     """The lane's jobs, each with its timeout and tries (the last try gives up in the job)."""
     cap = settings.job_timeout_seconds
+    if lane == CONTROL:
+        return []  # its cron jobs are its functions
     if lane == DELIVERIES:
         return [
             func(
@@ -129,7 +140,8 @@ def make_cron_jobs(settings: Settings, lane: str = MAIN) -> list[CronJob]:
 
     unique (arq's default) makes one worker of many run each tick; run_at_startup makes a
     worker that comes back after an outage sweep and schedule at once. The sweeper rides in
-    the deliveries' lane, the scheduler and token refresh in the main one.
+    the deliveries' lane, the scheduler and token refresh in the control lane (never behind
+    the work they schedule); the main lane has none.
     """
     cap = settings.job_timeout_seconds
     keep = CRON_KEEP_RESULT_SECONDS
@@ -145,6 +157,8 @@ def make_cron_jobs(settings: Settings, lane: str = MAIN) -> list[CronJob]:
                 keep_result=keep,
             )
         ]
+    if lane != CONTROL:
+        return []
     tick = settings.schedule_tick_seconds
     return [
         cron(
@@ -177,8 +191,12 @@ def make_startup(
 
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
-        ctx["engine"] = create_db_engine(settings.database_url, token_key=settings.token_key)
-        ctx[DB_THREADS] = make_db_threads(slots or settings.worker_max_jobs)
+        threads = slots or settings.worker_max_jobs
+        pool = min(DB_POOL_SIZE, threads)  # twice that with overflow: 10 for the main lane
+        ctx["engine"] = create_db_engine(
+            settings.database_url, pool_size=pool, token_key=settings.token_key
+        )
+        ctx[DB_THREADS] = make_db_threads(threads)
         if meta_clients:
             ctx["http"] = make_http_client(settings)
             ctx["graph"] = GraphClient.from_settings(ctx["http"], settings, ctx["redis"])
@@ -220,7 +238,7 @@ def build_worker(
     handle_signals: bool = True,
     cron_jobs: bool = True,
 ) -> Worker:
-    """The arq Worker of one lane (MAIN or DELIVERIES); `redis_pool` (closed by the worker)
+    """The arq Worker of one lane (MAIN, DELIVERIES or CONTROL); `redis_pool` (closed by the worker)
     overrides REDIS_URL. It keeps no job results: the database records what was done, and a
     kept result would make arq refuse the next enqueue of the same id (a stall).
 
@@ -228,7 +246,8 @@ def build_worker(
     leaves the lane's cron jobs out, for a burst whose job count must be exact.
     """
     member = Member(lane)
-    startup = make_startup(settings, meta_clients=lane == MAIN, slots=lane_slots(settings, lane))
+    slots = lane_slots(settings, lane)
+    startup = make_startup(settings, meta_clients=lane != DELIVERIES, slots=slots)
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         await startup(ctx)
@@ -250,7 +269,7 @@ def build_worker(
         after_job_end=member.after_job_end,
         job_timeout=settings.job_timeout_seconds,
         keep_result=0,
-        max_jobs=lane_slots(settings, lane),
+        max_jobs=slots,
         burst=burst,
         poll_delay=poll_delay,
         handle_signals=handle_signals,
@@ -258,5 +277,7 @@ def build_worker(
 
 
 def build_workers(settings: Settings, **options: Any) -> list[Worker]:
-    """One Worker per lane, for one worker process (options as for build_worker)."""
-    return [build_worker(settings, lane=lane, **options) for lane in LANES]
+    """One Worker per lane, for one worker process (options as for build_worker; without
+    cron jobs the control lane has nothing to run and is left out)."""
+    lanes = [lane for lane in LANES if lane != CONTROL or options.get("cron_jobs", True)]
+    return [build_worker(settings, lane=lane, **options) for lane in lanes]

@@ -20,7 +20,13 @@ from sqlalchemy.engine import Engine
 
 from models.captures import due_captures, promote_finals
 from models.config import Settings
-from models.jobs import POLL_STORIES, POLL_THREADS, story_poll_job_id, threads_poll_job_id
+from models.jobs import (
+    MAIN_QUEUE,
+    POLL_STORIES,
+    POLL_THREADS,
+    story_poll_job_id,
+    threads_poll_job_id,
+)
 from models.stories import due_polls, mark_expired
 from models.threads import due_threads_polls
 from models.types import utcnow
@@ -46,12 +52,18 @@ async def schedule_due(ctx: dict[str, Any]) -> dict[str, int]:
     polls = await in_thread(ctx, due_polls, engine, now=now, limit=TICK_BATCH)
     for account_id, due in polls:
         job_id = story_poll_job_id(account_id, int(due.timestamp()))
-        await redis.enqueue_job(POLL_STORIES, account_id, _job_id=job_id, _defer_until=due)
+        await redis.enqueue_job(
+            POLL_STORIES, account_id, _job_id=job_id, _defer_until=due, _queue_name=MAIN_QUEUE
+        )
     threads = await in_thread(ctx, due_threads_polls, engine, now=now, limit=TICK_BATCH)
     for account_id, due in threads:
         epoch = int(due.timestamp())
         await redis.enqueue_job(
-            POLL_THREADS, account_id, epoch, _job_id=threads_poll_job_id(account_id, epoch)
+            POLL_THREADS,
+            account_id,
+            epoch,
+            _job_id=threads_poll_job_id(account_id, epoch),
+            _queue_name=MAIN_QUEUE,  # the tick runs in the control lane's queue
         )
     lookahead = now + timedelta(seconds=2 * settings.schedule_tick_seconds)
     margin = timedelta(seconds=settings.story_final_margin_seconds)

@@ -36,7 +36,6 @@ from models.captures import (
     CaptureTarget,
     capture_target,
     close_capture,
-    note_capture_error,
     schedule_capture,
 )
 from models.config import Settings
@@ -54,6 +53,8 @@ from models.stories import (
 from models.types import utcnow
 from workers.capturing import (
     CAPTURE_MAX_TRIES,
+    capture_error_recorder,
+    capture_give_up,
     close,
     enqueue_capture,
     retry_later,
@@ -199,25 +200,14 @@ def _store_listing(
     return slots
 
 
-async def _note_capture_error(ctx: dict[str, Any], error: str, media_id: str, slot: str) -> None:
-    await in_thread(
-        ctx, note_capture_error, ctx["engine"], platform=PLATFORM, media_id=media_id, error=error
-    )
-
-
-async def _capture_gave_up(ctx: dict[str, Any], error: str, media_id: str, slot: str) -> str:
-    """The last try of a capture that kept raising: skip the slot, keep the schedule."""
-    target = await in_thread(ctx, capture_target, ctx["engine"], PLATFORM, media_id)
-    if target is None or target.media.capture_state != LIVE or target.media.next_slot != slot:
-        return "gave up; the slot is no longer due"
-    return await _skip(ctx, target, slot, f"gave up after {job_try(ctx)} tries: {error}")
+_note_capture_error = capture_error_recorder(PLATFORM)
 
 
 @guarded(
     CAPTURE_STORY,
     max_tries=CAPTURE_MAX_TRIES,
     record=_note_capture_error,
-    give_up=_capture_gave_up,
+    give_up=capture_give_up(PLATFORM, LIVE, lambda *args: _skip(*args)),
 )
 async def capture_story(ctx: dict[str, Any], media_id: str, slot: str) -> str:
     """Take one slot's snapshot unless it is stale, then schedule the next slot."""

@@ -16,7 +16,6 @@ from models.captures import (
     CaptureTarget,
     capture_target,
     close_capture,
-    note_capture_error,
     schedule_capture,
 )
 from models.config import Settings
@@ -27,6 +26,8 @@ from models.threads import ACTIVE, PLATFORM, POST, flag_threads_reauth
 from models.types import utcnow
 from workers.capturing import (
     CAPTURE_MAX_TRIES,
+    capture_error_recorder,
+    capture_give_up,
     close,
     enqueue_capture,
     retry_later,
@@ -35,7 +36,7 @@ from workers.capturing import (
 )
 from workers.context import in_thread
 from workers.errors import AuthError, MetaError, ObjectNotFound
-from workers.failures import GAVE_UP, count, guarded, job_try
+from workers.failures import GAVE_UP, count, guarded
 from workers.schedule import PostSchedule
 from workers.threads import ThreadsClient
 from workers.threads_polling import threads_account
@@ -45,21 +46,15 @@ def post_schedule(settings: Settings) -> PostSchedule:
     return PostSchedule(tuple(settings.post_snapshot_offsets))
 
 
-async def _note_error(ctx: dict[str, Any], error: str, media_id: str, slot: str) -> None:
-    await in_thread(
-        ctx, note_capture_error, ctx["engine"], platform=PLATFORM, media_id=media_id, error=error
-    )
+_note_error = capture_error_recorder(PLATFORM)
 
 
-async def _gave_up(ctx: dict[str, Any], error: str, media_id: str, slot: str) -> str:
-    """The last try of a capture that kept raising: skip the slot, keep the schedule."""
-    target = await in_thread(ctx, capture_target, ctx["engine"], PLATFORM, media_id)
-    if target is None or target.media.capture_state != TRACKED or target.media.next_slot != slot:
-        return "gave up; the slot is no longer due"
-    return await _skip(ctx, target, slot, f"gave up after {job_try(ctx)} tries: {error}")
-
-
-@guarded(CAPTURE_THREADS_POST, max_tries=CAPTURE_MAX_TRIES, record=_note_error, give_up=_gave_up)
+@guarded(
+    CAPTURE_THREADS_POST,
+    max_tries=CAPTURE_MAX_TRIES,
+    record=_note_error,
+    give_up=capture_give_up(PLATFORM, TRACKED, lambda *args: _skip(*args)),
+)
 async def capture_threads_post(ctx: dict[str, Any], media_id: str, slot: str) -> str:
     """Take the slot's snapshot unless it is stale; schedule the next one or finish."""
     engine: Engine = ctx["engine"]
