@@ -7,20 +7,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from arq import Retry
 from sqlalchemy.engine import Engine
 
 from models.config import Settings
+from models.jobs import MAIN_QUEUE, capture_job_id
 from models.types import utcnow
 from tests.db_faults import failing_inserts
 from tests.metasim_fixtures import RunningSim
 from tests.test_stories import DAY, account_row, register, stories, story_settings
 from tests.workers_harness import job_context, job_failures
 from workers.capturing import CAPTURE_MAX_TRIES
+from workers.scheduler import schedule_due
 from workers.stories import LISTING_MAX_TRIES, capture_story, poll_stories
 
 # Meta's answers for errors that retrying cannot fix, on the account's own listing.
@@ -228,6 +231,42 @@ async def test_a_throttled_or_transient_capture_is_retried_then_skips_its_slot(
     assert media.capture_state == "live"
     assert media.next_slot not in (None, "first")
     assert job_failures(redis_url) == {"capture_story|retry": 1, "capture_story|gave_up": 1}
+
+
+def set_next(engine: Engine, media_id: str, slot: str, due: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE media SET next_slot = :s, next_capture_at = :due WHERE media_id = :m"),
+            {"s": slot, "due": due, "m": media_id},
+        )
+
+
+@pytest.mark.anyio
+async def test_a_throttled_final_waits_in_the_database_and_keeps_its_headstart(
+    engine: Engine, redis_url: str, sim: RunningSim
+) -> None:
+    """A final refused by a pause is not retried by arq (which would score it behind every
+    capture the pause held back): it is due again when the pause ends, and the tick then
+    enqueues it an hour ahead of its due time."""
+    async with capture_ctx(engine, redis_url, sim) as (ctx, _ig, media_id):
+        set_next(engine, media_id, "final", utcnow())  # the final is due (the tick's doing)
+        await ctx["graph"].pacer.pause("app", 30, reason="app_limit")
+        outcome = await capture_story(ctx, media_id, "final")
+        waiting = stories(engine)[media_id]
+        await ctx["redis"].delete("archiver:pause:app")
+        set_next(engine, media_id, "final", utcnow() - timedelta(seconds=1))  # the pause ended
+        ctx["score"] = None
+        await schedule_due(ctx)
+        score = await ctx["redis"].zscore(
+            MAIN_QUEUE, capture_job_id("instagram", media_id, "final")
+        )
+    assert outcome.startswith("final throttled")
+    assert (waiting.next_slot, waiting.capture_state) == ("final", "live")
+    assert 29 <= seconds_until(waiting.next_capture_at) <= 34  # the pause, plus jitter
+    assert score is not None
+    assert score / 1000 < utcnow().timestamp() - 3000  # an hour's headstart
+    assert sim.world.calls(kind="insights") == []
+    assert job_failures(redis_url) == {"capture_story|retry": 1}
 
 
 @pytest.mark.anyio

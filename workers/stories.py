@@ -63,7 +63,7 @@ from workers.capturing import (
 )
 from workers.context import in_thread
 from workers.errors import AuthError, MetaError, ObjectNotFound, Throttled, Transient
-from workers.failures import GAVE_UP, count, guarded, job_try, rejection, retry, retry_delay
+from workers.failures import GAVE_UP, RETRY, count, guarded, job_try, rejection, retry, retry_delay
 from workers.graph import IgMedia, StoryInsights
 from workers.schedule import FINAL, StorySchedule
 
@@ -286,6 +286,8 @@ async def _capture_failed(
     engine: Engine = ctx["engine"]
     media_id = target.media.media_id
     await _note_capture_error(ctx, str(exc), media_id, slot)
+    if slot == FINAL and isinstance(exc, Throttled):
+        return await _final_after_pause(ctx, media_id, exc)
     await retry_later(ctx, CAPTURE_STORY, exc)
     await count(ctx, CAPTURE_STORY, GAVE_UP)
     if isinstance(exc, ObjectNotFound):
@@ -298,6 +300,22 @@ async def _capture_failed(
     ):
         log.warning("account %s needs re-authorisation: %s", account_id, exc)
     return await _skip(ctx, target, slot, f"{type(exc).__name__}: {exc}")
+
+
+async def _final_after_pause(ctx: dict[str, Any], media_id: str, exc: Throttled) -> str:
+    """A throttled final waits out the pause in the database, not in arq: a job arq retries
+    loses its headstart (workers.capturing.FINAL_HEADSTART) and would queue behind every
+    capture the pause held back, past expiry. The tick enqueues the final again, ahead of
+    them, as soon as the pause is over; waiting costs no call and no try."""
+    due = utcnow() + timedelta(seconds=max(exc.retry_after, 0.5))
+
+    def reschedule() -> None:
+        with session_scope(ctx["engine"]) as session:
+            schedule_capture(session, platform=PLATFORM, media_id=media_id, slot=FINAL, due=due)
+
+    await in_thread(ctx, reschedule)
+    await count(ctx, CAPTURE_STORY, RETRY)
+    return f"final throttled: due again at {due:%H:%M:%S} UTC, enqueued by the tick ahead of all"
 
 
 async def _skip(
