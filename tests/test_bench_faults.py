@@ -45,7 +45,13 @@ def test_recovery_is_measured_from_the_last_refusal_when_the_block_ran_long(
 ) -> None:
     """A block extended past its plan clears at its last refusal; gaps run from there."""
     window = faults.Window("t", 10.0, 20.0, frozenset({"a", "b"}), True)
-    rows = [(11, "a", 400), (22, "a", 400), (23, "a", 200), (27, "b", 200), (12, "b", 400)]
+    rows: list[tuple[float, str, int]] = [
+        (11, "a", 400),
+        (22, "a", 400),
+        (23, "a", 200),
+        (27, "b", 200),
+        (12, "b", 400),
+    ]
     gaps = sorted(faults.recovery_gaps(window, _calls(faults, rows)))
     assert gaps == [pytest.approx(1.0), pytest.approx(5.0)]
 

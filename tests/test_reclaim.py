@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -39,8 +40,8 @@ async def test_reclaim_frees_only_the_jobs_of_members_whose_heartbeat_lapsed(
     try:
         for member in (dead, live):
             await member.heartbeat(pool)
-        await pool.sadd(dead.jobs_key, "j1", "j2")
-        await pool.sadd(live.jobs_key, "j2", "j3")
+        await cast(Awaitable[int], pool.sadd(dead.jobs_key, "j1", "j2"))
+        await cast(Awaitable[int], pool.sadd(live.jobs_key, "j2", "j3"))
         for job in ("j1", "j2", "j3"):
             await pool.set(in_progress_key_prefix + job, "1")
         await asyncio.sleep(0.3)  # the dead one's heartbeat lapses
@@ -48,7 +49,7 @@ async def test_reclaim_frees_only_the_jobs_of_members_whose_heartbeat_lapsed(
         assert await reclaim(pool) == []
         held = [await pool.exists(in_progress_key_prefix + job) for job in ("j1", "j2", "j3")]
         assert held == [0, 1, 1]
-        assert await pool.smembers(WORKERS_KEY) == {live.id.encode()}
+        assert await cast(Awaitable[set[bytes]], pool.smembers(WORKERS_KEY)) == {live.id.encode()}
         assert not await pool.exists(dead.jobs_key)
         await live.stop(pool)  # a clean stop leaves nothing behind
         assert not await pool.keys(f"{MEMBER_PREFIX}*")
@@ -75,13 +76,14 @@ def snapshot_table_locked(engine: Engine) -> Iterator[Callable[[], int]]:
 
 def running_jobs(client: redis.Redis, pid: int) -> set[str]:
     """The job ids the worker process `pid` runs, over its lanes."""
-    members = [m.decode() for m in client.smembers(WORKERS_KEY)]
+    members = [m.decode() for m in cast(set[bytes], client.smembers(WORKERS_KEY))]
     mine = [m for m in members if f":{pid}:" in m]
-    return {j.decode() for m in mine for j in client.smembers(f"{MEMBER_PREFIX}{m}:jobs")}
+    jobs = (cast(set[bytes], client.smembers(f"{MEMBER_PREFIX}{m}:jobs")) for m in mine)
+    return {j.decode() for held in jobs for j in held}
 
 
 def lanes_up(client: redis.Redis, pid: int) -> bool:
-    members = [m.decode() for m in client.smembers(WORKERS_KEY)]
+    members = [m.decode() for m in cast(set[bytes], client.smembers(WORKERS_KEY))]
     return sum(f":{pid}:" in m for m in members) == len(LANES)
 
 

@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import redis
 from arq.connections import RedisSettings, create_pool
@@ -66,7 +66,7 @@ def job_failures(redis_url: str) -> dict[str, int]:
     """JOB_FAILURES_KEY as `{"<function>|<outcome>": count}`."""
     client = redis.Redis.from_url(redis_url)
     try:
-        found = client.hgetall(JOB_FAILURES_KEY)
+        found = cast(dict[bytes, bytes], client.hgetall(JOB_FAILURES_KEY))
     finally:
         client.close()
     return {key.decode(): int(value) for key, value in found.items()}
