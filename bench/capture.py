@@ -16,14 +16,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
 import redis
-from capture_faults import FaultLog, Plan, calls_from_log, faults_beside, report
+from capture_faults import Plan, calls_from_log, faults_beside, report
 from capture_procs import (
     CallTally,
     Simulator,
@@ -36,7 +35,16 @@ from capture_procs import (
     simulator,
     workers,
 )
-from capture_results import Outcome, Timing, outcome, print_run, print_sizes, progress, timing
+from capture_results import (
+    Outcome,
+    RunResult,
+    Timing,
+    outcome,
+    print_run,
+    print_sizes,
+    progress,
+    timing,
+)
 from sqlmodel import Session
 
 from metasim import tokens as sim_tokens
@@ -68,23 +76,6 @@ class Options:
     every_s: float
     log_level: str
     faults: bool = False
-
-
-@dataclass
-class RunResult:
-    accounts: int
-    stories: int
-    workers: int
-    elapsed_s: float
-    outcome: Outcome
-    timing: Timing
-    calls: CallTally
-    pauses: Counter[str] = field(default_factory=Counter)
-    rss_kb: list[int] = field(default_factory=list)
-    hwm_kb: list[int] = field(default_factory=list)
-    worker_cpu_s: float = 0.0
-    sim_cpu_s: float = 0.0
-    faults: FaultLog | None = None
 
 
 def seed(sim: Simulator, opts: Options, accounts: int, t0: float) -> list[dict[str, str]]:

@@ -17,7 +17,8 @@ from sqlalchemy.engine import Engine
 from models.types import UTCDateTime
 
 if TYPE_CHECKING:
-    from capture import RunResult
+    from capture_faults import FaultLog
+    from capture_procs import CallTally
 
 _PROGRESS = sa.text(
     "SELECT count(*),"
@@ -120,6 +121,23 @@ class Timing:
         if self.first_at is None or self.last_at is None:
             return 0.0
         return max((self.last_at - self.first_at).total_seconds(), 1.0)
+
+
+@dataclass
+class RunResult:
+    accounts: int
+    stories: int
+    workers: int
+    elapsed_s: float
+    outcome: Outcome
+    timing: Timing
+    calls: CallTally
+    pauses: Counter[str] = field(default_factory=Counter)
+    rss_kb: list[int] = field(default_factory=list)
+    hwm_kb: list[int] = field(default_factory=list)
+    worker_cpu_s: float = 0.0
+    sim_cpu_s: float = 0.0
+    faults: FaultLog | None = None
 
 
 def _due(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-from ingest import (
+from ingest_single import (
     APP_SECRET,
     Deliveries,
     Measured,
