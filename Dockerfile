@@ -17,7 +17,11 @@ WORKDIR /src
 # The dependencies and the packages listed in pyproject.toml; no test extras, no tests.
 COPY pyproject.toml README.md ./
 COPY archiver ./archiver
+COPY core ./core
 COPY models ./models
+COPY jobqueue ./jobqueue
+COPY store ./store
+COPY reports ./reports
 COPY receiver ./receiver
 COPY workers ./workers
 COPY metasim ./metasim

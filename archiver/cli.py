@@ -1,7 +1,7 @@
 """The `archiver` console script: parse, load settings, set up logging, run one command.
 
 This is the one place that turns the archiver's exceptions into exit codes and a single line
-on stderr; commands raise models.errors exceptions and return an exit status.
+on stderr; commands raise core.errors exceptions and return an exit status.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from archiver.commands import accounts, db, demo, replay, run, serve, status, worker
 from archiver.logs import redact, setup_logging
-from models.errors import ArchiverError
+from core.errors import ArchiverError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     """Load settings and set up logging, unless the command brings its own (`demo`), so a
     broken environment or .env never stops a command that does not read it."""
-    from models.config import Settings, get_settings
+    from core.config import Settings, get_settings
 
     settings: Settings | None = None
     if getattr(args, "needs_settings", True):

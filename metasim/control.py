@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from core.errors import ConflictError, NotFoundError
 from metasim.state import World
-from models.errors import ConflictError, NotFoundError
 
 Endpoint = Callable[[World, dict[str, Any]], Any]
 _TIME_KEYS = ("timestamp", "token_issued_at", "token_expires_at")

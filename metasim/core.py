@@ -14,6 +14,7 @@ from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from core.errors import ConflictError, NotFoundError
 from metasim.access import Denials
 from metasim.calllog import CallLog
 from metasim.entities import (
@@ -27,7 +28,6 @@ from metasim.entities import (
 )
 from metasim.faults import Fault, FaultBook
 from metasim.limits import Limiter
-from models.errors import ConflictError, NotFoundError
 
 T = TypeVar("T")
 

@@ -21,10 +21,10 @@ import secrets
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from core.errors import ConflictError, NotFoundError
 from metasim import errors
 from metasim.core import WorldCore
 from metasim.entities import REFRESHED_EXPIRES_IN, Token
-from models.errors import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
     from metasim.context import Ctx

@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from models.crypto import TokenText
+from core.crypto import TokenText
 from models.types import UTCDateTime, utcnow
 
 

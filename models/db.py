@@ -12,8 +12,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from models.crypto import TokenCipher, attach_cipher
-from models.errors import StoreUnavailable
+from core.crypto import TokenCipher, attach_cipher
+from core.errors import StoreUnavailable
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

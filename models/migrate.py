@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from models.errors import StoreUnavailable
+from core.errors import StoreUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

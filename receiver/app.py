@@ -15,9 +15,9 @@ from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from models.config import Settings
+from core.config import Settings
+from core.errors import ConfigError
 from models.db import create_db_engine
-from models.errors import ConfigError
 from receiver.archive import DeliveryArchive, ThreadedArchive
 from receiver.metrics import Metrics
 from receiver.pgwriter import AsyncPostgresArchive

@@ -27,8 +27,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from models.errors import StoreUnavailable
-from models.outbox import mark_enqueued
+from core.errors import StoreUnavailable
+from jobqueue.outbox import mark_enqueued
 from receiver.inserts import Key, insert_sqlite, sqlite_statement
 
 log = logging.getLogger(__name__)

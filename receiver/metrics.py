@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from models.deliveries import PENDING_STATES, WebhookDelivery
-from models.stats import Counters, Gauges, WorkerStats
 from models.types import utcnow
+from reports.figures import Counters, Gauges, WorkerStats
 
 STORED = "stored"
 DUPLICATE = "duplicate"

@@ -1,6 +1,6 @@
 """Hand committed deliveries to the workers' arq queue, off the request path.
 
-The database row is the source of truth (see models.outbox). Two kinds of pass:
+The database row is the source of truth (see jobqueue.outbox). Two kinds of pass:
 - fresh: the archive hands over the ids of every commit (`committed`), and the relay enqueues
   them in one Redis command and marks them `enqueued` in one UPDATE. It never reads the rows
   back: selecting pending rows under load doubled the database's work per delivery.
@@ -22,7 +22,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
 from sqlalchemy.engine import Engine
 
-from models.outbox import enqueue_deliveries, relay_pending
+from jobqueue.outbox import enqueue_deliveries, relay_pending
 from receiver.archive import describe
 from receiver.metrics import Metrics
 

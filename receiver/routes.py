@@ -20,14 +20,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive
 
+from core.errors import StoreUnavailable
 from models.db import ping
-from models.errors import StoreUnavailable
-from models.overdue import overdue_grace
-from models.stats import WorkerStats, read_counters, read_gauges
 from models.types import utcnow
 from receiver import metrics as m
 from receiver.archive import DeliveryRow
 from receiver.signature import verify
+from reports.figures import WorkerStats, read_counters, read_gauges
+from reports.overdue import overdue_grace
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from models.config import Settings, load_settings
+from core.config import Settings, load_settings
 from models.db import create_db_engine
 from models.migrate import upgrade
 from models.tables import metadata

@@ -10,13 +10,13 @@ from arq.connections import RedisSettings, create_pool
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from jobqueue.names import capture_job_id
 from models.accounts import Account
-from models.captures import LIVE, MISSED, promote_finals
-from models.jobs import capture_job_id
 from models.snapshots import Media
 from models.types import utcnow
-from workers.capturing import enqueue_capture
-from workers.schedule import FINAL
+from store.due_captures import LIVE, MISSED, promote_finals
+from workers.captures.jobs import enqueue_capture
+from workers.captures.slots import FINAL
 
 MARGIN = timedelta(seconds=30)
 

@@ -9,11 +9,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from core.config import load_settings
+from core.crypto import PREFIX, TokenCipher, new_key
+from core.errors import ConfigError
 from models.accounts import Account
-from models.config import load_settings
-from models.crypto import PREFIX, TokenCipher, new_key
 from models.db import create_db_engine
-from models.errors import ConfigError
 from tests.test_cli import archiver, env_for
 
 TOKEN = "IGQVJ-a-real-looking-token-0123456789"

@@ -17,16 +17,16 @@ from arq.worker import Worker
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from core.config import Settings
+from core.errors import NotFoundError
+from jobqueue.outbox import enqueue_deliveries
 from models.accounts import Account
-from models.config import Settings
 from models.deliveries import ENQUEUED, WebhookDelivery
-from models.errors import NotFoundError
-from models.outbox import enqueue_deliveries
 from models.snapshots import Media, MetricValue, Snapshot
 from models.types import utcnow
 from models.views import METRIC_HISTORY_COLUMNS
-from workers.deliveries import process_delivery_sync
 from workers.main import DELIVERIES, build_worker
+from workers.webhooks.deliveries import process_delivery_sync
 
 IG = "17841405309211844"
 MEDIA = "18023345989012587"

@@ -13,7 +13,7 @@ from arq import Retry
 from arq.connections import RedisSettings, create_pool
 from sqlalchemy.engine import Engine
 
-from models.config import Settings
+from core.config import Settings
 from models.db import create_db_engine
 from tests.conftest import make_settings
 from tests.servers import free_port
@@ -25,7 +25,7 @@ from tests.test_deliveries import (
     story_body,
 )
 from tests.workers_harness import job_failures
-from workers.deliveries import DELIVERY_MAX_TRIES, process_delivery
+from workers.webhooks.deliveries import DELIVERY_MAX_TRIES, process_delivery
 
 
 @asynccontextmanager

@@ -24,8 +24,8 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from archiver.cli import build_parser
-from models.config import Settings, load_settings
-from models.errors import ConfigError
+from core.config import Settings, load_settings
+from core.errors import ConfigError
 from receiver.routes import health_routes
 
 ROOT = Path(__file__).resolve().parent.parent

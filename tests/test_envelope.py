@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from models.errors import ArchiverError
-from workers.envelope import Change, UnparseableDelivery, parse_body
+from core.errors import ArchiverError
+from workers.webhooks.envelope import Change, UnparseableDelivery, parse_body
 
 # Meta's story_insights sample (META-API.md §2).
 STORY = {

@@ -73,7 +73,7 @@ def test_workers_killed_repeatedly_lose_and_repeat_nothing(
             procs.kill(victim)
             procs.worker(victim)
         statuses += post_all([url], deliveries[150:])
-        # A killed job is freed once its worker's heartbeat lapses (workers.reclaim), ~12 s.
+        # A killed job is freed once its worker's heartbeat lapses (workers.runtime.reclaim), ~12 s.
         wait_until(lambda: pending(pg) == 0, timeout=60, interval=0.5)
     assert Counter(statuses) == {200: 300}
     assert delivery_statuses(pg) == {"processed": 300}

@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from models.recording import BELOW_THRESHOLD, NOT_SUPPORTED, MetricRow
+from store.recording import BELOW_THRESHOLD, NOT_SUPPORTED, MetricRow
 from tests.conftest import make_settings
 from tests.servers import ServerThread, free_port
-from workers.errors import (
+from workers.meta.errors import (
     AccountPaused,
     AppThrottled,
     AuthError,
@@ -36,7 +36,7 @@ from workers.errors import (
     error_from_response,
     scrub,
 )
-from workers.graph import (
+from workers.meta.graph_api import (
     GraphClient,
     IgAccount,
     TokenGrant,
@@ -44,8 +44,8 @@ from workers.graph import (
     parse_media,
     parse_page,
 )
-from workers.metric_sets import DroppedMetrics, InsightsCall, story_calls
-from workers.pacing import Pacer
+from workers.meta.metric_sets import DroppedMetrics, InsightsCall, story_calls
+from workers.meta.pacing import Pacer
 
 TOKEN = "IGQVJ-secret-token-0123456789abcdef"
 BUC_REGAIN = {

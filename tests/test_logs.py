@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from archiver.logs import MASK, RedactingFilter, redact, setup_logging
-from models.errors import ConfigError
+from core.errors import ConfigError
 from tests.conftest import APP_SECRET, make_settings
 
 FB_TOKEN = "EAABsbCS1iHgBAKZCZCw9ZBZCZBWZCZAZBQ1x2y3z4"

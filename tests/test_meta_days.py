@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from workers.meta_days import Window, closed_days, day_start, due_windows
+from workers.meta.days import Window, closed_days, day_start, due_windows
 
 SETTLE = timedelta(days=2)
 

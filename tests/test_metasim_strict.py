@@ -13,9 +13,9 @@ import pytest
 
 from metasim import Account
 from tests.metasim_fixtures import RunningSim
-from workers.errors import AuthError, ClientError
-from workers.graph import GraphClient, IgAccount
-from workers.threads import ThreadsAccount, ThreadsClient
+from workers.meta.errors import AuthError, ClientError
+from workers.meta.graph_api import GraphClient, IgAccount
+from workers.meta.threads_api import ThreadsAccount, ThreadsClient
 
 V = "v25.0"
 CANNOT_PARSE = "Invalid OAuth access token - Cannot parse access token"

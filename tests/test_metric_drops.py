@@ -14,13 +14,19 @@ from redis.asyncio import Redis
 from sqlalchemy.engine import Engine
 
 from metasim.entities import Account
-from models.recording import BELOW_THRESHOLD, NOT_SUPPORTED
+from store.recording import BELOW_THRESHOLD, NOT_SUPPORTED
 from tests.metasim_fixtures import RunningSim
 from tests.test_stories import DAY, closed, register, story_settings
 from tests.workers_harness import eventually, running_workers
-from workers.errors import InvalidMetric
-from workers.graph import GraphClient, IgAccount, StoryInsights
-from workers.metric_drops import MEDIA, VERSION, VERSION_DROP_AFTER_MEDIA, DroppedMetrics, Refusal
+from workers.meta.errors import InvalidMetric
+from workers.meta.graph_api import GraphClient, IgAccount, StoryInsights
+from workers.meta.metric_drops import (
+    MEDIA,
+    VERSION,
+    VERSION_DROP_AFTER_MEDIA,
+    DroppedMetrics,
+    Refusal,
+)
 
 V = "v25.0"
 REFUSED = "(#100) The metric link_clicks is not supported for this media type"

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from models.errors import ConfigError
-from models.recording import UNAVAILABLE, MetricRow
-from workers.metric_sets import (
+from core.errors import ConfigError
+from store.recording import UNAVAILABLE, MetricRow
+from workers.meta.metric_sets import (
     NEVER_REQUEST,
     STORY_METRIC_SETS,
     DroppedMetrics,

@@ -13,19 +13,19 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from archiver.commands.status import THREADS_APP_PAUSE_KEY
+from core.config import Settings
 from models.accounts import Account
-from models.config import Settings
 from models.db import create_db_engine
-from models.overdue import FINAL_SLOT, KINDS, overdue_grace, overdue_seconds
 from models.snapshots import Media
-from models.stats import APP_PAUSE_KEYS, JOB_FAILURES_KEY, read_gauges, stat_field
 from models.types import utcnow
 from receiver.app import create_app
 from receiver.metrics import labels, number
+from reports.figures import APP_PAUSE_KEYS, JOB_FAILURES_KEY, read_gauges, stat_field
+from reports.overdue import FINAL_SLOT, KINDS, overdue_grace, overdue_seconds
 from tests.conftest import REDIS_URL, make_settings
 from tests.test_receiver import serve
-from workers.pacing import Pacer
-from workers.schedule import FINAL
+from workers.captures.slots import FINAL
+from workers.meta.pacing import Pacer
 
 TOKEN = "IGQVJ-secret-token-0123456789"
 

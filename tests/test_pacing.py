@@ -12,8 +12,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from workers.errors import AccountPaused, AppThrottled, Throttled
-from workers.pacing import Pacer, Usage, account_usage, parse_app_usage, parse_buc_usage
+from workers.meta.errors import AccountPaused, AppThrottled, Throttled
+from workers.meta.pacing import Pacer, Usage, account_usage, parse_app_usage, parse_buc_usage
 
 IG = "17841405309211844"
 BUC = {IG: [{"type": "instagram", "call_count": 95, "total_cputime": 20, "total_time": 20,

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 
-from models.config import Settings
-from models.errors import ConfigError
+from core.config import Settings
+from core.errors import ConfigError
 from receiver.app import create_app
 from receiver.signature import sign, verify
 from tests.conftest import APP_SECRET, THREADS_SECRET, VERIFY_TOKEN, make_settings

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from models.config import Settings
+from core.config import Settings
 from receiver.app import create_app
 from receiver.signature import sign
 from tests.conftest import APP_SECRET

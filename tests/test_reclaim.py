@@ -17,14 +17,14 @@ from arq.connections import RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix
 from sqlalchemy.engine import Engine
 
-from models.jobs import capture_job_id, delivery_job_id
-from models.outbox import enqueue_deliveries
+from jobqueue.names import capture_job_id, delivery_job_id
+from jobqueue.outbox import enqueue_deliveries
 from tests.metasim_fixtures import running_metasim
 from tests.processes import add_stories, archiver_env, fleet, register_accounts, rows
 from tests.servers import wait_until
 from tests.test_deliveries import add_delivery, delivery_row, story_body
 from workers.main import LANES
-from workers.reclaim import MEMBER_PREFIX, WORKERS_KEY, Member, reclaim
+from workers.runtime.reclaim import MEMBER_PREFIX, WORKERS_KEY, Member, reclaim
 
 KILL_TO_RESUMED_SECONDS = 30  # the bound; arq alone waits JOB_TIMEOUT_SECONDS + 10 s
 

@@ -18,10 +18,10 @@ from arq.jobs import Job
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from core.config import Settings
+from jobqueue.names import DELIVERIES_QUEUE, PROCESS_DELIVERY, delivery_job_id
 from models.accounts import Account
-from models.config import Settings
 from models.deliveries import ENQUEUED, PROCESSED, RECEIVED
-from models.jobs import DELIVERIES_QUEUE, PROCESS_DELIVERY, delivery_job_id
 from receiver.app import create_app
 from receiver.signature import sign
 from tests.conftest import APP_SECRET, make_settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from workers.schedule import FINAL, FIRST, PostSchedule, StorySchedule
+from workers.captures.slots import FINAL, FIRST, PostSchedule, StorySchedule
 
 POSTED = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 EXPIRES = POSTED + timedelta(hours=24)

@@ -16,8 +16,8 @@ from arq.connections import RedisSettings, create_pool
 from arq.constants import result_key_prefix, retry_key_prefix
 from sqlalchemy.engine import Engine
 
-from models.config import Settings
-from models.jobs import (
+from core.config import Settings
+from jobqueue.names import (
     POLL_STORIES,
     capture_job_id,
     delivery_job_id,
@@ -32,12 +32,12 @@ from tests.test_stories import DAY, account_row, register, stories, story_settin
 from tests.test_threads_jobs import account_of, threads_settings
 from tests.test_threads_jobs import register as register_threads
 from tests.workers_harness import eventually, job_context, running_workers
-from workers.capturing import CAPTURE_MAX_TRIES
-from workers.deliveries import DELIVERY_MAX_TRIES
+from workers.captures.jobs import CAPTURE_MAX_TRIES
+from workers.captures.stories import LISTING_MAX_TRIES
+from workers.captures.threads_polls import POLL_MAX_TRIES
+from workers.captures.tick import schedule_due
 from workers.main import build_worker
-from workers.scheduler import schedule_due
-from workers.stories import LISTING_MAX_TRIES
-from workers.threads_polling import POLL_MAX_TRIES
+from workers.webhooks.deliveries import DELIVERY_MAX_TRIES
 
 
 def out_of_tries(redis_url: str, job_id: str, tries: int) -> None:

@@ -18,15 +18,15 @@ from sqlalchemy.engine import Engine
 
 from archiver.cli import main
 from archiver.commands.status import APP_PAUSE_KEY, PAUSE_COUNTS_KEY, PAUSE_KEY
+from core.config import get_settings
 from models.accounts import Account, MetricUnavailable
-from models.config import get_settings
 from models.db import session_scope
 from models.deliveries import FAILED, PROCESSED, RECEIVED, WebhookDelivery
-from models.recording import MetricRow, Subject, record_snapshot
 from models.snapshots import Media
 from models.types import utcnow
+from store.recording import MetricRow, Subject, record_snapshot
 from tests.conftest import REDIS_URL
-from workers.pacing import Pacer
+from workers.meta.pacing import Pacer
 
 IG_TOKEN = "EAABsbCS1iHgBAKZCZCw9ZBZCZBWZCZAZBQ1x2y3z4"
 OTHER_TOKEN = "IGQWRPa1ZAqZA2xRLWFzbmFjZA1BlUzY5NWpZAXZAq"

@@ -16,16 +16,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from core.config import Settings
 from metasim import World
 from models.accounts import Account
-from models.config import Settings
 from models.snapshots import Media, Snapshot
 from models.types import utcnow
 from tests.conftest import make_settings
 from tests.metasim_fixtures import RunningSim
 from tests.test_deliveries import add_delivery, run_burst
 from tests.workers_harness import eventually, running_workers
-from workers.metric_sets import NEVER_REQUEST
+from workers.meta.metric_sets import NEVER_REQUEST
 
 DAY = 24 * 3600
 

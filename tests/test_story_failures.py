@@ -15,16 +15,16 @@ import sqlalchemy as sa
 from arq import Retry
 from sqlalchemy.engine import Engine
 
-from models.config import Settings
-from models.jobs import MAIN_QUEUE, capture_job_id
+from core.config import Settings
+from jobqueue.names import MAIN_QUEUE, capture_job_id
 from models.types import utcnow
 from tests.db_faults import failing_inserts
 from tests.metasim_fixtures import RunningSim
 from tests.test_stories import DAY, account_row, register, stories, story_settings
 from tests.workers_harness import job_context, job_failures
-from workers.capturing import CAPTURE_MAX_TRIES
-from workers.scheduler import schedule_due
-from workers.stories import LISTING_MAX_TRIES, capture_story, poll_stories
+from workers.captures.jobs import CAPTURE_MAX_TRIES
+from workers.captures.stories import LISTING_MAX_TRIES, capture_story, poll_stories
+from workers.captures.tick import schedule_due
 
 # Meta's answers for errors that retrying cannot fix, on the account's own listing.
 REFUSALS: dict[str, dict[str, Any]] = {

@@ -12,10 +12,10 @@ import pytest
 from redis.asyncio import Redis
 
 from metasim import ThreadsUser
-from models.recording import UNAVAILABLE, MetricRow
+from store.recording import UNAVAILABLE, MetricRow
 from tests.conftest import make_settings
 from tests.metasim_fixtures import RunningSim
-from workers.errors import (
+from workers.meta.errors import (
     AccountPaused,
     AuthError,
     ClientError,
@@ -23,8 +23,8 @@ from workers.errors import (
     Throttled,
     error_from_response,
 )
-from workers.pacing import Pacer
-from workers.threads import (
+from workers.meta.pacing import Pacer
+from workers.meta.threads_api import (
     INSIGHTS_SINCE_FLOOR,
     POST_METRICS,
     ThreadsAccount,
@@ -33,7 +33,7 @@ from workers.threads import (
     parse_user_insights,
     user_insights_params,
 )
-from workers.transport import TokenGrant, make_http_client, next_page
+from workers.meta.transport import TokenGrant, make_http_client, next_page
 
 TOKEN = "THAAG-secret-threads-token-0123456789"
 BASE = "https://graph.threads.net"

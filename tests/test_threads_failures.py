@@ -17,9 +17,9 @@ from tests.metasim_fixtures import RunningSim
 from tests.test_story_failures import REASONS, REFUSALS, seconds_until
 from tests.test_threads_jobs import account_of, posts, register, snapshots, threads_settings
 from tests.workers_harness import job_context, job_failures
-from workers.capturing import CAPTURE_MAX_TRIES
-from workers.threads_polling import POLL_MAX_TRIES, poll_threads
-from workers.threads_posts import capture_threads_post
+from workers.captures.jobs import CAPTURE_MAX_TRIES
+from workers.captures.threads_polls import POLL_MAX_TRIES, poll_threads
+from workers.captures.threads_posts import capture_threads_post
 
 THROTTLED = {"code": 17, "regain_minutes": 3}  # (#17) User request limit reached
 

@@ -12,17 +12,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from core.config import Settings
 from metasim import World
 from models.accounts import Account, MetricUnavailable
-from models.config import Settings
 from models.snapshots import Media, Snapshot
 from models.types import UTCDateTime, utcnow
 from tests.conftest import make_settings
 from tests.metasim_fixtures import RunningSim
 from tests.workers_harness import eventually, running_workers
+from workers.captures.threads_polls import INSIGHTS_FLOOR
+from workers.captures.token_refresh import refresh_tokens
 from workers.main import make_startup, shutdown
-from workers.threads_polling import INSIGHTS_FLOOR
-from workers.tokens import refresh_tokens
 
 DAY = 86400
 

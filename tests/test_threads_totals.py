@@ -16,8 +16,8 @@ from models.types import UTCDateTime
 from tests.metasim_fixtures import RunningSim
 from tests.test_threads_jobs import register, snapshots, threads_settings
 from tests.workers_harness import eventually, running_workers
-from workers.meta_days import day_start
-from workers.threads_polling import TOTALS, TOTALS_CALLS_PER_POLL
+from workers.captures.threads_polls import TOTALS, TOTALS_CALLS_PER_POLL
+from workers.meta.days import day_start
 
 
 def total_calls(sim: RunningSim) -> list[Call]:

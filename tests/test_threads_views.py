@@ -13,8 +13,8 @@ from sqlmodel import Session
 
 from models.accounts import Account
 from models.db import session_scope
-from models.recording import UNAVAILABLE, MetricRow, Subject, record_snapshot
 from models.snapshots import Media
+from store.recording import UNAVAILABLE, MetricRow, Subject, record_snapshot
 from tests.test_views import as_utc
 
 USER, OTHER_USER = "26000000000000001", "26000000000000002"

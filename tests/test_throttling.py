@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from metasim import Account
 from tests.metasim_fixtures import RunningSim
-from workers.errors import (
+from workers.meta.errors import (
     AccountPaused,
     AppThrottled,
     ClientError,
@@ -25,10 +25,10 @@ from workers.errors import (
     Throttled,
     Transient,
 )
-from workers.graph import GraphClient, IgAccount
-from workers.metric_sets import story_calls
-from workers.pacing import APP, Pacer
-from workers.threads import ThreadsAccount, ThreadsClient
+from workers.meta.graph_api import GraphClient, IgAccount
+from workers.meta.metric_sets import story_calls
+from workers.meta.pacing import APP, Pacer
+from workers.meta.threads_api import ThreadsAccount, ThreadsClient
 
 MINUTE = 0.2
 NO_SLOWDOWN = 101.0  # slow_at above 100 %: only Meta's own answers pause

@@ -18,16 +18,16 @@ from archiver.commands.status_text import ig_token_line
 from metasim import Account as SimAccount
 from metasim.tokens import APP_ID, APP_SECRET
 from models.accounts import Account
-from models.status import account_statuses
 from models.types import utcnow
+from reports.coverage import account_statuses
 from tests.metasim_fixtures import RunningSim
 from tests.test_threads_jobs import account_of, threads_settings
-from workers.errors import Transient
-from workers.graph import IgAccount
+from workers.captures.token_checks import CHECKED, LATER, REFUSED
+from workers.captures.token_refresh import refresh_tokens
 from workers.main import make_startup, shutdown
-from workers.token_checks import CHECKED, LATER, REFUSED
-from workers.token_info import parse_token_info
-from workers.tokens import refresh_tokens
+from workers.meta.errors import Transient
+from workers.meta.graph_api import IgAccount
+from workers.meta.token_info import parse_token_info
 
 APP = {"meta_app_id": APP_ID, "meta_app_secret": APP_SECRET}
 

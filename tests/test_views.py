@@ -12,7 +12,6 @@ from sqlalchemy.engine import Engine
 
 from models.accounts import Account
 from models.db import session_scope
-from models.recording import BELOW_THRESHOLD, MetricRow, Subject, record_snapshot
 from models.snapshots import Media
 from models.views import (
     STORY_FINAL_COLUMNS,
@@ -20,6 +19,7 @@ from models.views import (
     THREADS_POST_LATEST_COLUMNS,
     THREADS_USER_DAILY_COLUMNS,
 )
+from store.recording import BELOW_THRESHOLD, MetricRow, Subject, record_snapshot
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 DAY = timedelta(hours=24)

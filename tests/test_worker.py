@@ -18,9 +18,9 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import health_check_key_suffix
 from sqlalchemy.engine import Engine
 
-from models.config import Settings
-from models.errors import ConfigError
-from models.jobs import (
+from core.config import Settings
+from core.errors import ConfigError
+from jobqueue.names import (
     CAPTURE_STORY,
     CAPTURE_THREADS_POST,
     CONTROL_QUEUE,
@@ -31,7 +31,7 @@ from models.jobs import (
     PROCESS_DELIVERY,
     delivery_job_id,
 )
-from models.outbox import enqueue_deliveries
+from jobqueue.outbox import enqueue_deliveries
 from models.types import utcnow
 from tests.conftest import make_settings
 from tests.servers import free_port
@@ -42,10 +42,10 @@ from tests.test_deliveries import (
     run_burst,
     story_body,
 )
-from workers.failures import retry_delay
 from workers.main import CONTROL, DELIVERIES, build_worker, redis_settings, sweep_deliveries
-from workers.reclaim import WORKERS_KEY
 from workers.running import run_worker
+from workers.runtime.failures import retry_delay
+from workers.runtime.reclaim import WORKERS_KEY
 
 HEALTH_KEY = MAIN_QUEUE + health_check_key_suffix
 DELIVERIES_HEALTH_KEY = DELIVERIES_QUEUE + health_check_key_suffix
@@ -137,9 +137,9 @@ def test_each_job_logs_one_line_with_duration_and_try(
     """One INFO line per delivery job, its ids, duration and try in `extra`."""
     add_account(engine)
     delivery = add_delivery(engine, story_body())
-    with caplog.at_level(logging.INFO, logger="workers.deliveries"):
+    with caplog.at_level(logging.INFO, logger="workers.webhooks.deliveries"):
         run_burst(settings, [delivery])
-    (record,) = [r for r in caplog.records if r.name == "workers.deliveries"]
+    (record,) = [r for r in caplog.records if r.name == "workers.webhooks.deliveries"]
     assert record.getMessage().startswith(f"delivery {delivery}: processed in ")
     assert record.__dict__["delivery_id"] == delivery
     assert record.__dict__["job_id"] == delivery_job_id(delivery)

@@ -14,8 +14,8 @@ import redis
 from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker
 
-from models.config import Settings
-from models.stats import JOB_FAILURES_KEY
+from core.config import Settings
+from reports.figures import JOB_FAILURES_KEY
 from workers.main import build_workers, make_startup, shutdown
 from workers.running import close_workers, run_lanes
 

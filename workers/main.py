@@ -2,16 +2,16 @@
 through ctx. Every worker process runs all three lanes (workers.running):
 
 - MAIN (arq's default queue): story listings and captures, Threads polls and post captures;
-- DELIVERIES (models.jobs.DELIVERIES_QUEUE): webhook deliveries and their sweeper, so a burst
+- DELIVERIES (jobqueue.names.DELIVERIES_QUEUE): webhook deliveries and their sweeper, so a burst
   of thousands waits in its own queue and never holds back a story's final capture;
-- CONTROL (models.jobs.CONTROL_QUEUE): the scheduler tick and token refresh. arq scores a
+- CONTROL (jobqueue.names.CONTROL_QUEUE): the scheduler tick and token refresh. arq scores a
   cron job at its time, so in the main queue a tick would wait behind every capture due
   before it, and the finals it enqueues (only the tick enqueues a due final) with it: with
   3,000 stories found at once, ticks ran 30 s late and finals after expiry.
 
 Each lane has its own database engine and threads; the main lane runs up to WORKER_MAX_JOBS
 jobs at once, the deliveries' lane a quarter of that, the control lane two (lane_slots). To add
-work, add it to make_functions (jobs enqueued by name, models/jobs.py) or make_cron_jobs, and
+work, add it to make_functions (jobs enqueued by name, jobqueue/names.py) or make_cron_jobs, and
 put any shared client into ctx in `startup` (closed again in `shutdown`).
 """
 
@@ -27,10 +27,9 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.cron import CronJob
 from arq.worker import Function, Worker, func
 
-from models.config import Settings
-from models.db import create_db_engine
-from models.errors import ConfigError
-from models.jobs import (
+from core.config import Settings
+from core.errors import ConfigError
+from jobqueue.names import (
     CAPTURE_STORY,
     CAPTURE_THREADS_POST,
     CONTROL_QUEUE,
@@ -40,18 +39,19 @@ from models.jobs import (
     POLL_THREADS,
     PROCESS_DELIVERY,
 )
-from models.outbox import sweep_stale
-from workers.capturing import CAPTURE_MAX_TRIES
-from workers.context import DB_THREADS, close_db_threads, make_db_threads
-from workers.deliveries import DELIVERY_MAX_TRIES, process_delivery
-from workers.graph import GraphClient, make_http_client
-from workers.reclaim import Member
-from workers.scheduler import schedule_due
-from workers.stories import LISTING_MAX_TRIES, capture_story, poll_stories
-from workers.threads import ThreadsClient
-from workers.threads_polling import POLL_MAX_TRIES, poll_threads
-from workers.threads_posts import capture_threads_post
-from workers.tokens import refresh_tokens
+from jobqueue.outbox import sweep_stale
+from models.db import create_db_engine
+from workers.captures.jobs import CAPTURE_MAX_TRIES
+from workers.captures.stories import LISTING_MAX_TRIES, capture_story, poll_stories
+from workers.captures.threads_polls import POLL_MAX_TRIES, poll_threads
+from workers.captures.threads_posts import capture_threads_post
+from workers.captures.tick import schedule_due
+from workers.captures.token_refresh import refresh_tokens
+from workers.meta.graph_api import GraphClient, make_http_client
+from workers.meta.threads_api import ThreadsClient
+from workers.runtime.context import DB_THREADS, close_db_threads, make_db_threads
+from workers.runtime.reclaim import Member
+from workers.webhooks.deliveries import DELIVERY_MAX_TRIES, process_delivery
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ async def sweep_deliveries(ctx: dict[str, Any]) -> int:
 
 
 # Seconds a job may run, at most JOB_TIMEOUT_SECONDS: long enough for the job's calls and
-# their retries (workers.transport), short enough that a hung one frees its slot soon.
+# their retries (workers.meta.transport), short enough that a hung one frees its slot soon.
 DELIVERY_TIMEOUT = 60
 CAPTURE_TIMEOUT = 120
 TICK_TIMEOUT = 120

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from arq.worker import Worker
 
-from models.config import Settings
+from core.config import Settings
 from workers.main import build_workers
 
 log = logging.getLogger(__name__)

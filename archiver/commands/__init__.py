@@ -11,12 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.errors import ConfigError, StoreUnavailable
+from core.errors import ConfigError, StoreUnavailable
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from models.config import Settings
+    from core.config import Settings
 
     Handler = Callable[[argparse.Namespace, Settings], int]
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]

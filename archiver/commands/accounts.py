@@ -12,15 +12,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from archiver.commands import add_command, open_database
-from models.errors import ConflictError, NotFoundError
+from core.errors import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlmodel import Session
 
     from archiver.commands import SubParsers
+    from core.config import Settings
     from models.accounts import Account
-    from models.config import Settings
 
 LOGINS = ("facebook", "instagram")
 

@@ -9,7 +9,7 @@ from archiver.commands import add_command, describe_database
 
 if TYPE_CHECKING:
     from archiver.commands import SubParsers
-    from models.config import Settings
+    from core.config import Settings
 
 
 def register(subparsers: SubParsers) -> None:
@@ -30,8 +30,8 @@ def current_revision(url: str) -> str | None:
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy.exc import OperationalError
 
+    from core.errors import StoreUnavailable
     from models.db import create_db_engine
-    from models.errors import StoreUnavailable
 
     engine = create_db_engine(url, pool_size=1)
     try:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from archiver.commands import add_command
 from archiver.commands.serve import make_server, run_async
 from archiver.embedded import EmbeddedRedis
-from models.errors import ArchiverError
+from core.errors import ArchiverError
 
 if TYPE_CHECKING:
     import uvicorn
@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
     from archiver.commands import SubParsers
     from archiver.demo_world import DemoStory
+    from core.config import Settings
     from metasim import World
-    from models.config import Settings
 
 TIMEOUT = 50.0  # the whole tour; the slowest step (story A's final) is due after ~12 s
 POLL = 0.25

@@ -1,6 +1,6 @@
 """`archiver accounts new-key` and `archiver accounts rotate-key`: tokens encrypted at rest.
 
-With TOKEN_ENCRYPTION_KEY set, tokens are written encrypted (models.crypto). Rotating: put the
+With TOKEN_ENCRYPTION_KEY set, tokens are written encrypted (core.crypto). Rotating: put the
 new key first and the old one after it (`TOKEN_ENCRYPTION_KEY=<new>,<old>`), run
 `rotate-key`, which re-encrypts every stored token under the new key (plaintext ones too),
 then drop the old key.
@@ -12,11 +12,11 @@ import argparse
 from typing import TYPE_CHECKING
 
 from archiver.commands import add_command, open_database
-from models.errors import ConfigError
+from core.errors import ConfigError
 
 if TYPE_CHECKING:
     from archiver.commands import SubParsers
-    from models.config import Settings
+    from core.config import Settings
 
 
 def register(inner: SubParsers) -> None:
@@ -41,7 +41,7 @@ def register(inner: SubParsers) -> None:
 
 
 def run_new_key(_args: argparse.Namespace, _settings: Settings | None) -> int:
-    from models.crypto import new_key
+    from core.crypto import new_key
 
     print(new_key())
     return 0
@@ -50,8 +50,8 @@ def run_new_key(_args: argparse.Namespace, _settings: Settings | None) -> int:
 def run_rotate(_args: argparse.Namespace, settings: Settings) -> int:
     import sqlalchemy as sa
 
+    from core.crypto import TokenCipher
     from models.accounts import Account
-    from models.crypto import TokenCipher
 
     key = settings.token_key
     if key is None:

@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from archiver.commands import add_command, open_database
-from models.errors import NotFoundError, StoreUnavailable
+from core.errors import NotFoundError, StoreUnavailable
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from archiver.commands import SubParsers
-    from models.config import Settings
+    from core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def replay_one(engine: Engine, delivery: int) -> str:
     Processing records its own failures (status `failed`, error and traceback on the row).
     """
     from models.deliveries import FAILED
-    from workers.deliveries import process_delivery_sync
+    from workers.webhooks.deliveries import process_delivery_sync
 
     try:
         return process_delivery_sync(engine=engine, delivery_id=delivery)

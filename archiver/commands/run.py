@@ -28,11 +28,11 @@ from archiver.commands.serve import (
 )
 from archiver.commands.worker import stop_worker
 from archiver.embedded import EmbeddedRedis
-from models.errors import ArchiverError
+from core.errors import ArchiverError
 
 if TYPE_CHECKING:
     from archiver.commands import SubParsers
-    from models.config import Settings
+    from core.config import Settings
 
 log = logging.getLogger(__name__)
 

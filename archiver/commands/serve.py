@@ -15,14 +15,14 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from archiver.commands import add_command, open_database
-from models.errors import ArchiverError
+from core.errors import ArchiverError
 
 if TYPE_CHECKING:
     import uvicorn
     from starlette.applications import Starlette
 
     from archiver.commands import SubParsers
-    from models.config import Settings
+    from core.config import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

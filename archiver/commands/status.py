@@ -1,7 +1,8 @@
 """`archiver status`: what is being captured, coverage, failures, token expiry.
 
-The figures come from the database (models.status) and, for throttle pauses and failed jobs,
-from the Redis keys the workers keep (workers/pacing.py, models.stats). Redis is optional here:
+The figures come from the database (reports.coverage) and, for throttle pauses and failed jobs,
+from the Redis keys the workers keep (workers/meta/pacing.py, reports.figures). Redis is
+optional here:
 status is what an operator runs when something is wrong, so an unreachable Redis makes those
 "unknown" instead of failing the whole report. This module holds the command, the pauses and the
 `--json` document; the text report is archiver/commands/status_text.py. Tokens are never
@@ -20,10 +21,10 @@ from archiver.commands import add_command, open_database
 
 if TYPE_CHECKING:
     from archiver.commands import SubParsers
-    from models.config import Settings
-    from models.status import AccountStatus, Deliveries, ThreadsStatus
+    from core.config import Settings
+    from reports.coverage import AccountStatus, Deliveries, ThreadsStatus
 
-# The workers' Pacer keys (workers/pacing.py, prefix "archiver", account key "ig:<id>");
+# The workers' Pacer keys (workers/meta/pacing.py, prefix "archiver", account key "ig:<id>");
 # tests/test_status.py checks that the two agree.
 PAUSE_COUNTS_KEY = "archiver:pauses:ig:{}"
 PAUSE_KEY = "archiver:pause:ig:{}"
@@ -102,7 +103,7 @@ def read_pauses(redis_url: str | None, ig_user_ids: list[str]) -> PauseReport:
 
 
 def _ask(client: Any, ig_user_ids: list[str]) -> list[Any]:
-    from models.stats import JOB_FAILURES_KEY
+    from reports.figures import JOB_FAILURES_KEY
 
     with client.pipeline(transaction=False) as pipe:
         for ig_user_id in ig_user_ids:
@@ -116,7 +117,7 @@ def _ask(client: Any, ig_user_ids: list[str]) -> list[Any]:
 
 
 def _pause_report(ig_user_ids: list[str], replies: list[Any]) -> PauseReport:
-    from models.stats import split_fields
+    from reports.figures import split_fields
 
     *accounts, app, threads_app, failures = replies
     by_ig_user = {
@@ -140,9 +141,9 @@ def _text(value: Any) -> str:
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
     from archiver.commands.status_text import as_text
-    from models.overdue import overdue_grace
-    from models.status import account_statuses, delivery_counts
     from models.types import utcnow
+    from reports.coverage import account_statuses, delivery_counts
+    from reports.overdue import overdue_grace
 
     now = utcnow()
     engine = open_database(settings)
@@ -249,7 +250,7 @@ def totals(accounts: list[AccountStatus], pauses: PauseReport) -> dict[str, int 
 def problem_totals(accounts: list[AccountStatus]) -> dict[str, int]:
     """How many accounts have a problem, wait for re-authorisation (either side) or are overdue,
     and how many open media have a problem."""
-    from models.stories import REAUTH_REQUIRED as REAUTH
+    from store.story_listing import REAUTH_REQUIRED as REAUTH
 
     linked = [a.threads for a in accounts if a.threads is not None]
     return {

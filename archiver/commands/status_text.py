@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from archiver.commands.status import PauseReport, Pauses, days_left, safe, totals
 
 if TYPE_CHECKING:
-    from models.problems import MediaProblem, MediaProblems
-    from models.status import AccountStatus, Deliveries, ThreadsStatus
+    from reports.coverage import AccountStatus, Deliveries, ThreadsStatus
+    from reports.problems import MediaProblem, MediaProblems
 
 
 def plural(count: int | None, one: str, many: str | None = None) -> str:

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING
 
 from archiver.commands import add_command, open_database
 from archiver.commands.accounts import add_which, find_account, text
-from models.errors import ConflictError, NotFoundError
+from core.errors import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from archiver.commands import SubParsers
     from archiver.commands.threads_meta import Link
+    from core.config import Settings
     from models.accounts import Account
-    from models.config import Settings
 
 # Everything that belongs to one Threads profile and its token, cleared by --unlink.
 THREADS_FIELDS = (
@@ -120,7 +120,7 @@ def _store_link(engine: Engine, account_id: int, link: Link, token: str) -> Acco
 def _link(args: argparse.Namespace, settings: Settings, engine: Engine) -> Account:
     from archiver.commands.threads_meta import find_threads_user
     from models.accounts import mask_token
-    from workers.graph import IgAccount
+    from workers.meta.graph_api import IgAccount
 
     account = _load(engine, args)
     assert account.id is not None

@@ -1,7 +1,7 @@
 """The Meta side of `accounts threads | backfill`: which Threads profile a token belongs to,
 and the `views` history backfill with its progress bar.
 
-Clients are built as the worker builds them (workers.transport.make_http_client, the
+Clients are built as the worker builds them (workers.meta.transport.make_http_client, the
 `from_settings` constructors), with the shared Redis pacer when REDIS_URL is set, so a
 command never calls an account the workers are holding back. A Meta error becomes one line
 and an exit code of its own (6: Meta refused, fix the token or the request; 7: throttled or
@@ -24,9 +24,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.engine import Engine
 
 from archiver.progress import ProgressBar
-from models.accounts import Account
-from models.config import Settings
-from models.errors import (
+from core.config import Settings
+from core.errors import (
     ArchiverError,
     ConfigError,
     ConflictError,
@@ -34,12 +33,13 @@ from models.errors import (
     MetaUnavailable,
     StoreUnavailable,
 )
-from models.threads import flag_threads_reauth
-from workers.errors import AuthError, MetaError, Throttled, Transient
-from workers.graph import GraphClient, IgAccount
-from workers.threads import ThreadsAccount, ThreadsClient
-from workers.threads_polling import backfill_views
-from workers.transport import make_http_client
+from models.accounts import Account
+from store.threads_polls import flag_threads_reauth
+from workers.captures.threads_polls import backfill_views
+from workers.meta.errors import AuthError, MetaError, Throttled, Transient
+from workers.meta.graph_api import GraphClient, IgAccount
+from workers.meta.threads_api import ThreadsAccount, ThreadsClient
+from workers.meta.transport import make_http_client
 
 OPERATOR = "operator"
 CONNECTED = "connected_threads_user"

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 from archiver.commands import add_command, open_database
 from archiver.commands.serve import Shutdown, run_async
-from models.errors import ConfigError
+from core.errors import ConfigError
 
 if TYPE_CHECKING:
     from arq.worker import Worker
 
     from archiver.commands import SubParsers
-    from models.config import Settings
+    from core.config import Settings
 
 
 log = logging.getLogger(__name__)

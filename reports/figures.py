@@ -1,0 +1,188 @@
+"""Figures the workers leave for /metrics and `archiver status`: counters the workers increment
+in Redis (Meta calls by status, throttle pauses, failed jobs) and the app-wide pauses, and
+gauges read from the database at scrape time (captures, token expiry, overdue work, accounts
+with a problem). The key names are the contract between workers and receiver, which never
+import each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from redis.asyncio import Redis
+from sqlalchemy.engine import Connection, Engine
+
+from models.accounts import Account
+from models.snapshots import Media
+from models.types import utcnow
+from reports.overdue import Overdue, overdue_work
+
+CALLS_KEY = "archiver:stats:calls"  # field `<platform>|<status>`: HTTP status or `error`
+PAUSES_KEY = "archiver:stats:pauses"  # field `<platform>|<reason>`
+# Job runs that ended in an error (a retry scheduled or the job given up), field
+# `<function>|<outcome>` (outcome: `retry` or `gave_up`), incremented by the workers.
+JOB_FAILURES_KEY = "archiver:stats:job_failures"
+# The app-wide pauses of workers.meta.pacing.Pacer (`archiver:pause:app`, `...:app:threads`).
+APP_PAUSE_KEYS = {"instagram": "archiver:pause:app", "threads": "archiver:pause:app:threads"}
+_media = Media.__table__  # type: ignore[attr-defined]
+_account = Account.__table__  # type: ignore[attr-defined]
+
+Counts = dict[tuple[str, str], int]
+
+
+def stat_field(key: str, label: str) -> str:
+    """The pacer's key (`ig:<id>`, `threads:<id>`, `app`, `app:threads`) and a status or
+    reason -> `instagram|200`, `threads|throttled`."""
+    platform = "threads" if key.startswith("threads") or key == "app:threads" else "instagram"
+    return f"{platform}|{label}"
+
+
+@dataclass
+class Counters:
+    """From Redis: calls by (platform, status), pauses by (platform, reason), failed jobs by
+    (function, outcome), and the seconds left on each platform's app-wide pause."""
+
+    calls: Counts = field(default_factory=dict)
+    pauses: Counts = field(default_factory=dict)
+    job_failures: Counts = field(default_factory=dict)
+    app_paused: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Gauges:
+    """From the database, at scrape time."""
+
+    captures: Counts = field(default_factory=dict)  # (subject_type, capture_state)
+    token_days: dict[str, float] = field(default_factory=dict)  # platform -> fewest days
+    data_access_days: dict[str, float] = field(default_factory=dict)
+    tokens: Counts = field(default_factory=dict)  # (platform, dated | never | unknown)
+    accounts: Counts = field(default_factory=dict)  # (platform, state)
+    problems: dict[str, int] = field(default_factory=dict)  # platform -> accounts
+    overdue: dict[str, Overdue] = field(default_factory=dict)  # kind -> count, oldest
+
+
+@dataclass
+class WorkerStats:
+    """What the scrape read; a part is None when its store did not answer."""
+
+    counters: Counters | None = None
+    gauges: Gauges | None = None
+
+
+async def read_counters(redis: Redis) -> Counters:
+    """The workers' counters and the app-wide pauses, in one pipelined round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in (CALLS_KEY, PAUSES_KEY, JOB_FAILURES_KEY):
+            pipe.hgetall(key)
+        for key in APP_PAUSE_KEYS.values():
+            pipe.pttl(key)
+        raw = await pipe.execute()
+    paused = {p: max(int(ttl), 0) / 1000 for p, ttl in zip(APP_PAUSE_KEYS, raw[3:], strict=True)}
+    calls, pauses, failures = (split_fields(found) for found in raw[:3])
+    return Counters(calls, pauses, failures, app_paused=paused)
+
+
+def split_fields(found: dict[bytes, bytes] | dict[str, str]) -> Counts:
+    """A counter hash (`<a>|<b>` -> n) keyed by (a, b)."""
+    out = {}
+    for key, value in found.items():
+        text = key.decode() if isinstance(key, bytes) else key
+        first, _, second = text.partition("|")
+        out[(first, second)] = int(value)
+    return out
+
+
+def read_gauges(engine: Engine, *, grace: timedelta, now: datetime | None = None) -> Gauges:
+    """Blocking (run it in a thread): every database gauge, in one connection."""
+    now = now or utcnow()
+    with engine.connect() as conn:
+        days, data_access = _days_left(conn, now)
+        return Gauges(
+            captures=_capture_counts(conn),
+            token_days=days,
+            data_access_days=data_access,
+            tokens=_token_expiry_counts(conn),
+            accounts=_account_states(conn),
+            problems=_problem_counts(conn),
+            overdue=overdue_work(conn, now=now, grace=grace),
+        )
+
+
+def _capture_counts(conn: Connection) -> Counts:
+    """Media by (subject type, capture state): stories final_captured vs missed, and so on."""
+    stmt = sa.select(_media.c.subject_type, _media.c.capture_state, sa.func.count()).group_by(
+        _media.c.subject_type, _media.c.capture_state
+    )
+    return {(str(kind), str(state)): int(n) for kind, state, n in conn.execute(stmt)}
+
+
+def _days_left(conn: Connection, now: datetime) -> tuple[dict[str, float], dict[str, float]]:
+    """The fewest days left on any known token expiry per platform, and on Facebook Login's
+    data access (absent when none is known)."""
+    a = _account.c
+    stmt = sa.select(
+        sa.func.min(a.ig_token_expires_at),
+        sa.func.min(a.threads_token_expires_at),
+        sa.func.min(a.ig_data_access_expires_at),
+    )
+    ig, threads, data_access = conn.execute(stmt).one()
+
+    def days(found: dict[str, datetime | None]) -> dict[str, float]:
+        return {p: round((at - now).total_seconds() / 86400, 2) for p, at in found.items() if at}
+
+    return days({"instagram": ig, "threads": threads}), days({"instagram": data_access})
+
+
+def never_expires() -> sa.ColumnElement[bool]:
+    """A Facebook Login token whose debug_token said `expires_at: 0` (never): checked, with
+    no error and no expiry stored; unchecked, its expiry is unknown.
+    https://developers.facebook.com/docs/graph-api/reference/debug_token"""
+    a = _account.c
+    return sa.and_(
+        a.login == "facebook",
+        a.ig_token_expires_at.is_(None),
+        a.ig_token_checked_at.is_not(None),
+        a.ig_token_check_error.is_(None),
+    )
+
+
+def _token_expiry_counts(conn: Connection) -> Counts:
+    """Tokens by what is known of their expiry: dated, never (Facebook Login), unknown."""
+    a = _account.c
+    ig = sa.case(
+        (a.ig_token_expires_at.is_not(None), "dated"), (never_expires(), "never"), else_="unknown"
+    )
+    threads = sa.case((a.threads_token_expires_at.is_not(None), "dated"), else_="unknown")
+    found: Counts = {}
+    for platform, expiry, linked in (
+        ("instagram", ig, None),
+        ("threads", threads, a.threads_user_id),
+    ):
+        stmt = sa.select(expiry, sa.func.count()).group_by(expiry)
+        if linked is not None:
+            stmt = stmt.where(linked.is_not(None))
+        found |= {(platform, str(kind)): int(n) for kind, n in conn.execute(stmt)}
+    return found
+
+
+def _account_states(conn: Connection) -> Counts:
+    """Accounts by state per side; the Threads side of linked accounts only."""
+    a = _account.c
+    ig = sa.select(a.state, sa.func.count()).group_by(a.state)
+    threads = sa.select(a.threads_state, sa.func.count()).where(a.threads_user_id.is_not(None))
+    found = {("instagram", str(state)): int(n) for state, n in conn.execute(ig)}
+    rows = conn.execute(threads.group_by(a.threads_state))
+    return found | {("threads", str(state)): int(n) for state, n in rows}
+
+
+def _problem_counts(conn: Connection) -> dict[str, int]:
+    """Accounts flagged with an error retrying cannot fix, per side (0 when none)."""
+    a = _account.c
+    stmt = sa.select(
+        sa.func.count(a.ig_problem),  # count(column) skips nulls
+        sa.func.count(a.threads_problem),
+    )
+    ig, threads = conn.execute(stmt).one()
+    return {"instagram": int(ig), "threads": int(threads)}

@@ -1,0 +1,95 @@
+"""The scheduler tick (cron, every SCHEDULE_TICK_SECONDS; arq's unique cron makes one worker of
+many run each tick): enqueue every listing, poll and capture the database says is due, under
+deterministic job ids (a duplicate is a no-op), and close stories that expired uncaptured.
+
+Jobs also enqueue their own follow-ups (the next slot) for precision; the tick is what makes
+the schedule survive a Redis flush or a killed worker. Everything is enqueued at its due time,
+so arq runs the oldest due work first, except a story's final, which the tick enqueues once due
+and ahead of all else (workers.captures.jobs.FINAL_HEADSTART), even when an earlier slot of the
+story is still waiting in the queue (store.due_captures.promote_finals).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from arq.connections import ArqRedis
+from sqlalchemy.engine import Engine
+
+from core.config import Settings
+from jobqueue.names import (
+    MAIN_QUEUE,
+    POLL_STORIES,
+    POLL_THREADS,
+    story_poll_job_id,
+    threads_poll_job_id,
+)
+from models.types import utcnow
+from store.due_captures import due_captures, promote_finals
+from store.story_listing import due_polls, mark_expired
+from store.threads_polls import due_threads_polls
+from workers.captures.jobs import enqueue_capture
+from workers.captures.slots import FINAL
+from workers.runtime.context import in_thread
+
+log = logging.getLogger(__name__)
+
+TICK_BATCH = 2000  # rows per tick and kind; the rest are due at the next tick
+EXPIRY_GRACE = timedelta(seconds=60)  # a final capture in flight at expiry may still land
+TICK_STARTED_KEY = "archiver:schedule_due:started"
+
+
+async def schedule_due(ctx: dict[str, Any]) -> dict[str, int]:
+    """The tick: enqueue what is due, close expired stories; returns counts for the log."""
+    settings: Settings = ctx["settings"]
+    engine: Engine = ctx["engine"]
+    redis: ArqRedis = ctx["redis"]
+    now = utcnow()
+    if await _superseded(redis, ctx.get("score"), now):
+        return {"superseded": 1}
+    polls = await in_thread(ctx, due_polls, engine, now=now, limit=TICK_BATCH)
+    for account_id, due in polls:
+        job_id = story_poll_job_id(account_id, int(due.timestamp()))
+        await redis.enqueue_job(
+            POLL_STORIES, account_id, _job_id=job_id, _defer_until=due, _queue_name=MAIN_QUEUE
+        )
+    threads = await in_thread(ctx, due_threads_polls, engine, now=now, limit=TICK_BATCH)
+    for account_id, due in threads:
+        epoch = int(due.timestamp())
+        await redis.enqueue_job(
+            POLL_THREADS,
+            account_id,
+            epoch,
+            _job_id=threads_poll_job_id(account_id, epoch),
+            _queue_name=MAIN_QUEUE,  # the tick runs in the control lane's queue
+        )
+    lookahead = now + timedelta(seconds=2 * settings.schedule_tick_seconds)
+    margin = timedelta(seconds=settings.story_final_margin_seconds)
+    finals = await in_thread(
+        ctx, promote_finals, engine, slot=FINAL, now=now, margin=margin, limit=TICK_BATCH
+    )
+    captures = await in_thread(ctx, due_captures, engine, until=lookahead, limit=TICK_BATCH)
+    for capture in [*finals, *captures]:
+        await enqueue_capture(redis, capture.platform, capture.media_id, capture.slot, capture.due)
+    missed = await in_thread(ctx, mark_expired, engine, now=now, grace=EXPIRY_GRACE)
+    if missed:
+        log.warning("%d stories expired without a final snapshot", missed)
+    counts = {"story_polls": len(polls), "threads_polls": len(threads)}
+    return counts | {"captures": len(captures), "finals_promoted": len(finals), "missed": missed}
+
+
+async def _superseded(redis: ArqRedis, score: int | None, now: datetime) -> bool:
+    """True for a tick that waited in a backed-up queue while a later one started: it would
+    only repeat that tick's work (thousands of no-op enqueues). Otherwise note the start.
+
+    `score` is when arq was to run this tick (ms). arq enqueues the next tick while it starts
+    this one, so comparing with the time a tick was enqueued, rather than due, would skip
+    every other tick when they are a second apart.
+    """
+    last = await redis.get(TICK_STARTED_KEY)
+    if score is not None and last is not None and float(last) > score / 1000:
+        return True
+    await redis.set(TICK_STARTED_KEY, f"{now.timestamp():.3f}", ex=3600)
+    return False

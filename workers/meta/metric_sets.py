@@ -1,0 +1,165 @@
+"""Which story insights to request per Graph API version, and how an answer becomes MetricRows
+(the metrics Meta refused are remembered in workers.meta.metric_drops).
+
+Source: https://developers.facebook.com/documentation/instagram-platform/reference/instagram-media/insights
+A metric that needs a breakdown gets a call of its own: mixing a breakdown with metrics that
+do not support it fails with "An unknown error has occurred."
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Final
+
+from core.errors import ConfigError
+from store.recording import UNAVAILABLE, MetricRow
+from workers.meta.metric_drops import DroppedMetrics as DroppedMetrics  # re-exported for callers
+
+
+@dataclass(frozen=True)
+class InsightsCall:
+    """One insights request: metrics that can share a call, and the breakdown they need."""
+
+    name: str
+    metrics: tuple[str, ...]
+    breakdown: str | None = None
+
+    def without(self, dropped: Iterable[str]) -> InsightsCall | None:
+        """This call minus dropped metrics; None when nothing is left to ask for."""
+        gone = set(dropped)
+        metrics = tuple(m for m in self.metrics if m not in gone)
+        return replace(self, metrics=metrics) if metrics else None
+
+
+# Deprecated on every version by now (v18 changelog: from 2023-12-11; v21: 2025-01-08;
+# v22: 2025-04-21), so never requested whatever the version. Tests hold the table to this.
+NEVER_REQUEST: Final = frozenset(
+    {
+        "exits",
+        "taps_forward",
+        "taps_back",
+        "engagement",
+        "video_views",
+        "impressions",
+        "plays",
+        "clips_replays_count",
+        "ig_reels_aggregated_all_plays_count",
+    }
+)
+
+# `reposts` (December 2025) and the new story metrics such as `link_clicks` (June 2026) came
+# out of cycle, "Applies to all versions", so they belong to every row:
+# https://developers.facebook.com/documentation/instagram-platform/changelog
+# A media that refuses one costs one extra call, once (workers.meta.metric_drops).
+_PLAIN = (
+    "views",
+    "reach",
+    "replies",
+    "shares",
+    "total_interactions",
+    "follows",
+    "profile_visits",
+    "link_clicks",
+    "reposts",
+)
+
+# THE table: first major API version a row applies to -> the calls of one story snapshot.
+# v22.0 is the oldest version Meta still serves (changelog versions table, META-API.md §3).
+# A newer version that changes the set gets a new row; older rows stay for pinned versions.
+STORY_METRIC_SETS: Final[dict[int, tuple[InsightsCall, ...]]] = {
+    22: (
+        InsightsCall("plain", _PLAIN),
+        InsightsCall("navigation", ("navigation",), "story_navigation_action_type"),
+        InsightsCall("profile_activity", ("profile_activity",), "action_type"),
+    ),
+}
+
+
+def major_version(version: str) -> int:
+    """`v25.0` -> 25."""
+    try:
+        return int(version.strip().lstrip("vV").split(".")[0])
+    except ValueError:
+        msg = f"GRAPH_API_VERSION {version!r} is not like v25.0"
+        raise ConfigError(msg) from None
+
+
+def story_calls(version: str) -> tuple[InsightsCall, ...]:
+    """The insights calls of one story snapshot for a pinned API version."""
+    major = major_version(version)
+    rows = [first for first in STORY_METRIC_SETS if first <= major]
+    if not rows:
+        oldest = min(STORY_METRIC_SETS)
+        msg = f"GRAPH_API_VERSION {version} is older than v{oldest}.0, which Meta no longer serves"
+        raise ConfigError(msg)
+    return STORY_METRIC_SETS[max(rows)]
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Meta's `2019-04-05T07:56:32+0000` (or any ISO-8601 with a zone) to aware UTC."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z")
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return parsed if parsed.tzinfo else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _breakdown_rows(name: str, total: Mapping[str, Any], breakdown: str | None) -> list[MetricRow]:
+    rows = []
+    for part in total.get("breakdowns") or []:
+        keys = ",".join(str(k) for k in part.get("dimension_keys") or []) or breakdown
+        for result in part.get("results") or []:
+            dimension = ",".join(str(v) for v in result.get("dimension_values") or [])
+            rows.append(MetricRow(name, _number(result.get("value")), keys, dimension or None))
+    return rows
+
+
+def _item_rows(item: Mapping[str, Any], breakdown: str | None) -> list[MetricRow]:
+    name = str(item["name"])
+    values = [v for v in item.get("values") or [] if isinstance(v, dict)]
+    total = item.get("total_value")
+    if isinstance(total, dict):
+        value = total.get("value", values[0].get("value") if values else None)
+        return [MetricRow(name, _number(value)), *_breakdown_rows(name, total, breakdown)]
+    return [
+        MetricRow(name, _number(v.get("value")), end_time=parse_time(v.get("end_time")))
+        for v in values
+    ] or [MetricRow(name, None)]
+
+
+def parse_insights(
+    body: Any, metrics: Sequence[str], breakdown: str | None = None
+) -> list[MetricRow]:
+    """Insights JSON to rows: a total row per metric (breakdown None) plus one row per
+    breakdown result; requested metrics missing from `data` get an `unavailable` row,
+    because Meta returns an empty array, not 0, when it has no data (MINS)."""
+    data = body.get("data") if isinstance(body, dict) else None
+    items = (
+        [i for i in data if isinstance(i, dict) and i.get("name")] if isinstance(data, list) else []
+    )
+    rows = [row for item in items for row in _item_rows(item, breakdown)]
+    seen = {str(item["name"]) for item in items}
+    return rows + flagged_rows([m for m in metrics if m not in seen], UNAVAILABLE)
+
+
+def flagged_rows(metrics: Sequence[str], flag: str) -> list[MetricRow]:
+    """Null values with a reason, e.g. below_threshold after error 10 "Not enough viewers"."""
+    return [MetricRow(metric, None, flag=flag) for metric in metrics]

@@ -1,0 +1,257 @@
+"""Turning an archived delivery into snapshots: idempotent, one transaction per delivery.
+
+The receiver stored the raw body before answering Meta (models/deliveries.py); this is the
+second half. Meta delivers at least once and retries with other bodies (another entry.time),
+so nothing here counts on seeing a change once: the `webhook` slot of a story's snapshots is
+the natural key (META-API.md "Deduplicate"), and a delivery already in a final state is left
+as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select
+
+from core.errors import NotFoundError, StoreUnavailable
+from jobqueue.names import PROCESS_DELIVERY
+from models.accounts import Account
+from models.db import session_scope
+from models.deliveries import FAILED, IGNORED, PROCESSED, UNPARSEABLE, UNROUTED, WebhookDelivery
+from models.snapshots import Media
+from models.types import utcnow
+from store.recording import BELOW_THRESHOLD, MetricRow, Subject, record_snapshot
+from workers.runtime.context import in_thread
+from workers.runtime.failures import (
+    GAVE_UP,
+    count,
+    describe,
+    job_try,
+    log_unexpected,
+    retry,
+    retry_delay,
+    trace_of,
+)
+from workers.webhooks.envelope import Change, UnparseableDelivery, parse_body
+from workers.webhooks.threads_changes import apply_post_change, is_post_change
+
+log = logging.getLogger(__name__)
+
+DONE = (PROCESSED, IGNORED, UNPARSEABLE)  # final: processing again would change nothing
+STORY_INSIGHTS = "story_insights"
+WEBHOOK_SLOT = "webhook"  # one webhook version per story, whichever body carried it
+DELIVERY_MAX_TRIES = 6  # 1 + 2 + 4 + 8 + 16 s of retries: a database restart, a lock storm
+_ERROR_CHARS = 2000
+
+
+def story_metric_rows(value: dict[str, Any]) -> list[MetricRow]:
+    """One row per numeric key but media_id; Meta's -1 means "fewer than 5", never a count."""
+    rows = []
+    for key, raw in value.items():
+        if key == "media_id" or isinstance(raw, bool) or not isinstance(raw, int | float):
+            continue
+        if raw == -1:  # https://developers.facebook.com/docs/instagram-platform/webhooks
+            rows.append(MetricRow(metric=key, value=None, flag=BELOW_THRESHOLD))
+        else:
+            rows.append(MetricRow(metric=key, value=float(raw)))
+    return rows
+
+
+@dataclass
+class Outcome:
+    """What the changes of one delivery came to; decides its status and summary."""
+
+    fields: list[str] = field(default_factory=list)
+    recorded: int = 0  # new webhook versions
+    threads: dict[str, int] = field(default_factory=dict)  # Threads post changes acted on
+    already: int = 0  # stories whose webhook version existed (a Meta retry, a rerun)
+    unrouted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.unrouted:
+            return UNROUTED
+        return PROCESSED if self.recorded or self.already or self.threads else IGNORED
+
+    def summary(self) -> str:
+        parts = [f"fields: {', '.join(sorted(set(self.fields))) or '-'}"]
+        if self.recorded or self.already:
+            parts.append(f"stories: {self.recorded} recorded, {self.already} already recorded")
+        if self.threads:
+            done = ", ".join(f"{n} {kind}" for kind, n in sorted(self.threads.items()))
+            parts.append(f"threads posts: {done}")
+        parts += sorted(set(self.unrouted)) + sorted(set(self.skipped))
+        return "; ".join(parts)
+
+
+def process_delivery_sync(*, engine: Engine, delivery_id: int) -> str:
+    """Process one delivery and return its status; a rerun never adds a snapshot version.
+
+    A failure is written on the row (status `failed`, error, traceback) in a transaction of
+    its own, then re-raised; StoreUnavailable means the database is the problem (and the row
+    could not be written).
+    """
+    try:
+        with session_scope(engine) as session:
+            return _process(session, delivery_id)
+    except NotFoundError:
+        raise
+    except Exception as exc:
+        _record_failure(engine, delivery_id, exc)
+        raise
+
+
+def _process(session: Session, delivery_id: int) -> str:
+    # FOR UPDATE serialises a replay with a worker on PostgreSQL; SQLite's BEGIN IMMEDIATE
+    # (models/db.py) already lets one writer in at a time.
+    delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
+    if delivery is None:
+        msg = f"no webhook delivery with id {delivery_id}"
+        raise NotFoundError(msg)
+    if delivery.status in DONE:
+        return delivery.status
+    error = None
+    try:
+        changes = parse_body(delivery.body)
+    except UnparseableDelivery as exc:
+        status, summary, error = UNPARSEABLE, "body could not be parsed", str(exc)
+    else:
+        outcome = Outcome()
+        for change in changes:
+            _apply(session, delivery_id, change, outcome)
+        status, summary = outcome.status, outcome.summary()
+    delivery.status, delivery.summary, delivery.error = status, summary, error
+    delivery.processed_at, delivery.attempts = utcnow(), delivery.attempts + 1
+    delivery.traceback = None
+    return status
+
+
+def _apply(session: Session, delivery_id: int, change: Change, outcome: Outcome) -> None:
+    """Route one change; all but IG story_insights and Threads publish/delete is archived."""
+    outcome.fields.append(change.field)
+    if is_post_change(change):
+        kind, note = apply_post_change(session, change)
+        if kind in ("published", "left to the listing", "deleted"):
+            outcome.threads[kind] = outcome.threads.get(kind, 0) + 1
+        else:
+            (outcome.unrouted if kind == "unrouted" else outcome.skipped).append(note)
+        return
+    if change.object != "instagram" or change.field != STORY_INSIGHTS:
+        return
+    media_id = change.value.get("media_id")
+    if not isinstance(media_id, str | int) or isinstance(media_id, bool) or not str(media_id):
+        outcome.skipped.append("a story_insights change without media_id was skipped")
+        return
+    account_id = session.exec(
+        select(Account.id).where(col(Account.ig_user_id) == change.entry_id)
+    ).first()
+    if account_id is None:
+        outcome.unrouted.append(f"no account with ig_user_id {change.entry_id}")
+        return
+    _ensure_story(session, account_id, str(media_id))
+    _, created = record_snapshot(
+        session=session,
+        subject=Subject(account_id, "instagram", "story", str(media_id)),
+        slot=WEBHOOK_SLOT,
+        source="webhook",
+        metrics=story_metric_rows(change.value),
+        raw=change.value,
+        delivery_id=delivery_id,
+    )
+    if created:
+        outcome.recorded += 1
+    else:
+        outcome.already += 1
+
+
+def _ensure_story(session: Session, account_id: int, media_id: str) -> None:
+    """Insert the story's Media row unless it exists; never touch what a capture set."""
+    row = Media(
+        account_id=account_id, platform="instagram", subject_type="story", media_id=media_id
+    )
+    values = row.model_dump(exclude={"id"}, exclude_none=True)  # model defaults, e.g. now
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    stmt = (
+        dialect.insert(Media.__table__)  # type: ignore[attr-defined]
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["platform", "media_id"])
+    )
+    session.connection().execute(stmt)
+
+
+def _record_failure(engine: Engine, delivery_id: int, exc: BaseException) -> None:
+    """Keep the error and its traceback on the row; best effort, the database may be down."""
+    table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+    stmt = (
+        sa.update(table)
+        .where(table.c.id == delivery_id, table.c.status.not_in(DONE))
+        .values(
+            status=FAILED,
+            error=f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS],
+            traceback=trace_of(exc),
+            attempts=table.c.attempts + 1,
+        )
+    )
+    try:
+        with engine.begin() as conn:
+            conn.execute(stmt)
+    except SQLAlchemyError as record_exc:
+        log.warning(
+            "could not record the failure of delivery %s: %s",
+            delivery_id,
+            type(record_exc).__name__,
+            extra={"delivery_id": delivery_id},
+        )
+
+
+async def process_delivery(ctx: dict[str, Any], delivery_id: int) -> str:
+    """arq job (jobqueue.names.PROCESS_DELIVERY): the sync processing in a thread.
+
+    Any failure (a database outage, an error kept on the row with its traceback) is retried
+    with back-off, 1 s, 2 s, 4 s ...; after the last try the row is left as it is: `failed`
+    ones wait for `archiver replay`, pending ones (the database was down) for the sweeper.
+    """
+    started, attempt = time.monotonic(), job_try(ctx)
+    extra = {"delivery_id": delivery_id, "job_id": ctx.get("job_id"), "job_try": attempt}
+    try:
+        status = await in_thread(
+            ctx, process_delivery_sync, engine=ctx["engine"], delivery_id=delivery_id
+        )
+    except NotFoundError:
+        await count(ctx, PROCESS_DELIVERY, GAVE_UP)
+        _log_job(logging.WARNING, "no such delivery", started, extra)
+        return "not found"
+    except Exception as exc:  # kept on the row by process_delivery_sync when it could be
+        last, error = attempt >= DELIVERY_MAX_TRIES, describe(exc)
+        if not isinstance(exc, StoreUnavailable):
+            log_unexpected(ctx, exc, started, last=last)
+        if not last:
+            defer = retry_delay(attempt)
+            _log_job(logging.WARNING, f"{error}; retry in {defer:.0f} s", started, extra)
+            await retry(ctx, PROCESS_DELIVERY, defer, error)
+        await count(ctx, PROCESS_DELIVERY, GAVE_UP)
+        _log_job(logging.ERROR, f"gave up: {error}", started, extra)
+        return f"gave up: {error}"
+    _log_job(logging.INFO, status, started, extra)
+    return status
+
+
+def _log_job(level: int, outcome: str, started: float, extra: dict[str, Any]) -> None:
+    duration_ms = round((time.monotonic() - started) * 1000, 1)
+    log.log(
+        level,
+        "delivery %s: %s in %.1f ms (try %s)",
+        extra["delivery_id"],
+        outcome,
+        duration_ms,
+        extra["job_try"],
+        extra={**extra, "duration_ms": duration_ms, "outcome": outcome},
+    )
