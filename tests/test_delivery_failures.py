@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 from arq import Retry
@@ -25,11 +24,12 @@ from tests.test_deliveries import (
     story_body,
 )
 from tests.workers_harness import job_failures
+from workers.runtime.context import Context
 from workers.webhooks.deliveries import DELIVERY_MAX_TRIES, process_delivery
 
 
 @asynccontextmanager
-async def delivery_ctx(engine: Engine, redis_url: str) -> AsyncIterator[dict[str, Any]]:
+async def delivery_ctx(engine: Engine, redis_url: str) -> AsyncIterator[Context]:
     """What the deliveries lane gives the job: the engine and Redis, at try 1."""
     pool = await create_pool(RedisSettings.from_dsn(redis_url))
     try:

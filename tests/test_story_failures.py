@@ -25,6 +25,7 @@ from tests.workers_harness import job_context, job_failures
 from workers.captures.jobs import CAPTURE_MAX_TRIES
 from workers.captures.stories import LISTING_MAX_TRIES, capture_story, poll_stories
 from workers.captures.tick import schedule_due
+from workers.runtime.context import Context
 
 # Meta's answers for errors that retrying cannot fix, on the account's own listing.
 REFUSALS: dict[str, dict[str, Any]] = {
@@ -57,7 +58,7 @@ def seconds_until(when: datetime | None) -> float:
 @asynccontextmanager
 async def listing_ctx(
     engine: Engine, redis_url: str, sim: RunningSim
-) -> AsyncIterator[tuple[dict[str, Any], str, int]]:
+) -> AsyncIterator[tuple[Context, str, int]]:
     """(ctx, ig user id, account id) for an account registered on both sides."""
     ig = register(engine, sim.world)
     account_id = account_row(engine, ig).id
@@ -69,7 +70,7 @@ async def listing_ctx(
 @asynccontextmanager
 async def capture_ctx(
     engine: Engine, redis_url: str, sim: RunningSim
-) -> AsyncIterator[tuple[dict[str, Any], str, str]]:
+) -> AsyncIterator[tuple[Context, str, str]]:
     """(ctx, ig user id, media id) with a live story listed and its first slot due."""
     async with listing_ctx(engine, redis_url, sim) as (ctx, ig, account_id):
         story = sim.world.add_story(ig, age_seconds=DAY - 3600)
@@ -250,12 +251,14 @@ async def test_a_throttled_final_waits_in_the_database_and_keeps_its_headstart(
     enqueues it an hour ahead of its due time."""
     async with capture_ctx(engine, redis_url, sim) as (ctx, _ig, media_id):
         set_next(engine, media_id, "final", utcnow())  # the final is due (the tick's doing)
-        await ctx["graph"].pacer.pause("app", 30, reason="app_limit")
+        pacer = ctx["graph"].pacer
+        assert pacer is not None
+        await pacer.pause("app", 30, reason="app_limit")
         outcome = await capture_story(ctx, media_id, "final")
         waiting = stories(engine)[media_id]
         await ctx["redis"].delete("archiver:pause:app")
         set_next(engine, media_id, "final", utcnow() - timedelta(seconds=1))  # the pause ended
-        ctx["score"] = None
+        ctx.pop("score", None)
         await schedule_due(ctx)
         score = await ctx["redis"].zscore(
             MAIN_QUEUE, capture_job_id("instagram", media_id, "final")

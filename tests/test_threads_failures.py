@@ -20,6 +20,7 @@ from tests.workers_harness import job_context, job_failures
 from workers.captures.jobs import CAPTURE_MAX_TRIES
 from workers.captures.threads_polls import POLL_MAX_TRIES, poll_threads
 from workers.captures.threads_posts import capture_threads_post
+from workers.runtime.context import Context
 
 THROTTLED = {"code": 17, "regain_minutes": 3}  # (#17) User request limit reached
 
@@ -27,7 +28,7 @@ THROTTLED = {"code": 17, "regain_minutes": 3}  # (#17) User request limit reache
 @asynccontextmanager
 async def poll_ctx(
     engine: Engine, redis_url: str, sim: RunningSim
-) -> AsyncIterator[tuple[dict[str, Any], Account]]:
+) -> AsyncIterator[tuple[Context, Account]]:
     """(ctx, account) for an account with a linked Threads profile; polls hourly, post
     snapshots 1 h and 6 h after posting."""
     account = register(engine, sim.world)
@@ -46,7 +47,7 @@ async def poll_ctx(
 @asynccontextmanager
 async def post_ctx(
     engine: Engine, redis_url: str, sim: RunningSim
-) -> AsyncIterator[tuple[dict[str, Any], Account, str]]:
+) -> AsyncIterator[tuple[Context, Account, str]]:
     """(ctx, account, media id) with a post listed by a poll and its first capture due."""
     async with poll_ctx(engine, redis_url, sim) as (ctx, account):
         post = sim.world.add_threads_post(account.threads_user_id or "", age_seconds=60)

@@ -23,6 +23,7 @@ from tests.workers_harness import eventually, running_workers
 from workers.captures.threads_polls import INSIGHTS_FLOOR
 from workers.captures.token_refresh import refresh_tokens
 from workers.main import make_startup, shutdown
+from workers.runtime.context import Context
 
 DAY = 86400
 
@@ -206,7 +207,7 @@ async def test_tokens_are_refreshed_and_a_dead_one_flags_once(
                       login="instagram", created_at=old)  # fmt: skip
         session.add_all([good, bad])
         session.commit()
-    ctx: dict[str, Any] = {"redis": None}
+    ctx: Context = {}
     await make_startup(threads_settings(engine, redis_url, sim))(ctx)
     try:
         with caplog.at_level(logging.WARNING):

@@ -28,6 +28,7 @@ from workers.main import make_startup, shutdown
 from workers.meta.errors import Transient
 from workers.meta.graph_api import IgAccount
 from workers.meta.token_info import parse_token_info
+from workers.runtime.context import Context
 
 APP = {"meta_app_id": APP_ID, "meta_app_secret": APP_SECRET}
 
@@ -35,9 +36,9 @@ APP = {"meta_app_id": APP_ID, "meta_app_secret": APP_SECRET}
 @asynccontextmanager
 async def worker_ctx(
     engine: Engine, redis_url: str, sim: RunningSim, **kw: Any
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[Context]:
     """A worker's ctx (settings, engine, HTTP and Meta clients), without Redis pauses."""
-    ctx: dict[str, Any] = {"redis": None}
+    ctx: Context = {}
     await make_startup(threads_settings(engine, redis_url, sim, **kw))(ctx)
     try:
         yield ctx

@@ -44,6 +44,7 @@ from tests.test_deliveries import (
 )
 from workers.main import CONTROL, DELIVERIES, build_worker, redis_settings, sweep_deliveries
 from workers.running import run_worker
+from workers.runtime.context import Context
 from workers.runtime.failures import retry_delay
 from workers.runtime.reclaim import WORKERS_KEY
 
@@ -160,7 +161,7 @@ def test_sweeper_reenqueues_after_redis_flush(engine: Engine, settings: Settings
         try:
             await enqueue_deliveries(pool, [delivery, fresh])
             await pool.flushdb()
-            ctx = {"settings": settings, "engine": engine, "redis": pool}
+            ctx: Context = {"settings": settings, "engine": engine, "redis": pool}
             return await sweep_deliveries(ctx)
         finally:
             await pool.aclose()

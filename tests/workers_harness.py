@@ -18,6 +18,7 @@ from core.config import Settings
 from reports.figures import JOB_FAILURES_KEY
 from workers.main import build_workers, make_startup, shutdown
 from workers.running import close_workers, run_lanes
+from workers.runtime.context import Context
 
 
 @asynccontextmanager
@@ -36,12 +37,12 @@ async def running_workers(settings: Settings, count: int = 1) -> AsyncIterator[l
 
 
 @asynccontextmanager
-async def job_context(settings: Settings, *, job_try: int = 1) -> AsyncIterator[dict[str, Any]]:
+async def job_context(settings: Settings, *, job_try: int = 1) -> AsyncIterator[Context]:
     """The ctx a job of the main lane gets from the worker (settings, engine, Meta clients,
     Redis), at try `job_try`: for driving one job through a chosen try without waiting out
     arq's back-off."""
     redis = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
-    ctx: dict[str, Any] = {"redis": redis}
+    ctx: Context = {"redis": redis}
     await make_startup(settings)(ctx)
     ctx |= {"job_id": "test-job", "job_try": job_try}
     try:

@@ -20,14 +20,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from arq import cron
 from arq.connections import ArqRedis, RedisSettings
 from arq.cron import CronJob
-from arq.worker import Function, Worker, func
+from arq.typing import StartupShutdown, WorkerCoroutine
+from arq.worker import Function, Worker, create_worker, func
 
-from core.config import Settings
+from core.config import Settings, load_settings
 from core.errors import ConfigError
 from jobqueue.names import (
     CAPTURE_STORY,
@@ -49,13 +50,13 @@ from workers.captures.tick import schedule_due
 from workers.captures.token_refresh import refresh_tokens
 from workers.meta.graph_api import GraphClient, make_http_client
 from workers.meta.threads_api import ThreadsClient
-from workers.runtime.context import DB_THREADS, close_db_threads, make_db_threads
+from workers.runtime.context import Context, close_db_threads, make_db_threads
 from workers.runtime.reclaim import Member
 from workers.webhooks.deliveries import DELIVERY_MAX_TRIES, process_delivery
 
 log = logging.getLogger(__name__)
 
-Startup = Callable[[dict[str, Any]], Awaitable[None]]
+Hook = Callable[[Context], Awaitable[None]]
 
 MAIN = "main"
 DELIVERIES = "deliveries"
@@ -73,7 +74,7 @@ DB_POOL_SIZE = 5  # a lane's database connections, at most (models.db doubles it
 POLL_DELAY_SECONDS = 0.05
 
 
-async def sweep_deliveries(ctx: dict[str, Any]) -> int:
+async def sweep_deliveries(ctx: Context) -> int:
     """Re-enqueue deliveries left pending too long (a Redis flush, a crash between steps)."""
     settings: Settings = ctx["settings"]
     moved = await sweep_stale(
@@ -115,7 +116,7 @@ def make_functions(settings: Settings, lane: str = MAIN) -> list[Function]:
     if lane == DELIVERIES:
         return [
             func(
-                process_delivery,
+                arq_job(process_delivery),
                 name=PROCESS_DELIVERY,
                 timeout=min(cap, DELIVERY_TIMEOUT),
                 max_tries=DELIVERY_MAX_TRIES,
@@ -123,11 +124,13 @@ def make_functions(settings: Settings, lane: str = MAIN) -> list[Function]:
         ]
     capture = min(cap, CAPTURE_TIMEOUT)
     return [
-        func(poll_stories, name=POLL_STORIES, timeout=cap, max_tries=LISTING_MAX_TRIES),
-        func(capture_story, name=CAPTURE_STORY, timeout=capture, max_tries=CAPTURE_MAX_TRIES),
-        func(poll_threads, name=POLL_THREADS, timeout=cap, max_tries=POLL_MAX_TRIES),
+        func(arq_job(poll_stories), name=POLL_STORIES, timeout=cap, max_tries=LISTING_MAX_TRIES),
         func(
-            capture_threads_post,
+            arq_job(capture_story), name=CAPTURE_STORY, timeout=capture, max_tries=CAPTURE_MAX_TRIES
+        ),
+        func(arq_job(poll_threads), name=POLL_THREADS, timeout=cap, max_tries=POLL_MAX_TRIES),
+        func(
+            arq_job(capture_threads_post),
             name=CAPTURE_THREADS_POST,
             timeout=capture,
             max_tries=CAPTURE_MAX_TRIES,
@@ -149,7 +152,7 @@ def make_cron_jobs(settings: Settings, lane: str = MAIN) -> list[CronJob]:
         # Every 10 s: after a Redis flush, lost deliveries are back in the queue soon.
         return [
             cron(
-                sweep_deliveries,
+                arq_job(sweep_deliveries),
                 name="sweep_deliveries",
                 second=set(range(0, 60, 10)),
                 run_at_startup=True,
@@ -162,7 +165,7 @@ def make_cron_jobs(settings: Settings, lane: str = MAIN) -> list[CronJob]:
     tick = settings.schedule_tick_seconds
     return [
         cron(
-            schedule_due,
+            arq_job(schedule_due),
             name="schedule_due",
             second=set(range(0, 60, tick)),
             run_at_startup=True,
@@ -171,7 +174,7 @@ def make_cron_jobs(settings: Settings, lane: str = MAIN) -> list[CronJob]:
         ),
         # Hourly, whatever else runs: a token refreshed late is a token lost.
         cron(
-            refresh_tokens,
+            arq_job(refresh_tokens),
             name="refresh_tokens",
             minute={17},
             second={30},
@@ -184,28 +187,28 @@ def make_cron_jobs(settings: Settings, lane: str = MAIN) -> list[CronJob]:
 
 def make_startup(
     settings: Settings, *, meta_clients: bool = True, slots: int | None = None
-) -> Startup:
+) -> Hook:
     """on_startup: the settings, a database engine and `slots` database threads (default
     WORKER_MAX_JOBS) per lane, in ctx; the Meta clients too unless the lane makes no calls
     (`meta_clients=False`: deliveries)."""
 
-    async def startup(ctx: dict[str, Any]) -> None:
+    async def startup(ctx: Context) -> None:
         ctx["settings"] = settings
         threads = slots or settings.worker_max_jobs
         pool = min(DB_POOL_SIZE, threads)  # twice that with overflow: 10 for the main lane
         ctx["engine"] = create_db_engine(
             settings.database_url, pool_size=pool, token_key=settings.token_key
         )
-        ctx[DB_THREADS] = make_db_threads(threads)
+        ctx["db_threads"] = make_db_threads(threads)
         if meta_clients:
-            ctx["http"] = make_http_client(settings)
-            ctx["graph"] = GraphClient.from_settings(ctx["http"], settings, ctx["redis"])
-            ctx["threads"] = ThreadsClient.from_settings(ctx["http"], settings, ctx["redis"])
+            http = ctx["http"] = make_http_client(settings)
+            ctx["graph"] = GraphClient.from_settings(http, settings, ctx["redis"])
+            ctx["threads"] = ThreadsClient.from_settings(http, settings, ctx["redis"])
 
     return startup
 
 
-async def shutdown(ctx: dict[str, Any]) -> None:
+async def shutdown(ctx: Context) -> None:
     """on_shutdown: close the HTTP client, give the database connections back."""
     http = ctx.pop("http", None)
     if http is not None:
@@ -228,52 +231,62 @@ def redis_settings(settings: Settings) -> RedisSettings:
         raise ConfigError(msg) from None
 
 
-def build_worker(
-    settings: Settings,
-    *,
-    lane: str = MAIN,
-    burst: bool = False,
-    poll_delay: float = POLL_DELAY_SECONDS,
-    redis_pool: ArqRedis | None = None,
-    handle_signals: bool = True,
-    cron_jobs: bool = True,
-) -> Worker:
-    """The arq Worker of one lane (MAIN, DELIVERIES or CONTROL); `redis_pool` (closed by the worker)
-    overrides REDIS_URL. It keeps no job results: the database records what was done, and a
-    kept result would make arq refuse the next enqueue of the same id (a stall).
+def lane_settings(settings: Settings, lane: str = MAIN, *, cron_jobs: bool = True) -> type:
+    """arq's WorkerSettings class for one lane (MAIN, DELIVERIES or CONTROL).
 
-    `handle_signals=False` when the event loop is shared (`archiver run`); `cron_jobs=False`
-    leaves the lane's cron jobs out, for a burst whose job count must be exact.
+    It keeps no job results: the database records what was done, and a kept result would make
+    arq refuse the next enqueue of the same id (a stall). `cron_jobs=False` leaves the lane's
+    cron jobs out, for a burst whose job count must be exact.
     """
     member = Member(lane)
     slots = lane_slots(settings, lane)
     startup = make_startup(settings, meta_clients=lane != DELIVERIES, slots=slots)
+    crons = make_cron_jobs(settings, lane) if cron_jobs else []
+    connection = redis_settings(settings)
 
-    async def on_startup(ctx: dict[str, Any]) -> None:
+    async def started(ctx: Context) -> None:
         await startup(ctx)
         member.start(ctx["redis"])
 
-    async def on_shutdown(ctx: dict[str, Any]) -> None:
+    async def stopping(ctx: Context) -> None:
         await member.stop(ctx["redis"])
         await shutdown(ctx)
 
-    return Worker(
-        functions=make_functions(settings, lane),
-        queue_name=QUEUES[lane],
-        cron_jobs=make_cron_jobs(settings, lane) if cron_jobs else [],
-        redis_settings=None if redis_pool is not None else redis_settings(settings),
-        redis_pool=redis_pool,
-        on_startup=on_startup,
-        on_shutdown=on_shutdown,
-        on_job_start=member.on_job_start,
-        after_job_end=member.after_job_end,
-        job_timeout=settings.job_timeout_seconds,
-        keep_result=0,
-        max_jobs=slots,
-        burst=burst,
-        poll_delay=poll_delay,
-        handle_signals=handle_signals,
-    )
+    # A class body cannot see the function's locals under the same names: hence the renames.
+    functions_, queue = make_functions(settings, lane), QUEUES[lane]
+
+    class WorkerSettings:
+        functions = functions_
+        queue_name = queue
+        cron_jobs = crons
+        redis_settings = connection
+        on_startup = arq_hook(started)
+        on_shutdown = arq_hook(stopping)
+        on_job_start = arq_hook(member.on_job_start)
+        after_job_end = arq_hook(member.after_job_end)
+        job_timeout = settings.job_timeout_seconds
+        keep_result = 0
+        max_jobs = slots
+        poll_delay = POLL_DELAY_SECONDS
+
+    WorkerSettings.__qualname__ = f"WorkerSettings[{lane}]"
+    return WorkerSettings
+
+
+def build_worker(
+    settings: Settings,
+    *,
+    lane: str = MAIN,
+    cron_jobs: bool = True,
+    redis_pool: ArqRedis | None = None,
+    **options: Any,
+) -> Worker:
+    """The arq Worker of one lane, from its WorkerSettings; `redis_pool` (closed by the
+    worker) overrides REDIS_URL, `options` override any other setting (burst, poll_delay,
+    handle_signals=False when the event loop is shared, as in `archiver run`)."""
+    if redis_pool is not None:
+        options |= {"redis_pool": redis_pool, "redis_settings": None}
+    return create_worker(lane_settings(settings, lane, cron_jobs=cron_jobs), **options)
 
 
 def build_workers(settings: Settings, **options: Any) -> list[Worker]:
@@ -281,3 +294,26 @@ def build_workers(settings: Settings, **options: Any) -> list[Worker]:
     cron jobs the control lane has nothing to run and is left out)."""
     lanes = [lane for lane in LANES if lane != CONTROL or options.get("cron_jobs", True)]
     return [build_worker(settings, lane=lane, **options) for lane in lanes]
+
+
+def arq_job(job: Callable[..., Awaitable[Any]]) -> WorkerCoroutine:
+    """A job taking our typed Context where arq's types say `dict` (a TypedDict is one)."""
+    return cast(WorkerCoroutine, job)
+
+
+def arq_hook(hook: Hook) -> StartupShutdown:
+    return cast(StartupShutdown, hook)
+
+
+_LANE_OF = {"WorkerSettings": MAIN, "DeliveriesWorkerSettings": DELIVERIES}
+_LANE_OF["ControlWorkerSettings"] = CONTROL
+
+
+def __getattr__(name: str) -> type:
+    """`arq workers.main.WorkerSettings` (and DeliveriesWorkerSettings, ControlWorkerSettings):
+    arq's own CLI runs one lane per process, with Settings read from the environment when arq
+    asks, not at import."""
+    if name in _LANE_OF:
+        return lane_settings(load_settings(), _LANE_OF[name])
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from arq.connections import ArqRedis
 from sqlalchemy.engine import Engine
@@ -25,7 +24,7 @@ from store.due_captures import (
 )
 from workers.captures.slots import FINAL
 from workers.meta.errors import MetaError, Throttled, Transient
-from workers.runtime.context import in_thread
+from workers.runtime.context import Context, in_thread
 from workers.runtime.failures import job_try, retry, retry_delay
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ async def enqueue_capture(
     return True
 
 
-async def retry_later(ctx: dict[str, Any], function: str, exc: MetaError) -> None:
+async def retry_later(ctx: Context, function: str, exc: MetaError) -> None:
     """Raise arq's Retry for a throttled or transient failure while tries remain: after the
     pause Meta asked for, or 1 s, 2 s, 4 s ... for a transient one."""
     if isinstance(exc, Throttled | Transient) and job_try(ctx) < CAPTURE_MAX_TRIES:
@@ -77,7 +76,7 @@ async def retry_later(ctx: dict[str, Any], function: str, exc: MetaError) -> Non
 
 
 async def skip_slot(
-    ctx: dict[str, Any],
+    ctx: Context,
     *,
     platform: str,
     media_id: str,
@@ -114,7 +113,7 @@ def close(engine: Engine, platform: str, media_id: str, state: str, reason: str 
         close_capture(session, platform=platform, media_id=media_id, state=state, reason=reason)
 
 
-def log_job(ctx: dict[str, Any], what: str, outcome: str, started: float) -> None:
+def log_job(ctx: Context, what: str, outcome: str, started: float) -> None:
     """One line per job: what, outcome, duration and try; ids in `extra`."""
     duration_ms = round((time.monotonic() - started) * 1000, 1)
     attempt = ctx.get("job_try")
@@ -122,7 +121,7 @@ def log_job(ctx: dict[str, Any], what: str, outcome: str, started: float) -> Non
     log.info("%s: %s in %.1f ms (try %s)", what, outcome, duration_ms, attempt, extra=extra)
 
 
-def timed(ctx: dict[str, Any], what: str) -> Callable[[str], str]:
+def timed(ctx: Context, what: str) -> Callable[[str], str]:
     """Start timing a job; call the result with the outcome to log it and return it."""
     started = time.monotonic()
 
@@ -133,13 +132,13 @@ def timed(ctx: dict[str, Any], what: str) -> Callable[[str], str]:
     return done
 
 
-Skip = Callable[[dict[str, Any], CaptureTarget, str, str], Awaitable[str]]
+Skip = Callable[[Context, CaptureTarget, str, str], Awaitable[str]]
 
 
 def capture_error_recorder(platform: str) -> Callable[..., Awaitable[None]]:
     """`record` for workers.runtime.failures.guarded: a failed try's error on the media row."""
 
-    async def record(ctx: dict[str, Any], error: str, media_id: str, slot: str) -> None:
+    async def record(ctx: Context, error: str, media_id: str, slot: str) -> None:
         engine: Engine = ctx["engine"]
         await in_thread(
             ctx, note_capture_error, engine, platform=platform, media_id=media_id, error=error
@@ -152,7 +151,7 @@ def capture_give_up(platform: str, open_state: str, skip: Skip) -> Callable[...,
     """`give_up` for workers.runtime.failures.guarded: the last try of a capture that kept raising
     skips its slot (if still due) and keeps the schedule going."""
 
-    async def give_up(ctx: dict[str, Any], error: str, media_id: str, slot: str) -> str:
+    async def give_up(ctx: Context, error: str, media_id: str, slot: str) -> str:
         target = await in_thread(ctx, capture_target, ctx["engine"], platform, media_id)
         media = None if target is None else target.media
         if media is None or media.capture_state != open_state or media.next_slot != slot:

@@ -64,7 +64,7 @@ from workers.captures.jobs import (
 from workers.captures.slots import FINAL, StorySchedule
 from workers.meta.errors import AuthError, MetaError, ObjectNotFound, Throttled, Transient
 from workers.meta.graph_api import IgMedia, StoryInsights
-from workers.runtime.context import in_thread
+from workers.runtime.context import Context, in_thread
 from workers.runtime.failures import (
     GAVE_UP,
     RETRY,
@@ -86,13 +86,13 @@ def story_schedule(settings: Settings) -> StorySchedule:
     return StorySchedule(settings.story_snapshot_seconds, settings.story_final_margin_seconds)
 
 
-async def _note_listing_error(ctx: dict[str, Any], error: str, account_id: int) -> None:
+async def _note_listing_error(ctx: Context, error: str, account_id: int) -> None:
     await in_thread(
         ctx, record_error, ctx["engine"], account_id=account_id, side=INSTAGRAM, error=error
     )
 
 
-async def _listing_gave_up(ctx: dict[str, Any], error: str, account_id: int) -> str:
+async def _listing_gave_up(ctx: Context, error: str, account_id: int) -> str:
     """The last try of a listing that kept raising: due again later, with back-off."""
     reason = f"listing stories failed unexpectedly ({error}): see the worker log"
     return await _account_failed(ctx, account_id, error, reason, cap=_poll_every(ctx))
@@ -104,7 +104,7 @@ async def _listing_gave_up(ctx: dict[str, Any], error: str, account_id: int) -> 
     record=_note_listing_error,
     give_up=_listing_gave_up,
 )
-async def poll_stories(ctx: dict[str, Any], account_id: int) -> str:
+async def poll_stories(ctx: Context, account_id: int) -> str:
     """List the account's live stories; start capturing the new ones at once."""
     settings: Settings = ctx["settings"]
     engine: Engine = ctx["engine"]
@@ -133,11 +133,11 @@ async def poll_stories(ctx: dict[str, Any], account_id: int) -> str:
     return done(f"{len(listed)} live, {len(fresh)} new")
 
 
-def _poll_every(ctx: dict[str, Any]) -> timedelta:
+def _poll_every(ctx: Context) -> timedelta:
     return timedelta(seconds=ctx["settings"].story_poll_seconds)
 
 
-async def _listing_failed(ctx: dict[str, Any], account_id: int, exc: MetaError) -> str:
+async def _listing_failed(ctx: Context, account_id: int, exc: MetaError) -> str:
     """Throttled: wait out the pause. Auth: flag the account once. Transient: retry, then
     back off. Any other rejection (a permission, an account id Meta refuses) fails the same
     way until someone fixes it: back off up to a day and say why."""
@@ -173,7 +173,7 @@ async def _listing_failed(ctx: dict[str, Any], account_id: int, exc: MetaError) 
 
 
 async def _account_failed(
-    ctx: dict[str, Any], account_id: int, error: str, reason: str, *, cap: timedelta
+    ctx: Context, account_id: int, error: str, reason: str, *, cap: timedelta
 ) -> str:
     wait = await in_thread(
         ctx,
@@ -218,7 +218,7 @@ _note_capture_error = capture_error_recorder(PLATFORM)
     record=_note_capture_error,
     give_up=capture_give_up(PLATFORM, LIVE, lambda *args: _skip(*args)),
 )
-async def capture_story(ctx: dict[str, Any], media_id: str, slot: str) -> str:
+async def capture_story(ctx: Context, media_id: str, slot: str) -> str:
     """Take one slot's snapshot unless it is stale, then schedule the next slot."""
     engine: Engine = ctx["engine"]
     done = timed(ctx, f"story {media_id} {slot}")
@@ -287,9 +287,7 @@ def _record(
     return f"{verb} {taken} as version {snapshot.version}", following
 
 
-async def _capture_failed(
-    ctx: dict[str, Any], target: CaptureTarget, slot: str, exc: MetaError
-) -> str:
+async def _capture_failed(ctx: Context, target: CaptureTarget, slot: str, exc: MetaError) -> str:
     """Throttled or transient: retry (bounded). Auth: flag the account. Gone: close. Any
     other rejection, or the last try: skip the slot, the schedule goes on."""
     engine: Engine = ctx["engine"]
@@ -311,7 +309,7 @@ async def _capture_failed(
     return await _skip(ctx, target, slot, f"{type(exc).__name__}: {exc}")
 
 
-async def _final_after_pause(ctx: dict[str, Any], media_id: str, exc: Throttled) -> str:
+async def _final_after_pause(ctx: Context, media_id: str, exc: Throttled) -> str:
     """A throttled final waits out the pause in the database, not in arq: a job arq retries
     loses its headstart (workers.captures.jobs.FINAL_HEADSTART) and would queue behind every
     capture the pause held back, past expiry. The tick enqueues the final again, ahead of
@@ -328,7 +326,7 @@ async def _final_after_pause(ctx: dict[str, Any], media_id: str, exc: Throttled)
 
 
 async def _skip(
-    ctx: dict[str, Any], target: CaptureTarget, slot: str, why: str, *, is_error: bool = True
+    ctx: Context, target: CaptureTarget, slot: str, why: str, *, is_error: bool = True
 ) -> str:
     media = target.media
     assert media.posted_at is not None

@@ -65,7 +65,7 @@ from workers.meta.errors import (
     Transient,
 )
 from workers.meta.threads_api import ThreadsAccount, ThreadsClient
-from workers.runtime.context import in_thread
+from workers.runtime.context import Context, in_thread
 from workers.runtime.failures import GAVE_UP, count, guarded, job_try, rejection, retry, retry_delay
 
 log = logging.getLogger(__name__)
@@ -99,22 +99,20 @@ def threads_account(account: Account) -> ThreadsAccount:
     return ThreadsAccount(account.threads_user_id, account.threads_token)
 
 
-async def _note_poll_error(
-    ctx: dict[str, Any], error: str, account_id: int, due_epoch: int
-) -> None:
+async def _note_poll_error(ctx: Context, error: str, account_id: int, due_epoch: int) -> None:
     await in_thread(
         ctx, record_error, ctx["engine"], account_id=account_id, side=THREADS, error=error
     )
 
 
-async def _poll_gave_up(ctx: dict[str, Any], error: str, account_id: int, due_epoch: int) -> str:
+async def _poll_gave_up(ctx: Context, error: str, account_id: int, due_epoch: int) -> str:
     """The last try of a poll that kept raising: due again later, with back-off."""
     reason = f"polling Threads failed unexpectedly ({error}): see the worker log"
     return await _back_off(ctx, account_id, error, reason, cap=_poll_every(ctx))
 
 
 @guarded(POLL_THREADS, max_tries=POLL_MAX_TRIES, record=_note_poll_error, give_up=_poll_gave_up)
-async def poll_threads(ctx: dict[str, Any], account_id: int, due_epoch: int) -> str:
+async def poll_threads(ctx: Context, account_id: int, due_epoch: int) -> str:
     """One poll: user insights (a snapshot), demographics once a day, and new posts."""
     engine: Engine = ctx["engine"]
     done = timed(ctx, f"threads of account {account_id}")
@@ -145,11 +143,11 @@ async def poll_threads(ctx: dict[str, Any], account_id: int, due_epoch: int) -> 
     return done(f"stopped: {got.stop}; {await _poll_failed(ctx, account_id, got.stop)}")
 
 
-def _poll_every(ctx: dict[str, Any]) -> timedelta:
+def _poll_every(ctx: Context) -> timedelta:
     return timedelta(seconds=ctx["settings"].threads_poll_seconds)
 
 
-async def _poll_failed(ctx: dict[str, Any], account_id: int, exc: MetaError) -> str:
+async def _poll_failed(ctx: Context, account_id: int, exc: MetaError) -> str:
     """When the poll that `exc` stopped is due again: after a throttle's pause; at the usual
     interval after an auth failure (the token is flagged, polls wait for a new one); with
     back-off after the last transient try (at most the usual interval) or a rejection of the
@@ -177,7 +175,7 @@ async def _poll_failed(ctx: dict[str, Any], account_id: int, exc: MetaError) -> 
 
 
 async def _back_off(
-    ctx: dict[str, Any], account_id: int, error: str, reason: str, *, cap: timedelta
+    ctx: Context, account_id: int, error: str, reason: str, *, cap: timedelta
 ) -> str:
     wait = await in_thread(
         ctx,
@@ -193,7 +191,7 @@ async def _back_off(
     return f"next poll in {human(wait)}"
 
 
-async def _user_insights(ctx: dict[str, Any], account: Account) -> Collected:
+async def _user_insights(ctx: Context, account: Account) -> Collected:
     """views since the last stored day (with overlap), the totals of the closed days due
     (workers.meta.days), followers_count."""
     engine: Engine = ctx["engine"]
@@ -211,7 +209,7 @@ async def _user_insights(ctx: dict[str, Any], account: Account) -> Collected:
     return got
 
 
-async def _total_windows(ctx: dict[str, Any], account: Account, now: datetime) -> list[Window]:
+async def _total_windows(ctx: Context, account: Account, now: datetime) -> list[Window]:
     """The closed Meta days whose totals are due: each once it ends and once settled."""
     assert account.threads_user_id is not None
     start = now - timedelta(days=TOTALS_HORIZON_DAYS + 2)
@@ -234,7 +232,7 @@ async def _total_windows(ctx: dict[str, Any], account: Account, now: datetime) -
 
 
 async def _call(
-    ctx: dict[str, Any],
+    ctx: Context,
     account: Account,
     got: Collected,
     name: str,
@@ -268,9 +266,7 @@ async def _call(
     got.raw[name] = body
 
 
-async def _unavailable(
-    ctx: dict[str, Any], account_id: int, metrics: list[str], exc: MetaError
-) -> None:
+async def _unavailable(ctx: Context, account_id: int, metrics: list[str], exc: MetaError) -> None:
     fresh = await in_thread(
         ctx,
         mark_unavailable,
@@ -284,7 +280,7 @@ async def _unavailable(
         log.warning("account %s: Threads will not give %s: %s", account_id, ", ".join(fresh), exc)
 
 
-async def _failed(ctx: dict[str, Any], account_id: int, exc: MetaError, got: Collected) -> None:
+async def _failed(ctx: Context, account_id: int, exc: MetaError, got: Collected) -> None:
     """A rejected metric is noted and the poll goes on; anything else stops it (auth also
     flags the token, once), and poll_threads decides when it is due again."""
     if isinstance(exc, AuthError):
@@ -299,7 +295,7 @@ async def _failed(ctx: dict[str, Any], account_id: int, exc: MetaError, got: Col
         got.stop = exc
 
 
-async def _demographics(ctx: dict[str, Any], account: Account) -> str:
+async def _demographics(ctx: Context, account: Account) -> str:
     """follower_demographics once a day, one call per breakdown, as a snapshot of its own."""
     engine: Engine = ctx["engine"]
     assert account.threads_user_id is not None
@@ -334,7 +330,7 @@ def _store_user(engine: Engine, account: Account, slot: str, kind: str, got: Col
     return created
 
 
-async def _list_posts(ctx: dict[str, Any], account: Account) -> str:
+async def _list_posts(ctx: Context, account: Account) -> str:
     """New posts since the newest known one (a day of overlap); each is captured at once."""
     engine: Engine = ctx["engine"]
     assert account.id is not None

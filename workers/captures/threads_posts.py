@@ -38,7 +38,7 @@ from workers.captures.slots import PostSchedule
 from workers.captures.threads_polls import threads_account
 from workers.meta.errors import AuthError, MetaError, ObjectNotFound
 from workers.meta.threads_api import ThreadsClient
-from workers.runtime.context import in_thread
+from workers.runtime.context import Context, in_thread
 from workers.runtime.failures import GAVE_UP, count, guarded
 
 
@@ -55,7 +55,7 @@ _note_error = capture_error_recorder(PLATFORM)
     record=_note_error,
     give_up=capture_give_up(PLATFORM, TRACKED, lambda *args: _skip(*args)),
 )
-async def capture_threads_post(ctx: dict[str, Any], media_id: str, slot: str) -> str:
+async def capture_threads_post(ctx: Context, media_id: str, slot: str) -> str:
     """Take the slot's snapshot unless it is stale; schedule the next one or finish."""
     engine: Engine = ctx["engine"]
     done = timed(ctx, f"threads post {media_id} {slot}")
@@ -77,7 +77,7 @@ async def capture_threads_post(ctx: dict[str, Any], media_id: str, slot: str) ->
 
 
 def _record(
-    ctx: dict[str, Any],
+    ctx: Context,
     target: CaptureTarget,
     slot: str,
     rows: list[MetricRow],
@@ -106,14 +106,14 @@ def _record(
     return f"{verb} {slot} as version {snapshot.version}", following
 
 
-def _next(ctx: dict[str, Any], target: CaptureTarget, now: datetime) -> tuple[str, datetime] | None:
+def _next(ctx: Context, target: CaptureTarget, now: datetime) -> tuple[str, datetime] | None:
     posted_at = target.media.posted_at
     if posted_at is None:
         return None
     return post_schedule(ctx["settings"]).after(posted_at, now)
 
 
-async def _failed(ctx: dict[str, Any], target: CaptureTarget, slot: str, exc: MetaError) -> str:
+async def _failed(ctx: Context, target: CaptureTarget, slot: str, exc: MetaError) -> str:
     """Throttled or transient: retry (bounded). Auth: flag the Threads token once. Gone:
     close. Any other rejection, or the last try: skip the slot, the schedule goes on."""
     engine: Engine = ctx["engine"]
@@ -131,7 +131,7 @@ async def _failed(ctx: dict[str, Any], target: CaptureTarget, slot: str, exc: Me
     return await _skip(ctx, target, slot, f"{type(exc).__name__}: {exc}")
 
 
-async def _skip(ctx: dict[str, Any], target: CaptureTarget, slot: str, why: str) -> str:
+async def _skip(ctx: Context, target: CaptureTarget, slot: str, why: str) -> str:
     return await skip_slot(
         ctx,
         platform=PLATFORM,

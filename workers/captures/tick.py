@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 from arq.connections import ArqRedis
 from sqlalchemy.engine import Engine
@@ -32,7 +31,7 @@ from store.story_listing import due_polls, mark_expired
 from store.threads_polls import due_threads_polls
 from workers.captures.jobs import enqueue_capture
 from workers.captures.slots import FINAL
-from workers.runtime.context import in_thread
+from workers.runtime.context import Context, in_thread
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ EXPIRY_GRACE = timedelta(seconds=60)  # a final capture in flight at expiry may 
 TICK_STARTED_KEY = "archiver:schedule_due:started"
 
 
-async def schedule_due(ctx: dict[str, Any]) -> dict[str, int]:
+async def schedule_due(ctx: Context) -> dict[str, int]:
     """The tick: enqueue what is due, close expired stories; returns counts for the log."""
     settings: Settings = ctx["settings"]
     engine: Engine = ctx["engine"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -23,7 +22,7 @@ from models.types import utcnow
 from store.story_listing import account_credentials, flag_reauth
 from store.token_renewal import due_token_checks, store_token_check
 from workers.meta.errors import AuthError, MetaError, Throttled, Transient
-from workers.runtime.context import in_thread
+from workers.runtime.context import Context, in_thread
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ def app_token(settings: Settings) -> str | None:
     return f"{settings.meta_app_id}|{secret.get_secret_value()}"
 
 
-async def check_token_expiries(ctx: dict[str, Any]) -> dict[str, int]:
+async def check_token_expiries(ctx: Context) -> dict[str, int]:
     """Ask debug_token for every Facebook Login token not asked today; counts by outcome."""
     engine: Engine = ctx["engine"]
     due = await in_thread(
@@ -52,7 +51,7 @@ async def check_token_expiries(ctx: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
-async def _check_one(ctx: dict[str, Any], account_id: int) -> str:
+async def _check_one(ctx: Context, account_id: int) -> str:
     engine: Engine = ctx["engine"]
     account = await in_thread(ctx, account_credentials, engine, account_id)
     if account is None:
@@ -78,7 +77,7 @@ async def _check_one(ctx: dict[str, Any], account_id: int) -> str:
     return CHECKED
 
 
-async def _refused(ctx: dict[str, Any], account_id: int, exc: MetaError, *, by_app: bool) -> str:
+async def _refused(ctx: Context, account_id: int, exc: MetaError, *, by_app: bool) -> str:
     """Record why debug_token would not answer; an auth error on the token itself flags it.
     The reason leaves out the call's fbtrace_id, so the same refusal is logged once."""
     said = f"{exc.message} (code {exc.code})"
@@ -95,6 +94,6 @@ async def _refused(ctx: dict[str, Any], account_id: int, exc: MetaError, *, by_a
     return REFUSED
 
 
-async def _flag(ctx: dict[str, Any], account_id: int, reason: str) -> None:
+async def _flag(ctx: Context, account_id: int, reason: str) -> None:
     if await in_thread(ctx, flag_reauth, ctx["engine"], account_id=account_id, reason=reason):
         log.warning("account %s: %s", account_id, reason)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -20,12 +19,12 @@ from workers.captures.threads_polls import threads_account
 from workers.captures.token_checks import check_token_expiries
 from workers.meta.errors import MetaError, Throttled, Transient
 from workers.meta.graph_api import TokenGrant
-from workers.runtime.context import in_thread
+from workers.runtime.context import Context, in_thread
 
 log = logging.getLogger(__name__)
 
 
-async def refresh_tokens(ctx: dict[str, Any]) -> dict[str, int]:
+async def refresh_tokens(ctx: Context) -> dict[str, int]:
     """Refresh every due token, then check the Facebook Login tokens due a check; returns
     counts by outcome for the job log."""
     settings: Settings = ctx["settings"]
@@ -41,7 +40,7 @@ async def refresh_tokens(ctx: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
-async def _refresh_one(ctx: dict[str, Any], account_id: int, platform: str) -> str:
+async def _refresh_one(ctx: Context, account_id: int, platform: str) -> str:
     engine: Engine = ctx["engine"]
     account = await in_thread(ctx, account_credentials, engine, account_id)
     if account is None:

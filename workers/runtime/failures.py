@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from reports.figures import JOB_FAILURES_KEY
 from store.backoff import INSTAGRAM, THREADS
 from workers.meta.errors import MetaError, PermissionDenied, scrub
+from workers.runtime.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ Record = Callable[..., Awaitable[None]]
 GiveUp = Callable[..., Awaitable[str]]
 
 
-def job_try(ctx: dict[str, Any]) -> int:
+def job_try(ctx: Context) -> int:
     return int(ctx.get("job_try") or 1)
 
 
@@ -72,17 +73,17 @@ def rejection(exc: MetaError, side: str) -> str:
     return f"Meta rejected the request ({exc})"
 
 
-async def count(ctx: dict[str, Any], function: str, outcome: str) -> None:
+async def count(ctx: Context, function: str, outcome: str) -> None:
     """One failed run of `function` in JOB_FAILURES_KEY; Redis trouble must not change the
     job's outcome, so it is let go."""
     redis = ctx.get("redis")
     if redis is None:
         return
     with contextlib.suppress(RedisError, OSError):
-        await redis.hincrby(JOB_FAILURES_KEY, f"{function}|{outcome}", 1)
+        await redis.hincrby(JOB_FAILURES_KEY, f"{function}|{outcome}", 1)  # type: ignore[misc]
 
 
-async def retry(ctx: dict[str, Any], function: str, delay: float, why: str) -> NoReturn:
+async def retry(ctx: Context, function: str, delay: float, why: str) -> NoReturn:
     """Count the failure and hand the job back to arq, due again in `delay` seconds."""
     await count(ctx, function, RETRY)
     log.info(
@@ -102,7 +103,7 @@ def guarded(function: str, *, max_tries: int, record: Record, give_up: GiveUp) -
 
     def decorate(job: J) -> J:
         @functools.wraps(job)
-        async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> str:
+        async def run(ctx: Context, *args: Any, **kwargs: Any) -> str:
             started = time.monotonic()
             try:
                 return await job(ctx, *args, **kwargs)
@@ -129,7 +130,7 @@ def trace_of(exc: BaseException) -> str:
     return scrub("".join(traceback.format_exception(exc)))
 
 
-def log_unexpected(ctx: dict[str, Any], exc: Exception, started: float, *, last: bool) -> None:
+def log_unexpected(ctx: Context, exc: Exception, started: float, *, last: bool) -> None:
     """One ERROR line; with the traceback on the first and the last try (not on every one of
     a thousand jobs' eight tries)."""
     attempt = job_try(ctx)
@@ -147,7 +148,7 @@ def log_unexpected(ctx: dict[str, Any], exc: Exception, started: float, *, last:
     )
 
 
-async def _best_effort(recording: Awaitable[None], ctx: dict[str, Any]) -> None:
+async def _best_effort(recording: Awaitable[None], ctx: Context) -> None:
     """Keeping the error must not turn a retry into a crash (the database may be the fault)."""
     try:
         await recording

@@ -21,11 +21,12 @@ import logging
 import os
 import socket
 import uuid
-from typing import Any
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from redis.exceptions import RedisError
+
+from workers.runtime.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +90,14 @@ class Member:
         self._task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Event | None = None
 
-    async def on_job_start(self, ctx: dict[str, Any]) -> None:
+    async def on_job_start(self, ctx: Context) -> None:
         """arq's hook: note the job (best effort: untracked, it waits out arq's own timeout)."""
         with contextlib.suppress(RedisError, OSError):
-            await ctx["redis"].sadd(self.jobs_key, ctx["job_id"])
+            await ctx["redis"].sadd(self.jobs_key, ctx["job_id"])  # type: ignore[misc]
 
-    async def after_job_end(self, ctx: dict[str, Any]) -> None:
+    async def after_job_end(self, ctx: Context) -> None:
         with contextlib.suppress(RedisError, OSError):
-            await ctx["redis"].srem(self.jobs_key, ctx["job_id"])
+            await ctx["redis"].srem(self.jobs_key, ctx["job_id"])  # type: ignore[misc]
 
     def start(self, redis: ArqRedis) -> None:
         """Beat and look for dead members in the background until `stop`."""

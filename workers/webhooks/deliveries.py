@@ -28,7 +28,7 @@ from models.deliveries import FAILED, IGNORED, PROCESSED, UNPARSEABLE, UNROUTED,
 from models.snapshots import Media
 from models.types import utcnow
 from store.recording import BELOW_THRESHOLD, MetricRow, Subject, record_snapshot
-from workers.runtime.context import in_thread
+from workers.runtime.context import Context, in_thread
 from workers.runtime.failures import (
     GAVE_UP,
     count,
@@ -212,7 +212,7 @@ def _record_failure(engine: Engine, delivery_id: int, exc: BaseException) -> Non
         )
 
 
-async def process_delivery(ctx: dict[str, Any], delivery_id: int) -> str:
+async def process_delivery(ctx: Context, delivery_id: int) -> str:
     """arq job (jobqueue.names.PROCESS_DELIVERY): the sync processing in a thread.
 
     Any failure (a database outage, an error kept on the row with its traceback) is retried
