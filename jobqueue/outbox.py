@@ -12,15 +12,15 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 from arq.connections import ArqRedis
-from arq.constants import expires_extra_ms, job_key_prefix
-from arq.jobs import serialize_job
 from sqlalchemy.engine import Engine
 
+from jobqueue.arq_internals import expires_extra_ms, job_key_prefix, serialize_job
 from jobqueue.names import DELIVERIES_QUEUE, PROCESS_DELIVERY, delivery_job_id
 from models.deliveries import ENQUEUED, RECEIVED, WebhookDelivery
+from models.tables import table_of
 from models.types import utcnow
 
-_table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+_table = table_of(WebhookDelivery)
 
 
 def _pending_ids(

@@ -1,5 +1,6 @@
 """Every table, imported in one place so that metadata and migrations see them all."""
 
+import sqlalchemy as sa
 from sqlmodel import SQLModel
 
 from models.accounts import Account, MetricUnavailable
@@ -7,6 +8,16 @@ from models.deliveries import WebhookDelivery
 from models.snapshots import Media, MetricValue, Snapshot
 
 metadata = SQLModel.metadata
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """A table model's Core `Table`, typed (SQLModel sets `__table__` without declaring it)."""
+    table = getattr(model, "__table__", None)
+    if not isinstance(table, sa.Table):
+        msg = f"{model.__name__} is not a table model"
+        raise TypeError(msg)
+    return table
+
 
 __all__ = [
     "Account",
@@ -16,4 +27,5 @@ __all__ = [
     "Snapshot",
     "WebhookDelivery",
     "metadata",
+    "table_of",
 ]

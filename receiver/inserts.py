@@ -25,8 +25,9 @@ from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.engine import Connection
 
 from models.deliveries import ENQUEUED, RECEIVED, WebhookDelivery
+from models.tables import table_of
 
-_table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+_table = table_of(WebhookDelivery)
 _KEY = ["platform", "body_sha256"]
 _COLUMNS = ["platform", "body", "body_sha256", "headers", "received_at"]
 

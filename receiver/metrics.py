@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from models.deliveries import PENDING_STATES, WebhookDelivery
+from models.tables import table_of
 from models.types import utcnow
 from reports.figures import Counters, Gauges, WorkerStats
 
@@ -25,7 +26,7 @@ OUTCOMES = (STORED, DUPLICATE, BAD_SIGNATURE, TOO_LARGE, UNAVAILABLE)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-_table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+_table = table_of(WebhookDelivery)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -18,15 +19,16 @@ from sqlalchemy.engine import Connection, Engine
 from models.accounts import Account, MetricUnavailable
 from models.deliveries import PENDING_STATES, WebhookDelivery
 from models.snapshots import Media, Snapshot
+from models.tables import table_of
 from reports.overdue import overdue_seconds, story_poll_due, threads_poll_due
 from reports.problems import MediaProblems, media_problems
 from store.due_captures import DONE, SKIPPED, TRACKED
 
-_account = Account.__table__  # type: ignore[attr-defined]
-_unavailable = MetricUnavailable.__table__  # type: ignore[attr-defined]
-_media = Media.__table__  # type: ignore[attr-defined]
-_snapshot = Snapshot.__table__  # type: ignore[attr-defined]
-_delivery = WebhookDelivery.__table__  # type: ignore[attr-defined]
+_account = table_of(Account)
+_unavailable = table_of(MetricUnavailable)
+_media = table_of(Media)
+_snapshot = table_of(Snapshot)
+_delivery = table_of(WebhookDelivery)
 
 NO_REASON = "no reason recorded"
 DELETED = "deleted"  # a Threads post Meta reported deleted (media.deleted_at is set)
@@ -164,7 +166,7 @@ def account_statuses(engine: Engine, *, now: datetime, grace: timedelta) -> list
     """Every account, oldest first, with its story, snapshot and Threads figures filled in;
     work due more than `grace` before `now` is overdue."""
     names = [name for name in AccountStatus.__dataclass_fields__ if name not in FILLED_IN]
-    columns = [_account.c[name] for name in names]
+    columns: list[sa.ColumnElement[Any]] = [_account.c[name] for name in names]
     columns += [_account.c[column].label(f"t_{name}") for name, column in THREADS_COLUMNS.items()]
     columns += [story_poll_due().label("story_due"), threads_poll_due().label("threads_due")]
     with engine.connect() as conn:

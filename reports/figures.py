@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from models.accounts import Account
 from models.snapshots import Media
+from models.tables import table_of
 from models.types import utcnow
 from reports.overdue import Overdue, overdue_work
 
@@ -26,8 +27,8 @@ PAUSES_KEY = "archiver:stats:pauses"  # field `<platform>|<reason>`
 JOB_FAILURES_KEY = "archiver:stats:job_failures"
 # The app-wide pauses of workers.meta.pacing.Pacer (`archiver:pause:app`, `...:app:threads`).
 APP_PAUSE_KEYS = {"instagram": "archiver:pause:app", "threads": "archiver:pause:app:threads"}
-_media = Media.__table__  # type: ignore[attr-defined]
-_account = Account.__table__  # type: ignore[attr-defined]
+_media = table_of(Media)
+_account = table_of(Account)
 
 Counts = dict[tuple[str, str], int]
 

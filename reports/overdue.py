@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from models.accounts import Account
 from models.snapshots import Media
+from models.tables import table_of
 from models.types import UTCDateTime
 from store.due_captures import OPEN_STATES
 from store.story_listing import ACTIVE
@@ -35,8 +36,8 @@ FINAL_SLOT = "final"  # workers.captures.slots.FINAL (models never import worker
 DISABLED = "disabled"
 TICKS_OF_GRACE = 2
 
-_account = Account.__table__  # type: ignore[attr-defined]
-_media = Media.__table__  # type: ignore[attr-defined]
+_account = table_of(Account)
+_media = table_of(Media)
 
 
 def overdue_grace(tick_seconds: float) -> timedelta:

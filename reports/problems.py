@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from models.snapshots import Media
+from models.tables import table_of
 from reports.overdue import capture_side_active, media_with_account, overdue_seconds
 from store.due_captures import OPEN_STATES
 
@@ -29,7 +30,7 @@ COLUMNS = (
     "last_error",
     "last_error_at",
 )
-_media = Media.__table__  # type: ignore[attr-defined]
+_media = table_of(Media)
 
 
 @dataclass

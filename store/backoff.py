@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from models.accounts import Account
+from models.tables import table_of
 from models.types import utcnow
 
 INSTAGRAM = "instagram"
@@ -24,7 +25,7 @@ THREADS = "threads"
 FIRST_WAIT = timedelta(minutes=1)
 LONGEST_WAIT = timedelta(hours=24)
 _ERROR_CHARS = 2000
-_account = Account.__table__  # type: ignore[attr-defined]
+_account = table_of(Account)
 
 
 @dataclass(frozen=True)

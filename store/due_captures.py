@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from models.accounts import Account
 from models.snapshots import Media
+from models.tables import table_of
 from models.types import utcnow
 
 LIVE = "live"  # a story still being captured
@@ -28,7 +29,7 @@ MISSED = "missed"
 DONE = "done"  # a Threads post whose schedule is over
 SKIPPED = "skipped"  # a Threads post Meta gives no insights for (REPOST_FACADE)
 OPEN_STATES = (LIVE, TRACKED)
-_media = Media.__table__  # type: ignore[attr-defined]
+_media = table_of(Media)
 
 
 @dataclass(frozen=True)

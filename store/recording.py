@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from models.snapshots import MetricValue, Snapshot
+from models.tables import table_of
 from models.types import utcnow
 
 BELOW_THRESHOLD = "below_threshold"
@@ -42,8 +43,8 @@ class Subject:
     kind: str = "insights"
 
 
-_snapshot = Snapshot.__table__  # type: ignore[attr-defined]
-_metric_value = MetricValue.__table__  # type: ignore[attr-defined]
+_snapshot = table_of(Snapshot)
+_metric_value = table_of(MetricValue)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from models.accounts import Account
 from models.snapshots import Media
+from models.tables import table_of
 from models.types import utcnow
 from store.due_captures import LIVE, MISSED, insert_media
 
@@ -24,8 +25,8 @@ ACTIVE = "active"
 REAUTH_REQUIRED = "reauth_required"
 # "Stories are only available for 24 hours" (META-API.md §3): their insights go with them.
 STORY_LIFETIME = timedelta(hours=24)
-_media = Media.__table__  # type: ignore[attr-defined]
-_account = Account.__table__  # type: ignore[attr-defined]
+_media = table_of(Media)
+_account = table_of(Account)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from models.accounts import Account, MetricUnavailable
 from models.snapshots import Media, MetricValue, Snapshot
+from models.tables import table_of
 from models.types import utcnow
 from store.due_captures import SKIPPED, TRACKED, insert_media
 
@@ -28,9 +29,9 @@ ACTIVE = "active"
 REAUTH_REQUIRED = "reauth_required"
 REPOST_FACADE = "REPOST_FACADE"  # a repost: Meta gives no insights for it
 DELETED = "deleted"  # a post its owner deleted (the `delete` webhook): captures stopped
-_account = Account.__table__  # type: ignore[attr-defined]
-_media = Media.__table__  # type: ignore[attr-defined]
-_unavailable = MetricUnavailable.__table__  # type: ignore[attr-defined]
+_account = table_of(Account)
+_media = table_of(Media)
+_unavailable = table_of(MetricUnavailable)
 
 
 @dataclass(frozen=True)

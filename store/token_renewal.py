@@ -16,13 +16,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from models.accounts import Account
+from models.tables import table_of
 from models.types import utcnow
 
 INSTAGRAM = "instagram"
 THREADS = "threads"
 MIN_AGE = timedelta(hours=24)  # Meta refuses to refresh a younger token
 URGENT = timedelta(days=7)  # a token this close to expiry is refreshed as soon as allowed
-_account = Account.__table__  # type: ignore[attr-defined]
+_account = table_of(Account)
 
 
 def _due(

@@ -23,6 +23,7 @@ from archiver.cli import build_parser
 from archiver.embedded import process_alive
 from models.db import create_db_engine
 from models.deliveries import RECEIVED, UNROUTED, WebhookDelivery
+from models.tables import table_of
 from models.types import utcnow
 from tests.conftest import APP_SECRET, VERIFY_TOKEN
 from tests.servers import PrivateRedis, free_port, wait_until
@@ -223,7 +224,7 @@ def insert_delivery(
     database_url: str, body: bytes, status: str, *, received_at: datetime | None = None
 ) -> int:
     engine = create_db_engine(database_url)
-    table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+    table = table_of(WebhookDelivery)
     row = {
         "platform": "instagram",
         "body": body,

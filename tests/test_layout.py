@@ -135,3 +135,15 @@ def test_no_folder_holds_more_than_a_dozen_modules(package: str) -> None:
             continue
         count = len([p for p in folder.glob("*.py") if p.name != "__init__.py"])
         assert count <= 12, f"{folder.relative_to(ROOT)} holds {count} modules"
+
+
+def test_arq_internals_are_imported_in_one_place() -> None:
+    """arq's private modules (key layout, job encoding) only through jobqueue.arq_internals,
+    the module whose assumptions pyproject.toml's pin on arq protects."""
+    private = ("arq.constants", "arq.jobs")
+    users = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(private):
+                users.append(name)
+    assert sorted(set(users)) == ["jobqueue.arq_internals"]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from archiver.commands import add_command, open_database
 from core.errors import ConfigError
+from models.tables import table_of
 
 if TYPE_CHECKING:
     from archiver.commands import SubParsers
@@ -58,7 +59,7 @@ def run_rotate(_args: argparse.Namespace, settings: Settings) -> int:
         msg = "TOKEN_ENCRYPTION_KEY is not set: nothing to encrypt with (see `accounts new-key`)"
         raise ConfigError(msg)
     cipher = TokenCipher(key)
-    table = Account.__table__  # type: ignore[attr-defined]
+    table = table_of(Account)
     raw = sa.select(table.c.id, sa.type_coerce(table.c.ig_token, sa.Text),
                     sa.type_coerce(table.c.threads_token, sa.Text))  # fmt: skip
     engine = open_database(settings)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from archiver.commands import add_command, open_database
 from core.errors import NotFoundError, StoreUnavailable
+from models.tables import table_of
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -72,7 +73,7 @@ def select_deliveries(engine: Engine, *, since: datetime | None, event: int | No
 
     from models.deliveries import FAILED, UNROUTED, WebhookDelivery
 
-    table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+    table = table_of(WebhookDelivery)
     stmt = sa.select(table.c.id).order_by(table.c.id)
     if event is not None:
         stmt = stmt.where(table.c.id == event)

@@ -23,9 +23,9 @@ import socket
 import uuid
 
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix
 from redis.exceptions import RedisError
 
+from jobqueue.arq_internals import in_progress_key_prefix
 from workers.runtime.context import Context
 
 log = logging.getLogger(__name__)

@@ -26,6 +26,7 @@ from models.accounts import Account
 from models.db import session_scope
 from models.deliveries import FAILED, IGNORED, PROCESSED, UNPARSEABLE, UNROUTED, WebhookDelivery
 from models.snapshots import Media
+from models.tables import table_of
 from models.types import utcnow
 from store.recording import BELOW_THRESHOLD, MetricRow, Subject, record_snapshot
 from workers.runtime.context import Context, in_thread
@@ -180,7 +181,7 @@ def _ensure_story(session: Session, account_id: int, media_id: str) -> None:
     values = row.model_dump(exclude={"id"}, exclude_none=True)  # model defaults, e.g. now
     dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
     stmt = (
-        dialect.insert(Media.__table__)  # type: ignore[attr-defined]
+        dialect.insert(table_of(Media))
         .values(values)
         .on_conflict_do_nothing(index_elements=["platform", "media_id"])
     )
@@ -189,7 +190,7 @@ def _ensure_story(session: Session, account_id: int, media_id: str) -> None:
 
 def _record_failure(engine: Engine, delivery_id: int, exc: BaseException) -> None:
     """Keep the error and its traceback on the row; best effort, the database may be down."""
-    table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+    table = table_of(WebhookDelivery)
     stmt = (
         sa.update(table)
         .where(table.c.id == delivery_id, table.c.status.not_in(DONE))
