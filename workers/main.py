@@ -202,8 +202,8 @@ def make_startup(
         ctx["db_threads"] = make_db_threads(threads)
         if meta_clients:
             http = ctx["http"] = make_http_client(settings)
-            ctx["graph"] = GraphClient.from_settings(http, settings, ctx["redis"])
-            ctx["threads"] = ThreadsClient.from_settings(http, settings, ctx["redis"])
+            ctx["graph"] = GraphClient.from_settings(http, settings, ctx.get("redis"))
+            ctx["threads"] = ThreadsClient.from_settings(http, settings, ctx.get("redis"))
 
     return startup
 
