@@ -27,10 +27,10 @@ _PARAMS = (
     r"|hub\.verify_token|code_verifier"
 )
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # Query strings and form bodies, plain or percent-encoded once: access_token=... &
+    # Query strings and form bodies, plain or percent-encoded once (`%3Faccess_token%3D...`)
     # (a mask already there is left alone: scrubbing twice changes nothing).
     (
-        re.compile(rf"(?i)\b({_PARAMS})(=|%3D)(?!{re.escape(MASK)})[^&\s\"'<>\\;,()]+"),
+        re.compile(rf"(?i)({_PARAMS})(=|%3D)(?!{re.escape(MASK)})[^&\s\"'<>\\;,()]+"),
         rf"\1\2{MASK}",
     ),
     # JSON and reprs, escaped or not: "access_token": "...", 'ig_token': '...', \"x\": \"..\"
