@@ -49,9 +49,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Bare Meta tokens: long and mixed-case, unlike constants such as THREADS_APP_SECRET.
     (re.compile(r"\b(?:EAA|IGQ|IGAA|TH)(?=[A-Za-z0-9_-]*[a-z])[A-Za-z0-9_-]{20,}"), MASK),
 )
-# Keys whose string values are secrets wherever they appear in a JSON-like value.
 # A log record's own attributes; any other is an `extra` field, scrubbed like the message.
 RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Keys whose string values are secrets wherever they appear in a JSON-like value.
 _SECRET_KEY = re.compile(
     r"(?i)(?:^|[_.-])(?:token|secret|password|proof)$|^x-hub-signature(?:-256)?$|^authorization$"
 )
