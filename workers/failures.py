@@ -22,8 +22,9 @@ from arq import Retry
 from redis.exceptions import RedisError
 
 from models.backoff import INSTAGRAM, THREADS
+from models.redaction import scrub
 from models.stats import JOB_FAILURES_KEY
-from workers.errors import MetaError, PermissionDenied, scrub
+from workers.errors import MetaError, PermissionDenied
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The text report of `archiver status`: one block per account, then the totals.
 
-Reasons and errors go through `safe` (one line, token-shaped text masked); no token column
-is ever read, so none can be printed.
+Reasons and errors go through `safe` (one line, token-shaped text masked, then cut); no token
+column is ever read, and `run_status` scrubs the whole report once more before printing it.
 """
 
 from __future__ import annotations
