@@ -139,8 +139,9 @@ def run_burst(settings: Settings, ids: list[int], **kwargs: Any) -> Worker:
 
 
 @contextmanager
-def failing_metric_inserts(engine: Engine) -> Iterator[None]:
-    """A real fault in the database: every metric_value insert raises, until the block ends."""
+def failing_metric_inserts(engine: Engine, *, sqlstate: str = "P0001") -> Iterator[None]:
+    """A real fault in the database: every metric_value insert raises, until the block ends
+    (on PostgreSQL with `sqlstate`, e.g. a class 22 data error)."""
     if engine.dialect.name == "sqlite":
         create = [
             "CREATE TRIGGER fail_metric BEFORE INSERT ON metric_value "
@@ -150,7 +151,7 @@ def failing_metric_inserts(engine: Engine) -> Iterator[None]:
     else:
         create = [
             "CREATE FUNCTION fail_metric() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'injected fault'; END $$",
+            f"$$ BEGIN RAISE EXCEPTION 'injected fault' USING ERRCODE = '{sqlstate}'; END $$",
             "CREATE TRIGGER fail_metric BEFORE INSERT ON metric_value "
             "FOR EACH ROW EXECUTE FUNCTION fail_metric()",
         ]
