@@ -19,10 +19,11 @@ ENQUEUED = "enqueued"
 PROCESSED = "processed"
 UNROUTED = "unrouted"  # names an account that is not registered (yet): `archiver replay`
 IGNORED = "ignored"  # a field we archive but do not turn into snapshots
-UNPARSEABLE = "unparseable"  # signed, but not JSON or not a known envelope
+UNPARSEABLE = "unparseable"  # signed, but not strict JSON, not a known envelope, or unstorable
+REJECTED = "rejected"  # signed by one platform's secret, naming the other's object: not applied
 FAILED = "failed"  # processing raised; error and traceback kept
 PENDING_STATES = (RECEIVED, ENQUEUED)
-FINAL_STATES = (PROCESSED, UNROUTED, IGNORED, UNPARSEABLE, FAILED)
+FINAL_STATES = (PROCESSED, UNROUTED, IGNORED, UNPARSEABLE, REJECTED, FAILED)
 
 
 class WebhookDelivery(SQLModel, table=True):
