@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from models.scrubbed import ScrubbedText
 from models.types import UTCDateTime, utcnow
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -47,6 +48,6 @@ class WebhookDelivery(SQLModel, table=True):
     enqueued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     attempts: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
-    summary: str | None = Field(default=None, sa_type=sa.Text)
-    error: str | None = Field(default=None, sa_type=sa.Text)
-    traceback: str | None = Field(default=None, sa_type=sa.Text)
+    summary: str | None = Field(default=None, sa_type=ScrubbedText)
+    error: str | None = Field(default=None, sa_type=ScrubbedText)
+    traceback: str | None = Field(default=None, sa_type=ScrubbedText)

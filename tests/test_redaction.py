@@ -17,10 +17,12 @@ from models.accounts import MetricUnavailable
 from models.backoff import INSTAGRAM, record_error, record_failure
 from models.captures import note_capture_error
 from models.db import session_scope
+from models.deliveries import WebhookDelivery
 from models.recording import Subject, record_snapshot
 from models.redaction import MASK, RedactingFilter, scrub, scrub_json
 from models.snapshots import Media
 from models.types import utcnow
+from tests.test_deliveries import add_delivery
 from tests.test_status import add_account
 
 FB = "EAAGm0PX4ZCpsBAKZCZCw9ZBZCZBWZCZAZBQ1x2y3z4aBcDeFgHiJkLmNoP"
@@ -167,3 +169,24 @@ def test_media_errors_and_snapshot_raw_are_stored_scrubbed(engine: Engine) -> No
     assert FB not in text
     assert SECRET not in text
     assert text.count(MASK) == 2
+
+
+def test_delivery_errors_are_stored_scrubbed(engine: Engine) -> None:
+    """A failed delivery's summary, error and traceback (Core UPDATE) hold no token."""
+    delivery_id = add_delivery(engine, b'{"object": "instagram", "entry": []}')
+    table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(table)
+            .where(table.c.id == delivery_id)
+            .values(
+                summary=f"failed for {FB}",
+                error=f"GET /me?access_token={SECRET}",
+                traceback=f'File "x.py": token={IG!r}',
+            )
+        )
+    row = stored(engine, "SELECT summary || error || traceback FROM webhook_delivery")
+    assert FB not in row
+    assert SECRET not in row
+    assert IG not in row
+    assert row.count(MASK) == 3
