@@ -80,10 +80,9 @@ def _register_add(inner: SubParsers) -> None:
         description="Register an Instagram professional account and, optionally, the Threads "
         "profile that belongs to it (--threads-user-id and a Threads token, or neither); its "
         "views history is then backfilled from the Threads API, unless --no-backfill. Each "
-        "token comes "
-        "from one of: its option (`-` reads standard input: with both, the Instagram token "
-        "is the first line and the Threads token the second), its --*-token-file, or "
-        "ARCHIVER_IG_TOKEN / ARCHIVER_THREADS_TOKEN.",
+        "token comes from one of: its option (`-` reads standard input: with both, the "
+        "Instagram token is the first line and the Threads token the second), its "
+        "--*-token-file, or ARCHIVER_IG_TOKEN / ARCHIVER_THREADS_TOKEN.",
     )
     add.add_argument("--name", required=True, type=text, help="a unique name of your choice")
     add.add_argument(
