@@ -139,9 +139,10 @@ def _text(value: Any) -> str:
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
-    from archiver.commands.status_text import as_text
+    from archiver.commands.status_text import as_text, plaintext_line
     from models.overdue import overdue_grace
     from models.status import account_statuses, delivery_counts
+    from models.token_keys import plaintext_count
     from models.types import utcnow
 
     now = utcnow()
@@ -150,14 +151,18 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
         grace = overdue_grace(settings.schedule_tick_seconds)
         accounts = account_statuses(engine, now=now, grace=grace)
         deliveries = delivery_counts(engine)
+        plaintext = plaintext_count(engine)
     finally:
         engine.dispose()
     pauses = read_pauses(settings.redis_url, [account.ig_user_id for account in accounts])
     if args.json:
         report = as_json(accounts, deliveries, pauses, now)
+        report["tokens"] = {"plaintext": plaintext, "key_set": settings.token_key is not None}
         print(json.dumps(report, indent=2, default=datetime.isoformat))
     else:
         print(as_text(accounts, deliveries, pauses, now))
+        if plaintext:
+            print(plaintext_line(plaintext, keyed=settings.token_key is not None))
     return 0
 
 
