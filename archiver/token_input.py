@@ -90,7 +90,7 @@ def read_token(
                                    (source.env, env)) if on]  # fmt: skip
     if len(named) > 1:
         msg = f"the {source.label} token is given by both {named[0]} and {named[1]}: give one"
-        raise ConfigError(msg)
+        raise _usage(args, msg)
     if value == STDIN:
         return _from_stdin(source, stdin or sys.stdin)
     if value is not None:
@@ -103,7 +103,14 @@ def read_token(
         f"the {source.label} token is missing: give {source.option} - (standard input), "
         f"{source.file_option} PATH, or set {source.env}"
     )
-    raise ConfigError(msg)
+    raise _usage(args, msg)
+
+
+def _usage(args: argparse.Namespace, message: str) -> ConfigError:
+    """A usage mistake, exit 2 like argparse's own, pointing at the command's --help."""
+    parser: argparse.ArgumentParser | None = getattr(args, "parser", None)
+    hint = f" (see `{parser.prog} --help`)" if parser is not None else ""
+    return ConfigError(message + hint)
 
 
 def _value(args: argparse.Namespace, source: TokenSource) -> str | None:
