@@ -141,11 +141,12 @@ def _text(value: Any) -> str:
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
-    from archiver.commands.status_text import as_text
+    from archiver.commands.status_text import as_text, plaintext_line
     from archiver.logs import known_secrets
     from models.overdue import overdue_grace
     from models.redaction import scrub, scrub_json
     from models.status import account_statuses, delivery_counts
+    from models.token_keys import plaintext_count
     from models.types import utcnow
 
     now = utcnow()
@@ -154,15 +155,19 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
         grace = overdue_grace(settings.schedule_tick_seconds)
         accounts = account_statuses(engine, now=now, grace=grace)
         deliveries = delivery_counts(engine)
+        plaintext = plaintext_count(engine)
     finally:
         engine.dispose()
     pauses = read_pauses(settings.redis_url, [account.ig_user_id for account in accounts])
     secrets = known_secrets(settings)  # the whole report is scrubbed, rows from before too
     if args.json:
-        report = scrub_json(as_json(accounts, deliveries, pauses, now), secrets)
-        print(json.dumps(report, indent=2, default=datetime.isoformat))
+        report = as_json(accounts, deliveries, pauses, now)
+        report["tokens"] = {"plaintext": plaintext, "key_set": settings.token_key is not None}
+        print(json.dumps(scrub_json(report, secrets), indent=2, default=datetime.isoformat))
     else:
         print(scrub(as_text(accounts, deliveries, pauses, now), secrets))
+        if plaintext:
+            print(plaintext_line(plaintext, keyed=settings.token_key is not None))
     return 0
 
 
