@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from archiver.commands import accounts, db, demo, replay, run, serve, status, worker
-from archiver.logs import redact, setup_logging
+from archiver.logs import setup_logging
 from core.errors import ArchiverError
+from core.redaction import scrub
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def one_line(text: str) -> str:
     """`text` on a single line with anything secret-looking masked, fit for stderr."""
-    return redact(" ".join(text.split()))
+    return scrub(" ".join(text.split()))
 
 
 def build_parser() -> ArgumentParser:

@@ -1,88 +1,21 @@
 """Logging for every command: one stderr handler, text or JSON lines, secrets masked.
 
-The mask sits on the handler, not on a logger, so it sees every record of every library
-(httpx URLs with `access_token=`, arq job reprs, uvicorn errors) before anything is written.
+The mask (core.redaction.RedactingFilter, the one scrubber) sits on the handler, not on a
+logger, so it sees every record of every library (httpx URLs with `access_token=`, arq job
+reprs, uvicorn errors) before anything is written.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import IO, Any
 
 from core.config import Settings
 from core.errors import ConfigError
-
-MASK = "[REDACTED]"
-
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # Query strings and form bodies: access_token=..., client_secret=..., fb_exchange_token=...
-    (
-        re.compile(
-            r"(?i)\b((?:access|fb_exchange|refresh|input)_token|client_secret|appsecret_proof"
-            r"|verify_token|hub\.verify_token)=[^&\s\"'<>]+"
-        ),
-        rf"\1={MASK}",
-    ),
-    # JSON and reprs: "access_token": "...", 'ig_token': '...'
-    (
-        re.compile(
-            r"(?i)([\"']?(?:\w*token|\w*secret|x-hub-signature(?:-256)?)[\"']?\s*[:=]\s*)"
-            r"[\"'][^\"']*[\"']"
-        ),
-        rf"\1'{MASK}'",
-    ),
-    # Signature headers: sha256=<hex>, sha1=<hex>
-    (re.compile(r"(?i)\b(sha(?:256|1))=[0-9a-f]{8,}"), rf"\1={MASK}"),
-    (re.compile(r"(?i)\b(bearer|oauth)\s+[A-Za-z0-9._~+/-]{8,}=*"), rf"\1 {MASK}"),
-    # Bare Meta tokens: Facebook (EAA...), Instagram Login (IGQ..., IGAA...), Threads (TH...).
-    # They are long and mixed-case, unlike constants such as THREADS_APP_SECRET.
-    (re.compile(r"\b(?:EAA|IGQ|IGAA|TH)(?=[A-Za-z0-9_-]*[a-z])[A-Za-z0-9_-]{20,}"), MASK),
-)
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with known secret values and anything shaped like a token masked."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, MASK)
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-class RedactingFilter(logging.Filter):
-    """Masks tokens, secrets and signatures in the message, its args and the traceback.
-
-    The message is rendered once here (args merged in) so a token passed as a lazy `%s`
-    argument is caught too; the record is then passed on with no args left to merge.
-    """
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__()
-        self.secrets = tuple(s for s in secrets if s)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):  # bad %-args: still mask what there is
-            message = f"{record.msg} {record.args}"
-        record.msg = redact(message, self.secrets)
-        record.args = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text, self.secrets)
-        if record.stack_info:
-            record.stack_info = redact(record.stack_info, self.secrets)
-        return True
-
-
-_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+from core.redaction import RECORD_ATTRS, RedactingFilter
 
 
 class JsonFormatter(logging.Formatter):
@@ -96,7 +29,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+            if key not in RECORD_ATTRS and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
+    # Read by `accounts add` / `accounts threads` when no option names the token (automation):
+    # a token on the command line is visible to every user of the machine (ps, /proc).
+    archiver_ig_token: SecretStr | None = None
+    archiver_threads_token: SecretStr | None = None
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, value: str) -> str:

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from metasim import control, errors, graph, threads
+from metasim import control, errors, graph, threads, tokens
 from metasim.context import Ctx, Target
 from metasim.entities import Token
 from metasim.faults import GARBAGE, Fault
@@ -123,6 +123,8 @@ async def _inject(ctx: Ctx, fault: Fault) -> Response | None:
         await asyncio.sleep(fault.delay)
     if fault.is_error:
         _fault_usage(ctx, fault.code, fault.status, fault.regain_minutes)
+        if fault.quote is not None:
+            raise tokens.quoting_error(ctx, fault, _token_value(ctx))
         raise errors.fault_error(
             code=fault.code,
             status=fault.status,
@@ -136,16 +138,18 @@ async def _inject(ctx: Ctx, fault: Fault) -> Response | None:
     return None
 
 
-def _bearer(ctx: Ctx) -> str | None:
+def _token_value(ctx: Ctx) -> str | None:
+    """The call's token: `access_token=`, else an `Authorization: Bearer` / `OAuth` header."""
     header = ctx.request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
-    return value.strip() if scheme.lower() in ("bearer", "oauth") and value else None
+    bearer = value.strip() if scheme.lower() in ("bearer", "oauth") and value else None
+    return ctx.params.get("access_token") or bearer
 
 
 def _token(ctx: Ctx) -> Token:
     """Meta checks the token before the object: 104 missing, 190/467 unknown, 190 for a
     token of the other login type on this host, 190/463 expired."""
-    value = ctx.params.get("access_token") or _bearer(ctx)
+    value = _token_value(ctx)
     if not value:
         raise errors.missing_token()
     token = ctx.world.token(value)

@@ -142,17 +142,19 @@ class WorldCore:
         is_transient: bool | None = None,
         regain_minutes: int = 1,
         garbage: str | None = None,
+        quote: str | None = None,
     ) -> Fault:
         """Inject a fault: a Meta error `code` and/or HTTP `status`, and/or a `delay` (s), or
         a `garbage` 200 ("not_json" or "not_object"), for the next `count` matching calls
         (default 1) or for `seconds` of world time; `account` (IG user or Threads user id)
-        and `kind` (route kind) narrow it."""
+        and `kind` (route kind) narrow it. `quote` ("token", "old_token", "url") makes the
+        error's message quote a token back (metasim.tokens.quoting_error)."""
         with self.lock:
             return self.faultbook.add(
                 self.clock(), seconds=seconds, code=code, status=status, delay=delay,
                 count=count, account=None if account is None else str(account), kind=kind,
                 message=message, subcode=subcode, is_transient=is_transient,
-                regain_minutes=regain_minutes, garbage=garbage,
+                regain_minutes=regain_minutes, garbage=garbage, quote=quote,
             )  # fmt: skip
 
     def take_fault(self, account: str | None, kind: str) -> Fault | None:

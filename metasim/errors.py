@@ -232,6 +232,22 @@ def throttled(code: int = 80002) -> MetaApiError:
     return api_error(status, code, message, is_transient=transient)
 
 
+# A fault that quotes a token back (metasim.faults.QUOTES): the code, subcode and message
+# (with `{quote}`) it answers when the fault names no code or status of its own. The wording
+# is the simulator's [UNCERTAIN]: Meta's 190 messages name a session, and a client must
+# expect any error text, or a proxy's, to echo a token or the request URL.
+_SESSION_QUOTED: Final = (
+    190,
+    463,
+    "Error validating access token: The session for token {quote} has expired or is invalid.",
+)
+QUOTE_DEFAULTS: Final[dict[str, tuple[int, int | None, str]]] = {
+    "token": _SESSION_QUOTED,
+    "old_token": _SESSION_QUOTED,
+    "url": (100, None, "(#100) Unsupported get request: {quote}"),
+}
+
+
 def fault_error(
     *,
     code: int | None,

@@ -13,10 +13,16 @@ GARBAGE: Final = {
 }
 
 
+# An error that quotes a token back (metasim.tokens.quoting_error): the caller's own token,
+# an older token of the same owner, or the request's URL with its `access_token=`.
+QUOTES: Final = ("token", "old_token", "url")
+
+
 @dataclass
 class Fault:
     """A failure to inject: an error (Meta `code` and/or HTTP `status`), a `delay`, and/or a
-    `garbage` 200 (a GARBAGE key).
+    `garbage` 200 (a GARBAGE key). With `quote` (one of QUOTES) the error's message quotes a
+    token: `message`, if given, says where with `{quote}`.
 
     It applies to the next `count` matching calls, or until the world clock passes `until`,
     whichever ends first; `account` and `kind` (a route kind such as "insights") narrow it.
@@ -35,16 +41,23 @@ class Fault:
     is_transient: bool | None = None
     regain_minutes: int = 1
     garbage: str | None = None
+    quote: str | None = None
     hits: int = field(default=0)
 
     def __post_init__(self) -> None:
         if self.garbage is not None and self.garbage not in GARBAGE:
             msg = f"garbage must be one of {', '.join(GARBAGE)}, not {self.garbage!r}"
             raise ValueError(msg)
+        if self.quote is not None and self.quote not in QUOTES:
+            msg = f"quote must be one of {', '.join(QUOTES)}, not {self.quote!r}"
+            raise ValueError(msg)
+        if self.quote is not None and self.message is not None and "{quote}" not in self.message:
+            msg = "a message that quotes a token must say where: put {quote} in it"
+            raise ValueError(msg)
 
     @property
     def is_error(self) -> bool:
-        return self.code is not None or self.status is not None
+        return self.code is not None or self.status is not None or self.quote is not None
 
     def live(self, now: float) -> bool:
         if self.count is not None and self.hits >= self.count:

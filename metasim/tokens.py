@@ -18,6 +18,7 @@ after the token was issued. A dead input token is still an answer: `is_valid` fa
 from __future__ import annotations
 
 import secrets
+import string
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -28,9 +29,14 @@ from metasim.entities import REFRESHED_EXPIRES_IN, Token
 
 if TYPE_CHECKING:
     from metasim.context import Ctx
+    from metasim.faults import Fault
 
 UNSET: Any = object()  # "not given", where None means something (a token that never expires)
+# Meta's tokens are long mixed-case alphanumerics after a prefix per login: Facebook `EAA...`,
+# Instagram Login `IGAA...`, Threads `TH...` (values of ~150-250 characters are common).
 _TOKEN_PREFIX = {"facebook": "EAAG", "instagram": "IGAA", "threads": "THAA"}
+_TOKEN_ALPHABET: Final = string.ascii_letters + string.digits
+_TOKEN_CHARS: Final = 160
 APP_ID: Final = "990000000000001"
 APP_SECRET: Final = "metasim-app-secret-0123456789"
 APP_NAME: Final = "metasim"
@@ -47,6 +53,11 @@ UNPARSEABLE: Final = "Invalid OAuth access token - Cannot parse access token"
 def app_token() -> str:
     """The simulated app's access token, `{app-id}|{app-secret}` as Meta builds it."""
     return f"{APP_ID}|{APP_SECRET}"
+
+
+def _new_value(kind: str) -> str:
+    body = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(_TOKEN_CHARS))
+    return _TOKEN_PREFIX.get(kind, "EAAG") + body
 
 
 def _stamp(moment: datetime | None) -> int:
@@ -86,7 +97,7 @@ class TokenBook(WorldCore):
             issued = issued_at or self.now()
             if expires_at is UNSET:
                 expires_at = issued + timedelta(seconds=self.config.token_lifetime_seconds)
-            value = value or _TOKEN_PREFIX.get(kind, "EAAG") + secrets.token_urlsafe(30)
+            value = value or _new_value(kind)
             token = Token(value, next(self._serials), kind, {owner}, issued, expires_at)
             self.tokens[value] = token
             return token
@@ -141,6 +152,23 @@ class TokenBook(WorldCore):
             msg = "no such token"
             raise NotFoundError(msg)
         return found
+
+    def older_token(self, current: Token) -> Token:
+        """A token its owner held before `current` (issued 60 days before it, expired when it
+        was issued, as a refresh leaves it); minted once when the world has none."""
+        with self.lock:
+            owner = min(current.owners)
+            older = [
+                t
+                for t in self.tokens.values()
+                if t.kind == current.kind and owner in t.owners and t.issued_at < current.issued_at
+            ]
+            if older:
+                return max(older, key=lambda t: t.issued_at)
+            issued = current.issued_at - timedelta(days=60)
+            return self.issue_token(
+                current.kind, owner, issued_at=issued, expires_at=current.issued_at
+            )
 
     def expire_token(
         self,
@@ -200,3 +228,27 @@ def debug_token(ctx: Ctx) -> dict[str, Any]:
     if not value:
         raise errors.api_error(400, 100, "(#100) The parameter input_token is required")
     return {"data": ctx.world.debug_token_data(value)}
+
+
+def quoting_error(ctx: Ctx, fault: Fault, value: str | None) -> errors.MetaApiError:
+    """The error of a fault that quotes a token back (`value` is the call's): the caller's
+    own, an older one of the same owner, or the request's URL with its `access_token=`
+    (metasim.errors.QUOTE_DEFAULTS for the code and wording unless the fault gives them)."""
+    token = ctx.world.token(value) if value else None
+    if token is None:  # nothing to quote: Meta's own answer to a missing or unknown token
+        raise errors.invalid_token() if value else errors.missing_token()
+    assert fault.quote is not None
+    quoted = {
+        "token": lambda: token.value,
+        "old_token": lambda: ctx.world.older_token(token).value,
+        "url": lambda: str(ctx.request.url),
+    }[fault.quote]()
+    code, subcode, template = errors.QUOTE_DEFAULTS[fault.quote]
+    own = fault.code is not None or fault.status is not None
+    return errors.fault_error(
+        code=fault.code if own else code,
+        status=fault.status,
+        message=(fault.message or template).replace("{quote}", quoted),
+        subcode=fault.subcode if own else subcode,
+        is_transient=fault.is_transient,
+    )

@@ -8,10 +8,14 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from core.crypto import TokenText
+from models.scrubbed import ScrubbedText
 from models.types import UTCDateTime, utcnow
 
 
 class Account(SQLModel, table=True):
+    """One registered account. Its errors, problems and reasons are ScrubbedText: a token
+    Meta quotes back in an error is stored masked (models.scrubbed)."""
+
     __tablename__ = "account"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -27,7 +31,7 @@ class Account(SQLModel, table=True):
     # Facebook Login: when debug_token was last asked about the token (once a day), and what
     # kept it from answering then (null: it answered). Answered with no expiry: never expires.
     ig_token_checked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    ig_token_check_error: str | None = Field(default=None, sa_type=sa.Text)
+    ig_token_check_error: str | None = Field(default=None, sa_type=ScrubbedText)
 
     threads_user_id: str | None = Field(default=None, sa_type=sa.String(64))
     threads_token: str | None = Field(default=None, sa_type=TokenText, repr=False)
@@ -44,23 +48,23 @@ class Account(SQLModel, table=True):
         default="active",
         sa_column=sa.Column(sa.String(32), nullable=False, server_default="active"),
     )
-    threads_state_reason: str | None = Field(default=None, sa_type=sa.Text)
+    threads_state_reason: str | None = Field(default=None, sa_type=ScrubbedText)
 
     # active | reauth_required | disabled
     state: str = Field(default="active", sa_column=sa.Column(sa.String(32), nullable=False))
-    state_reason: str | None = Field(default=None, sa_type=sa.Text)
-    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    state_reason: str | None = Field(default=None, sa_type=ScrubbedText)
+    last_error: str | None = Field(default=None, sa_type=ScrubbedText)
     last_error_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Errors that retrying cannot fix (permission 10/200, #100 on the account): how many in a
     # row, and the reason shown to operators; each side backs off exponentially until fixed.
     ig_failures: int = Field(
         default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
     )
-    ig_problem: str | None = Field(default=None, sa_type=sa.Text)
+    ig_problem: str | None = Field(default=None, sa_type=ScrubbedText)
     threads_failures: int = Field(
         default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
     )
-    threads_problem: str | None = Field(default=None, sa_type=sa.Text)
+    threads_problem: str | None = Field(default=None, sa_type=ScrubbedText)
     # Story discovery: when /stories was last listed, and when it is due again (null: now).
     stories_polled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     next_story_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -92,6 +96,6 @@ class MetricUnavailable(SQLModel, table=True):
     )
     platform: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
     metric: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
-    reason: str | None = Field(default=None, sa_type=sa.Text)
+    reason: str | None = Field(default=None, sa_type=ScrubbedText)
     first_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from models.scrubbed import ScrubbedText
 from models.types import UTCDateTime, utcnow
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -19,10 +20,11 @@ ENQUEUED = "enqueued"
 PROCESSED = "processed"
 UNROUTED = "unrouted"  # names an account that is not registered (yet): `archiver replay`
 IGNORED = "ignored"  # a field we archive but do not turn into snapshots
-UNPARSEABLE = "unparseable"  # signed, but not JSON or not a known envelope
+UNPARSEABLE = "unparseable"  # signed, but not strict JSON, not a known envelope, or unstorable
+REJECTED = "rejected"  # signed by one platform's secret, naming the other's object: not applied
 FAILED = "failed"  # processing raised; error and traceback kept
 PENDING_STATES = (RECEIVED, ENQUEUED)
-FINAL_STATES = (PROCESSED, UNROUTED, IGNORED, UNPARSEABLE, FAILED)
+FINAL_STATES = (PROCESSED, UNROUTED, IGNORED, UNPARSEABLE, REJECTED, FAILED)
 
 
 class WebhookDelivery(SQLModel, table=True):
@@ -46,6 +48,6 @@ class WebhookDelivery(SQLModel, table=True):
     enqueued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     attempts: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
-    summary: str | None = Field(default=None, sa_type=sa.Text)
-    error: str | None = Field(default=None, sa_type=sa.Text)
-    traceback: str | None = Field(default=None, sa_type=sa.Text)
+    summary: str | None = Field(default=None, sa_type=ScrubbedText)
+    error: str | None = Field(default=None, sa_type=ScrubbedText)
+    traceback: str | None = Field(default=None, sa_type=ScrubbedText)

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.deliveries import JSONType
+from models.scrubbed import ScrubbedJSON, ScrubbedText
 from models.types import UTCDateTime, utcnow
 
 
@@ -44,8 +45,8 @@ class Media(SQLModel, table=True):
     # The capture to take next (slot name and when); null once nothing more is scheduled.
     next_slot: str | None = Field(default=None, sa_type=sa.String(32))
     next_capture_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    missed_reason: str | None = Field(default=None, sa_type=sa.Text)
-    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    missed_reason: str | None = Field(default=None, sa_type=ScrubbedText)
+    last_error: str | None = Field(default=None, sa_type=ScrubbedText)
     last_error_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # A Threads post Meta reported deleted (the `delete` webhook): capturing stopped then.
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -87,7 +88,8 @@ class Snapshot(SQLModel, table=True):
         default=None,
         sa_column=sa.Column(sa.Integer, sa.ForeignKey("webhook_delivery.id", ondelete="SET NULL")),
     )
-    raw: Any = Field(default=None, sa_column=sa.Column(JSONType))
+    # Meta's answers as received, scrubbed of any token an error quoted back.
+    raw: Any = Field(default=None, sa_column=sa.Column(ScrubbedJSON))
 
 
 class MetricValue(SQLModel, table=True):

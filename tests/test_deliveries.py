@@ -54,11 +54,17 @@ def story_body(*, ig: str = IG, time: int = 1547687043, **extra: Any) -> bytes:
 
 
 def add_delivery(
-    engine: Engine, body: bytes, *, status: str = ENQUEUED, enqueued_at: datetime | None = None
+    engine: Engine,
+    body: bytes,
+    *,
+    status: str = ENQUEUED,
+    enqueued_at: datetime | None = None,
+    platform: str = "instagram",
 ) -> int:
+    """An archived delivery as the receiver stores it; `platform` is the route it came on."""
     with Session(engine) as session:
         row = WebhookDelivery(
-            platform="instagram",
+            platform=platform,
             body=body,
             body_sha256=hashlib.sha256(body).hexdigest(),
             status=status,
@@ -133,8 +139,9 @@ def run_burst(settings: Settings, ids: list[int], **kwargs: Any) -> Worker:
 
 
 @contextmanager
-def failing_metric_inserts(engine: Engine) -> Iterator[None]:
-    """A real fault in the database: every metric_value insert raises, until the block ends."""
+def failing_metric_inserts(engine: Engine, *, sqlstate: str = "P0001") -> Iterator[None]:
+    """A real fault in the database: every metric_value insert raises, until the block ends
+    (on PostgreSQL with `sqlstate`, e.g. a class 22 data error)."""
     if engine.dialect.name == "sqlite":
         create = [
             "CREATE TRIGGER fail_metric BEFORE INSERT ON metric_value "
@@ -144,7 +151,7 @@ def failing_metric_inserts(engine: Engine) -> Iterator[None]:
     else:
         create = [
             "CREATE FUNCTION fail_metric() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'injected fault'; END $$",
+            f"$$ BEGIN RAISE EXCEPTION 'injected fault' USING ERRCODE = '{sqlstate}'; END $$",
             "CREATE TRIGGER fail_metric BEFORE INSERT ON metric_value "
             "FOR EACH ROW EXECUTE FUNCTION fail_metric()",
         ]
@@ -333,12 +340,17 @@ def test_one_unknown_account_in_a_batch_leaves_the_delivery_unrouted(engine: Eng
 
 
 @pytest.mark.parametrize(
-    ("body", "fields"),
+    ("body", "fields", "platform"),
     [
-        (envelope([{"field": "comments", "value": {"id": "1", "text": "hi"}}]), "comments"),
+        (
+            envelope([{"field": "comments", "value": {"id": "1", "text": "hi"}}]),
+            "comments",
+            "instagram",
+        ),
         (
             envelope([{"field": "mentions", "value": {"media_id": "1"}}, {"field": "x"}]),
             "mentions, x",
+            "instagram",
         ),
         (
             json.dumps(
@@ -348,6 +360,7 @@ def test_one_unknown_account_in_a_batch_leaves_the_delivery_unrouted(engine: Eng
                 }
             ).encode(),
             "messaging",
+            "instagram",
         ),
         (
             json.dumps(
@@ -360,12 +373,15 @@ def test_one_unknown_account_in_a_batch_leaves_the_delivery_unrouted(engine: Eng
                 }
             ).encode(),
             "replies",
+            "threads",
         ),
     ],
 )
-def test_other_fields_are_archived_as_ignored(engine: Engine, body: bytes, fields: str) -> None:
+def test_other_fields_are_archived_as_ignored(
+    engine: Engine, body: bytes, fields: str, platform: str
+) -> None:
     """Comments, mentions, messaging and Threads fields are kept but make no snapshot."""
-    delivery = add_delivery(engine, body)
+    delivery = add_delivery(engine, body, platform=platform)
     assert process_delivery_sync(engine=engine, delivery_id=delivery) == "ignored"
     row = delivery_row(engine, delivery)
     assert (row.summary, row.attempts, row.error) == (f"fields: {fields}", 1, None)

@@ -12,6 +12,8 @@ import pytest
 from core.errors import ArchiverError
 from workers.webhooks.envelope import Change, UnparseableDelivery, parse_body
 
+IG = "instagram"  # the Meta app's route
+
 # Meta's story_insights sample (META-API.md §2).
 STORY = {
     "media_id": "18023345989012587",
@@ -55,7 +57,7 @@ def threads_envelope(values: Any) -> dict[str, Any]:
 
 def test_array_wrapped_story_insights() -> None:
     """Meta's sample form, wrapped in a JSON array, yields its one change intact."""
-    (change,) = parse_body(encode([story_envelope()]))
+    (change,) = parse_body(encode([story_envelope()]), platform=IG)
     assert change == Change(
         object="instagram",
         entry_id="17841405309211844",
@@ -69,7 +71,9 @@ def test_array_wrapped_story_insights() -> None:
 
 def test_bare_and_wrapped_forms_parse_alike() -> None:
     """The bare object of the getting-started page gives the same changes as the array."""
-    assert parse_body(encode(story_envelope())) == parse_body(encode([story_envelope()]))
+    assert parse_body(encode(story_envelope()), platform=IG) == parse_body(
+        encode([story_envelope()]), platform=IG
+    )
 
 
 def test_every_entry_and_change_is_walked_in_order() -> None:
@@ -88,7 +92,7 @@ def test_every_entry_and_change_is_walked_in_order() -> None:
             {"id": "2", "time": 2, "changes": [{"field": "mentions", "value": {"id": "m"}}]},
         ],
     }
-    changes = parse_body(encode(body))
+    changes = parse_body(encode(body), platform=IG)
     assert [(c.entry_id, c.field) for c in changes] == [
         ("1", "comments"),
         ("1", "story_insights"),
@@ -98,7 +102,7 @@ def test_every_entry_and_change_is_walked_in_order() -> None:
 
 def test_several_array_items_are_all_parsed() -> None:
     """An array of two envelopes yields the changes of both."""
-    changes = parse_body(encode([story_envelope(time=1), story_envelope(time=2)]))
+    changes = parse_body(encode([story_envelope(time=1), story_envelope(time=2)]), platform=IG)
     assert [c.entry_time for c in changes] == [1, 2]
 
 
@@ -109,7 +113,7 @@ def test_messaging_items_and_millisecond_times() -> None:
         "object": "instagram",
         "entry": [{"id": "9", "time": 1458692752478, "messaging": [item]}],
     }
-    (change,) = parse_body(encode(body))
+    (change,) = parse_body(encode(body), platform=IG)
     assert (change.kind, change.field, change.value) == ("messaging", "messaging", item)
     assert change.entry_time == 1458692752
 
@@ -120,14 +124,14 @@ def test_messaging_items_and_millisecond_times() -> None:
 )
 def test_seconds_and_milliseconds_give_the_same_second(raw_time: float, seconds: int) -> None:
     """entry.time in seconds, milliseconds or with a fraction all mean the same second."""
-    (change,) = parse_body(encode(story_envelope(time=raw_time)))
+    (change,) = parse_body(encode(story_envelope(time=raw_time)), platform=IG)
     assert change.entry_time == seconds
 
 
 @pytest.mark.parametrize("raw_time", [None, "soon", True, -5, 10**30])
 def test_odd_entry_times_are_unknown(raw_time: Any) -> None:
     """A missing or nonsensical entry.time is None rather than a wrong date."""
-    (change,) = parse_body(encode(story_envelope(time=raw_time)))
+    (change,) = parse_body(encode(story_envelope(time=raw_time)), platform=IG)
     assert change.entry_time is None
     assert change.sent_at is None
 
@@ -135,7 +139,7 @@ def test_odd_entry_times_are_unknown(raw_time: Any) -> None:
 def test_changed_fields_without_values() -> None:
     """Subscriptions without "Include Values" send names only; each becomes a change."""
     body = {"object": "page", "entry": [{"id": "5", "time": 1, "changed_fields": ["feed"]}]}
-    (change,) = parse_body(encode(body))
+    (change,) = parse_body(encode(body), platform=IG)
     assert (change.object, change.kind, change.field, change.value) == (
         "page",
         "changed_fields",
@@ -153,7 +157,7 @@ def test_changed_fields_without_values() -> None:
 )
 def test_threads_envelope(values: Any) -> None:
     """The Threads envelope parses whether `values` is an object or a list."""
-    (change,) = parse_body(encode(threads_envelope(values)))
+    (change,) = parse_body(encode(threads_envelope(values)), platform="threads")
     assert change == Change(
         object="threads",
         entry_id="7788",
@@ -166,7 +170,7 @@ def test_threads_envelope(values: Any) -> None:
 
 def test_changes_are_frozen() -> None:
     """A parsed change cannot be altered by whoever processes it."""
-    (change,) = parse_body(encode(story_envelope()))
+    (change,) = parse_body(encode(story_envelope()), platform=IG)
     with pytest.raises(dataclasses.FrozenInstanceError):
         change.field = "other"  # type: ignore[misc]  # the point: mypy knows it is frozen
 
@@ -174,7 +178,7 @@ def test_changes_are_frozen() -> None:
 def test_a_scalar_value_is_kept_under_value() -> None:
     """A change whose value is not an object keeps it rather than dropping it."""
     body = {"object": "user", "entry": [{"id": "1", "changes": [{"field": "f", "value": 3}]}]}
-    (change,) = parse_body(encode(body))
+    (change,) = parse_body(encode(body), platform=IG)
     assert change.value == {"value": 3}
 
 
@@ -182,7 +186,7 @@ def test_a_scalar_value_is_kept_under_value() -> None:
     ("body", "message"),
     [
         (b"not json", "not JSON"),
-        (b"\xff\xfe", "not JSON"),
+        (b"\xff\xfe", "not UTF-8"),
         (b"[]", "empty JSON array"),
         (b"42", "unknown envelope"),
         (b'{"hello": 1}', "unknown envelope at body (hello)"),
@@ -195,7 +199,8 @@ def test_a_scalar_value_is_kept_under_value() -> None:
 )
 def test_unparseable_bodies(body: bytes, message: str) -> None:
     """Non-JSON and unknown shapes raise one named ArchiverError that says where."""
+    platform = "threads" if b'"topic"' in body else IG
     with pytest.raises(UnparseableDelivery) as caught:
-        parse_body(body)
+        parse_body(body, platform=platform)
     assert message in str(caught.value)
     assert isinstance(caught.value, ArchiverError)

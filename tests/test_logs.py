@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from archiver.logs import MASK, RedactingFilter, redact, setup_logging
+from archiver.logs import setup_logging
 from core.errors import ConfigError
+from core.redaction import MASK, RedactingFilter, scrub
 from tests.conftest import APP_SECRET, make_settings
 
 FB_TOKEN = "EAABsbCS1iHgBAKZCZCw9ZBZCZBWZCZAZBQ1x2y3z4"
@@ -86,7 +87,7 @@ def test_filter_masks_mapping_args() -> None:
 def test_filter_leaves_ordinary_text_alone() -> None:
     """Setting names, ids and timestamps are not mistaken for tokens."""
     text = "THREADS_APP_SECRET unset; media 18023345989012587 at 2026-03-01T00:00:00Z THE END"
-    assert redact(text) == text
+    assert scrub(text) == text
 
 
 def test_known_secret_values_are_masked_everywhere(restore_root: None) -> None:

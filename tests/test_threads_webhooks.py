@@ -29,7 +29,7 @@ Outcome = tuple[str, str]
 
 def deliver(engine: Engine, payload: dict[str, Any]) -> Outcome:
     """Archive a delivery and process it as the worker's job does: (status, summary)."""
-    delivery_id = add_delivery(engine, encode(payload))
+    delivery_id = add_delivery(engine, encode(payload), platform="threads")
     status = process_delivery_sync(engine=engine, delivery_id=delivery_id)
     with Session(engine) as session:
         row = session.get(WebhookDelivery, delivery_id)

@@ -1,8 +1,9 @@
 """`archiver accounts add | list | remove`: the accounts whose insights are captured.
 (`accounts threads | backfill`, the Threads side after the fact, live in threads_link.)
 
-Tokens are secrets: they are stored as given and only ever shown through `mask_token`, in
-output and in errors alike.
+Tokens are secrets: they are read from standard input, a file or the environment as well as
+from the command line (archiver.token_input), stored as given and only ever shown through
+`mask_token`, in output and in errors alike.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from archiver.commands import add_command, open_database
+from archiver.token_input import IG, THREADS, add_token_options, given, read_token
 from core.errors import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
@@ -76,8 +78,11 @@ def _register_add(inner: SubParsers) -> None:
         "add",
         help_text="register an account",
         description="Register an Instagram professional account and, optionally, the Threads "
-        "profile that belongs to it (both --threads-* options, or neither); its views history "
-        "is then backfilled from the Threads API, unless --no-backfill.",
+        "profile that belongs to it (--threads-user-id and a Threads token, or neither); its "
+        "views history is then backfilled from the Threads API, unless --no-backfill. Each "
+        "token comes from one of: its option (`-` reads standard input: with both, the "
+        "Instagram token is the first line and the Threads token the second), its "
+        "--*-token-file, or ARCHIVER_IG_TOKEN / ARCHIVER_THREADS_TOKEN.",
     )
     add.add_argument("--name", required=True, type=text, help="a unique name of your choice")
     add.add_argument(
@@ -87,18 +92,18 @@ def _register_add(inner: SubParsers) -> None:
         metavar="ID",
         help="the IG professional account id: webhook entry.id (Instagram Login: /me user_id)",
     )
-    add.add_argument("--ig-token", required=True, type=text, metavar="TOKEN", help="IG token")
+    add_token_options(add, IG)
     add.add_argument("--login", choices=LOGINS, default="facebook", help="default: facebook")
     add.add_argument("--threads-user-id", type=text, metavar="ID", help="Threads user id")
-    add.add_argument("--threads-token", type=text, metavar="TOKEN", help="Threads token")
+    add_token_options(add, THREADS)
     add.add_argument("--no-backfill", action="store_true", help="skip the Threads views backfill")
     add.set_defaults(handler=run_add, check=check_add, parser=add)
 
 
 def check_add(args: argparse.Namespace) -> str | None:
     """What is wrong with the combination of options, if anything (argparse cannot say)."""
-    if (args.threads_user_id is None) != (args.threads_token is None):
-        return "--threads-user-id and --threads-token go together: give both or neither"
+    if args.threads_user_id is None and given(args, THREADS):
+        return "a Threads token goes with --threads-user-id: give both or neither"
     return None
 
 
@@ -125,13 +130,14 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
     from models.types import utcnow
 
     linked = args.threads_user_id is not None
+    ig_token = read_token(args, IG, settings)  # first: the first line of standard input
     account = Account(
         name=args.name,
         ig_user_id=args.ig_user_id,
-        ig_token=args.ig_token,
+        ig_token=ig_token,
         login=args.login,
         threads_user_id=args.threads_user_id,
-        threads_token=args.threads_token,
+        threads_token=read_token(args, THREADS, settings) if linked else None,
         threads_link_source="operator" if linked else None,
         threads_linked_at=utcnow() if linked else None,
     )

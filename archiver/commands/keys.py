@@ -3,7 +3,9 @@
 With TOKEN_ENCRYPTION_KEY set, tokens are written encrypted (core.crypto). Rotating: put the
 new key first and the old one after it (`TOKEN_ENCRYPTION_KEY=<new>,<old>`), run
 `rotate-key`, which re-encrypts every stored token under the new key (plaintext ones too),
-then drop the old key.
+then drop the old key. A worker (or `archiver run`) refuses to start while some stored token
+does not decrypt with its key, and encrypts those still in plaintext when it starts with one
+(store.token_keys).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from archiver.commands import add_command, open_database
 from core.errors import ConfigError
-from models.tables import table_of
 
 if TYPE_CHECKING:
     from archiver.commands import SubParsers
@@ -49,30 +50,16 @@ def run_new_key(_args: argparse.Namespace, _settings: Settings | None) -> int:
 
 
 def run_rotate(_args: argparse.Namespace, settings: Settings) -> int:
-    import sqlalchemy as sa
-
-    from core.crypto import TokenCipher
-    from models.accounts import Account
+    from store.token_keys import reencrypt
 
     key = settings.token_key
     if key is None:
         msg = "TOKEN_ENCRYPTION_KEY is not set: nothing to encrypt with (see `accounts new-key`)"
         raise ConfigError(msg)
-    cipher = TokenCipher(key)
-    table = table_of(Account)
-    raw = sa.select(table.c.id, sa.type_coerce(table.c.ig_token, sa.Text),
-                    sa.type_coerce(table.c.threads_token, sa.Text))  # fmt: skip
     engine = open_database(settings)
     try:
-        with engine.begin() as conn:
-            rows = conn.execute(raw).all()
-            for account_id, ig_token, threads_token in rows:
-                values = {"ig_token": cipher.rotate(ig_token)}
-                if threads_token is not None:
-                    values["threads_token"] = cipher.rotate(threads_token)
-                update = sa.update(table).where(table.c.id == account_id)
-                conn.execute(update.values({k: sa.literal(v, sa.Text) for k, v in values.items()}))
+        changed = reencrypt(engine, key)
     finally:
         engine.dispose()
-    print(f"re-encrypted the tokens of {len(rows)} account(s) under the first key")
+    print(f"re-encrypted {changed} stored token(s) under the first key")
     return 0

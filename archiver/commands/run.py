@@ -26,7 +26,7 @@ from archiver.commands.serve import (
     stop_server,
     with_address,
 )
-from archiver.commands.worker import stop_worker
+from archiver.commands.worker import require_token_key, stop_worker
 from archiver.embedded import EmbeddedRedis
 from core.errors import ArchiverError
 
@@ -55,6 +55,7 @@ def run_all_command(args: argparse.Namespace, settings: Settings) -> int:
     settings = with_address(settings, args)
     settings.require_receiver_secrets()
     print(apply_migrations(settings.database_url), flush=True)
+    require_token_key(settings)
     with contextlib.ExitStack() as stack:
         if settings.redis_url is None:
             embedded = stack.enter_context(EmbeddedRedis())

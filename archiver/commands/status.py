@@ -6,7 +6,9 @@ optional here:
 status is what an operator runs when something is wrong, so an unreachable Redis makes those
 "unknown" instead of failing the whole report. This module holds the command, the pauses and the
 `--json` document; the text report is archiver/commands/status_text.py. Tokens are never
-read, so never printed.
+read, and the whole report goes through the one scrubber (core.redaction) before it is
+printed, so a token Meta quoted in an error, even one stored before errors were scrubbed on
+the way in, is never shown.
 """
 
 from __future__ import annotations
@@ -140,10 +142,13 @@ def _text(value: Any) -> str:
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
-    from archiver.commands.status_text import as_text
+    from archiver.commands.status_text import as_text, plaintext_line
+    from archiver.logs import known_secrets
+    from core.redaction import scrub, scrub_json
     from models.types import utcnow
     from reports.coverage import account_statuses, delivery_counts
     from reports.overdue import overdue_grace
+    from store.token_keys import plaintext_count
 
     now = utcnow()
     engine = open_database(settings)
@@ -151,24 +156,30 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
         grace = overdue_grace(settings.schedule_tick_seconds)
         accounts = account_statuses(engine, now=now, grace=grace)
         deliveries = delivery_counts(engine)
+        plaintext = plaintext_count(engine)
     finally:
         engine.dispose()
     pauses = read_pauses(settings.redis_url, [account.ig_user_id for account in accounts])
+    secrets = known_secrets(settings)  # the whole report is scrubbed, rows from before too
     if args.json:
         report = as_json(accounts, deliveries, pauses, now)
-        print(json.dumps(report, indent=2, default=datetime.isoformat))
+        report["tokens"] = {"plaintext": plaintext, "key_set": settings.token_key is not None}
+        print(json.dumps(scrub_json(report, secrets), indent=2, default=datetime.isoformat))
     else:
-        print(as_text(accounts, deliveries, pauses, now))
+        print(scrub(as_text(accounts, deliveries, pauses, now), secrets))
+        if plaintext:
+            print(plaintext_line(plaintext, keyed=settings.token_key is not None))
     return 0
 
 
 def safe(text: str | None) -> str | None:
-    """An error or reason fit for one line of output, with anything token-shaped masked."""
-    from archiver.logs import redact
+    """An error or reason fit for one line of output, with anything token-shaped masked
+    (before it is cut short, so a cut cannot leave half a token unrecognised)."""
+    from core.redaction import scrub
 
     if text is None:
         return None
-    flat = redact(" ".join(text.split()))
+    flat = scrub(" ".join(text.split()))
     return flat if len(flat) <= ERROR_CHARS else flat[: ERROR_CHARS - 1] + "…"
 
 

@@ -1,7 +1,7 @@
 """The text report of `archiver status`: one block per account, then the totals.
 
-Reasons and errors go through `safe` (one line, token-shaped text masked); no token column
-is ever read, so none can be printed.
+Reasons and errors go through `safe` (one line, token-shaped text masked, then cut); no token
+column is ever read, and `run_status` scrubs the whole report once more before printing it.
 """
 
 from __future__ import annotations
@@ -284,3 +284,13 @@ def job_errors(failures: dict[str, dict[str, int]]) -> str:
         + ", ".join(f"{n} {OUTCOMES.get(outcome, outcome)}" for outcome, n in outcomes.items())
         for function, outcomes in failures.items()
     )
+
+
+def plaintext_line(count: int, *, keyed: bool) -> str:
+    """Tokens stored unencrypted, and what encrypts them."""
+    fix = (
+        "a worker encrypts them when it starts, or `archiver accounts rotate-key` now"
+        if keyed
+        else "set TOKEN_ENCRYPTION_KEY (`archiver accounts new-key`); a worker then encrypts them"
+    )
+    return f"tokens      {count} stored in plaintext: {fix}"

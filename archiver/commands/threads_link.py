@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from archiver.commands import add_command, open_database
 from archiver.commands.accounts import add_which, find_account, text
+from archiver.token_input import THREADS, add_token_options, given, read_token
 from core.errors import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
@@ -47,14 +48,16 @@ def register(inner: SubParsers) -> None:
         description="Link a Threads profile to an account (or change its token), then "
         "backfill its views history. --lookup asks Meta which profile: Instagram's "
         "connected_threads_user (Facebook Login), else the token's own /me. An explicit "
-        "--threads-user-id must match the token's /me.",
+        "--threads-user-id must match the token's /me. The token comes from one of: "
+        "--threads-token (`-` reads standard input), --threads-token-file, or "
+        "ARCHIVER_THREADS_TOKEN.",
     )
     add_which(link)
     target = link.add_mutually_exclusive_group(required=True)
     target.add_argument("--threads-user-id", type=text, metavar="ID", help="Threads user id")
     target.add_argument("--lookup", action="store_true", help="ask Meta for the Threads user id")
     target.add_argument("--unlink", action="store_true", help="forget the Threads profile")
-    link.add_argument("--threads-token", type=text, metavar="TOKEN", help="Threads token")
+    add_token_options(link, THREADS)
     link.add_argument("--no-backfill", action="store_true", help="skip the views backfill")
     link.set_defaults(handler=run_threads, check=check_threads, parser=link)
     backfill = add_command(
@@ -70,10 +73,8 @@ def register(inner: SubParsers) -> None:
 
 def check_threads(args: argparse.Namespace) -> str | None:
     """What is wrong with the combination of options, if anything (argparse cannot say)."""
-    if args.unlink and (args.threads_token is not None or args.no_backfill):
-        return "--unlink takes neither --threads-token nor --no-backfill"
-    if not args.unlink and args.threads_token is None:
-        return "--threads-token is required with --threads-user-id or --lookup"
+    if args.unlink and (given(args, THREADS) or args.no_backfill):
+        return "--unlink takes neither a Threads token nor --no-backfill"
     return None
 
 
@@ -122,16 +123,16 @@ def _link(args: argparse.Namespace, settings: Settings, engine: Engine) -> Accou
     from models.accounts import mask_token
     from workers.meta.graph_api import IgAccount
 
+    token = read_token(args, THREADS, settings)
     account = _load(engine, args)
     assert account.id is not None
     ig = IgAccount(account.ig_user_id, account.ig_token, account.login)
     link = find_threads_user(
-        settings, account=ig, token=args.threads_token, claimed=args.threads_user_id,
-        lookup=args.lookup,
+        settings, account=ig, token=token, claimed=args.threads_user_id, lookup=args.lookup,
     )  # fmt: skip
     if link.note:
         print(f"note: {link.note}", file=sys.stderr)
-    account = _store_link(engine, account.id, link, args.threads_token)
+    account = _store_link(engine, account.id, link, token)
     print(
         f"linked account {account.id} {account.name!r} to Threads user "
         f"{account.threads_user_id} ({link.source}) token {mask_token(account.threads_token)}"

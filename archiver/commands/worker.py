@@ -33,7 +33,9 @@ def register(subparsers: SubParsers) -> None:
         description="Process deliveries, capture story insights, poll Threads and refresh "
         "tokens, taking jobs from REDIS_URL: deliveries in a lane of their own, so a burst "
         "never delays a capture. Start several for scale; they share the work, and a killed "
-        "one's jobs are taken over within seconds.",
+        "one's jobs are taken over within seconds. Refuses to start (exit 2) when a stored "
+        "token does not decrypt with TOKEN_ENCRYPTION_KEY (or no key is set for encrypted "
+        "tokens); with a key, encrypts the tokens still stored in plaintext.",
     )
     worker.set_defaults(handler=run_worker_command)
 
@@ -47,8 +49,32 @@ def require_redis(settings: Settings) -> str:
 
 def run_worker_command(_args: argparse.Namespace, settings: Settings) -> int:
     require_redis(settings)
-    open_database(settings).dispose()  # an unmigrated database fails here, in one line
+    require_token_key(settings)  # an unmigrated database fails here too, in one line
     return run_async(work(settings))
+
+
+def require_token_key(settings: Settings) -> None:
+    """Refuse to start (ConfigError, exit 2) when a stored token does not decrypt with
+    TOKEN_ENCRYPTION_KEY, or is encrypted and no key is set: every job would fail while the
+    stories expire. With a key, encrypt the tokens stored in plaintext before it was set."""
+    from store.token_keys import encrypt_plaintext, require_readable
+
+    engine = open_database(settings)
+    try:
+        found = require_readable(engine, settings.token_key)
+        if not found.plaintext:
+            return
+        if settings.token_key is None:
+            log.warning(
+                "%d token(s) stored in plaintext: set TOKEN_ENCRYPTION_KEY to encrypt them "
+                "(make one with `archiver accounts new-key`)",
+                found.plaintext,
+            )
+            return
+        encrypted = encrypt_plaintext(engine, settings.token_key)
+        log.info("encrypted %d plaintext token(s) under TOKEN_ENCRYPTION_KEY", encrypted)
+    finally:
+        engine.dispose()
 
 
 def stop_worker(current: list[Worker]) -> None:

@@ -3,7 +3,8 @@
 
 Rules come from https://developers.facebook.com/docs/graph-api/guides/error-handling and
 https://developers.facebook.com/docs/graph-api/overview/rate-limiting. Every message is
-scrubbed of access tokens before it is stored on an exception.
+scrubbed (core.redaction) before it is stored on an exception: Meta's messages may quote a
+token back.
 
 `MetaError.retryable` says whether trying the same call again can ever succeed: True for
 Throttled (after its pause) and Transient, False for AuthError and every ClientError
@@ -13,12 +14,12 @@ Throttled (after its pause) and Transient, False for AuthError and every ClientE
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from core.errors import ArchiverError
+from core.redaction import scrub
 from workers.meta.usage import parse_buc_usage
 
 # Codes that mean "stop calling for a while": app, user, page, custom, BUC limits
@@ -41,34 +42,9 @@ AUTH_SUBCODES = {
 DEFAULT_THROTTLE_MINUTES = 5.0
 DEFAULT_TRANSIENT_RETRY_SECONDS = 60.0
 
-_TOKEN_PARAM = re.compile(
-    r"(access_token|input_token|client_secret)=[^&\s\"'<>]*", re.IGNORECASE
-)  # debug_token's input_token is a token too
 _NOT_ENOUGH_VIEWERS = "not enough viewers"
 FEATURE_NOT_AVAILABLE = "THREADS_API__FEATURE_NOT_AVAILABLE"
 _ONE_OF = re.compile(r"must be one of the following values:\s*(?P<values>.*)", re.IGNORECASE)
-
-
-def scrub(text: str, *secrets: str | None) -> str:
-    """Remove token query parameters and any known secret from text bound for logs or errors."""
-    text = _TOKEN_PARAM.sub(lambda m: f"{m.group(1)}=***", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-class ScrubTokens(logging.Filter):
-    """For loggers we do not own: httpx logs every request URL, which carries the token."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                a if isinstance(a, int | float) or a is None else scrub(str(a)) for a in record.args
-            )
-        if isinstance(record.msg, str):
-            record.msg = scrub(record.msg)
-        return True
 
 
 class MetaError(ArchiverError):
@@ -104,7 +80,7 @@ class MetaError(ArchiverError):
 
     def redact(self, *secrets: str | None) -> None:
         """Remove known secrets (the token of the failed call) from the stored message."""
-        self.message = scrub(self.message, *secrets)
+        self.message = scrub(self.message, secrets)
         self.args = (self.message,)
 
     def __str__(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from core.errors import ConfigError
@@ -108,7 +108,12 @@ def parse_time(value: Any) -> datetime | None:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             return None
-    return parsed if parsed.tzinfo else None
+    if parsed.tzinfo is None:
+        return None
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. year 1 at +14:00, before datetime's year 1 in UTC
+        return None
 
 
 def _number(value: Any) -> float | None:

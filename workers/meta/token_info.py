@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from core.redaction import scrub
 from workers.meta.errors import Transient
 
 
@@ -49,5 +50,5 @@ def parse_token_info(body: Mapping[str, Any]) -> TokenInfo:
         is_valid=valid,
         expires_at=_moment(expires),
         data_access_expires_at=_moment(data.get("data_access_expires_at")),
-        error=None if valid else str(message or "the token is not valid"),
+        error=None if valid else scrub(str(message or "the token is not valid")),
     )

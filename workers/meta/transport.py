@@ -24,15 +24,9 @@ import httpx
 from redis.asyncio import Redis
 
 from core.config import Settings
+from core.redaction import RedactingFilter, scrub
 from models.types import utcnow
-from workers.meta.errors import (
-    MetaError,
-    ScrubTokens,
-    Transient,
-    error_from_response,
-    garbled_answer,
-    scrub,
-)
+from workers.meta.errors import MetaError, Transient, error_from_response, garbled_answer
 from workers.meta.pacing import Pacer
 
 log = logging.getLogger(__name__)
@@ -59,8 +53,8 @@ def parse_grant(body: Mapping[str, Any]) -> TokenGrant:
 def make_http_client(settings: Settings) -> httpx.AsyncClient:
     """The one AsyncClient of a worker process: bounded timeouts, tokens kept out of logs."""
     httpx_log = logging.getLogger("httpx")
-    if not any(isinstance(f, ScrubTokens) for f in httpx_log.filters):
-        httpx_log.addFilter(ScrubTokens())
+    if not any(isinstance(f, RedactingFilter) for f in httpx_log.filters):
+        httpx_log.addFilter(RedactingFilter())  # for processes without archiver.logs' handler
     # A job makes a few calls with up to 3 tries each; keep them all inside the job timeout.
     read = min(30.0, settings.job_timeout_seconds / 10)
     return httpx.AsyncClient(
@@ -180,7 +174,7 @@ class MetaTransport:
             response = await self.http.get(target)
         except httpx.RequestError as exc:
             await self._count(key, "error")
-            return Transient(f"{type(exc).__name__}: {scrub(str(exc), token)}")
+            return Transient(f"{type(exc).__name__}: {scrub(str(exc), (token,))}")
         await self._count(key, str(response.status_code))
         log.debug("GET %s -> %d", response.request.url.path, response.status_code)
         minute = self.pacer.minute_seconds if self.pacer else 60.0

@@ -17,14 +17,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from core.errors import NotFoundError, StoreUnavailable
 from jobqueue.names import PROCESS_DELIVERY
 from models.accounts import Account
 from models.db import session_scope
-from models.deliveries import FAILED, IGNORED, PROCESSED, UNPARSEABLE, UNROUTED, WebhookDelivery
+from models.deliveries import (
+    FAILED,
+    IGNORED,
+    PROCESSED,
+    REJECTED,
+    UNPARSEABLE,
+    UNROUTED,
+    WebhookDelivery,
+)
 from models.snapshots import Media
 from models.tables import table_of
 from models.types import utcnow
@@ -40,23 +48,34 @@ from workers.runtime.failures import (
     retry_delay,
     trace_of,
 )
-from workers.webhooks.envelope import Change, UnparseableDelivery, parse_body
+from workers.webhooks.envelope import (
+    MAX_ID_CHARS,
+    Change,
+    MisroutedDelivery,
+    UnparseableDelivery,
+    identifier,
+    parse_body,
+)
 from workers.webhooks.threads_changes import apply_post_change, is_post_change
 
 log = logging.getLogger(__name__)
 
-DONE = (PROCESSED, IGNORED, UNPARSEABLE)  # final: processing again would change nothing
+DONE = (PROCESSED, IGNORED, UNPARSEABLE, REJECTED)  # final: processing again changes nothing
 STORY_INSIGHTS = "story_insights"
 WEBHOOK_SLOT = "webhook"  # one webhook version per story, whichever body carried it
 DELIVERY_MAX_TRIES = 6  # 1 + 2 + 4 + 8 + 16 s of retries: a database restart, a lock storm
 _ERROR_CHARS = 2000
+_REASON_CHARS = 200  # of the database's message for a value it refused
 
 
 def story_metric_rows(value: dict[str, Any]) -> list[MetricRow]:
-    """One row per numeric key but media_id; Meta's -1 means "fewer than 5", never a count."""
+    """One row per numeric key but media_id; Meta's -1 means "fewer than 5", never a count.
+    A key too long for a metric name is left in the snapshot's raw only."""
     rows = []
     for key, raw in value.items():
         if key == "media_id" or isinstance(raw, bool) or not isinstance(raw, int | float):
+            continue
+        if len(key) > MAX_ID_CHARS:
             continue
         if raw == -1:  # https://developers.facebook.com/docs/instagram-platform/webhooks
             rows.append(MetricRow(metric=key, value=None, flag=BELOW_THRESHOLD))
@@ -105,6 +124,8 @@ def process_delivery_sync(*, engine: Engine, delivery_id: int) -> str:
             return _process(session, delivery_id)
     except NotFoundError:
         raise
+    except DataError as exc:  # a value of the body the database refuses: final, like a parse
+        return _record_unstorable(engine, delivery_id, exc)
     except Exception as exc:
         _record_failure(engine, delivery_id, exc)
         raise
@@ -121,9 +142,11 @@ def _process(session: Session, delivery_id: int) -> str:
         return delivery.status
     error = None
     try:
-        changes = parse_body(delivery.body)
+        changes = parse_body(delivery.body, platform=delivery.platform)
     except UnparseableDelivery as exc:
         status, summary, error = UNPARSEABLE, "body could not be parsed", str(exc)
+    except MisroutedDelivery as exc:
+        status, summary, error = REJECTED, f"not applied: {exc}", None
     else:
         outcome = Outcome()
         for change in changes:
@@ -147,8 +170,8 @@ def _apply(session: Session, delivery_id: int, change: Change, outcome: Outcome)
         return
     if change.object != "instagram" or change.field != STORY_INSIGHTS:
         return
-    media_id = change.value.get("media_id")
-    if not isinstance(media_id, str | int) or isinstance(media_id, bool) or not str(media_id):
+    media_id = identifier(change.value.get("media_id"))
+    if media_id is None:
         outcome.skipped.append("a story_insights change without media_id was skipped")
         return
     account_id = session.exec(
@@ -157,10 +180,10 @@ def _apply(session: Session, delivery_id: int, change: Change, outcome: Outcome)
     if account_id is None:
         outcome.unrouted.append(f"no account with ig_user_id {change.entry_id}")
         return
-    _ensure_story(session, account_id, str(media_id))
+    _ensure_story(session, account_id, media_id)
     _, created = record_snapshot(
         session=session,
-        subject=Subject(account_id, "instagram", "story", str(media_id)),
+        subject=Subject(account_id, "instagram", "story", media_id),
         slot=WEBHOOK_SLOT,
         source="webhook",
         metrics=story_metric_rows(change.value),
@@ -188,29 +211,58 @@ def _ensure_story(session: Session, account_id: int, media_id: str) -> None:
     session.connection().execute(stmt)
 
 
+def _record_unstorable(engine: Engine, delivery_id: int, exc: DataError) -> str:
+    """`unparseable`, with the database's one-line reason and none of the SQL or its
+    parameters (body values). The transaction was rolled back, so nothing was applied."""
+    lines = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
+    error = f"a value of the body does not fit the archive: {lines[0][:_REASON_CHARS]}"
+    recorded = _update_row(
+        engine,
+        delivery_id,
+        status=UNPARSEABLE,
+        summary="body could not be stored",
+        error=error,
+        traceback=None,
+        processed_at=utcnow(),
+    )
+    if not recorded:
+        msg = f"delivery {delivery_id} is unparseable but could not be marked so"
+        raise StoreUnavailable(msg) from None
+    return UNPARSEABLE
+
+
 def _record_failure(engine: Engine, delivery_id: int, exc: BaseException) -> None:
     """Keep the error and its traceback on the row; best effort, the database may be down."""
+    _update_row(
+        engine,
+        delivery_id,
+        status=FAILED,
+        error=f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS],
+        traceback=trace_of(exc),
+    )
+
+
+def _update_row(engine: Engine, delivery_id: int, **values: Any) -> bool:
+    """Write a final state in a transaction of its own; best effort, the database may be
+    down (then the job's retry or the sweeper comes back to the row)."""
     table = table_of(WebhookDelivery)
     stmt = (
         sa.update(table)
         .where(table.c.id == delivery_id, table.c.status.not_in(DONE))
-        .values(
-            status=FAILED,
-            error=f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS],
-            traceback=trace_of(exc),
-            attempts=table.c.attempts + 1,
-        )
+        .values(attempts=table.c.attempts + 1, **values)
     )
     try:
         with engine.begin() as conn:
             conn.execute(stmt)
     except SQLAlchemyError as record_exc:
         log.warning(
-            "could not record the failure of delivery %s: %s",
+            "could not record the outcome of delivery %s: %s",
             delivery_id,
             type(record_exc).__name__,
             extra={"delivery_id": delivery_id},
         )
+        return False
+    return True
 
 
 async def process_delivery(ctx: Context, delivery_id: int) -> str:

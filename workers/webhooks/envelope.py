@@ -7,11 +7,16 @@ Two envelope families exist (META-API.md §1, §5):
 - Threads webhooks: `{"app_id", "topic", "target_id", "time", "values": {...} or [...]}`
   (https://developers.facebook.com/docs/threads/webhooks).
 Both come out as the same `Change` shape, so processing never looks at envelopes again.
+
+Each platform's webhook is verified with its own app secret, so a body is read only as the
+platform of the route it came in on: Threads envelopes (and a Graph `object` "threads") on
+Threads' route, every other Graph object on the Meta app's (`instagram`) route. A body naming
+the other platform's object is never turned into changes (MisroutedDelivery): otherwise the
+holder of one secret could write the other platform's data.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -19,11 +24,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import ArchiverError
+from workers.webhooks import strict_json
 
 CHANGES = "changes"
 MESSAGING = "messaging"
 CHANGED_FIELDS = "changed_fields"
 THREADS = "threads"
+INSTAGRAM = "instagram"  # the Meta app's route: Instagram, and any other Graph object
+_SHOWN = 40  # characters of a foreign `object` quoted in the reason
+MAX_ID_CHARS = 64  # the archive's id and metric name columns (String(64))
 
 # entry.time is seconds in `changes` samples and milliseconds in messaging samples
 # (META-API.md §1); no seconds value reaches 10**11 before the year 5000.
@@ -32,6 +41,10 @@ _MILLISECONDS_FROM = 10**11
 
 class UnparseableDelivery(ArchiverError):
     """A signed body that is not JSON or not a known envelope; retrying cannot fix it."""
+
+
+class MisroutedDelivery(ArchiverError):
+    """A body verified by one platform's secret that names the other platform's object."""
 
 
 @dataclass(frozen=True)
@@ -56,25 +69,30 @@ class Change:
         return None if self.entry_time is None else datetime.fromtimestamp(self.entry_time, UTC)
 
 
-def parse_body(body: bytes) -> list[Change]:
-    """Every change of a delivery, in order; raise UnparseableDelivery for anything else."""
+def parse_body(body: bytes, *, platform: str) -> list[Change]:
+    """Every change of a delivery that came in on `platform`'s route, in order; raise
+    UnparseableDelivery for anything else, MisroutedDelivery for another platform's body."""
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        msg = f"body is not JSON: {exc}"
+        doc = strict_json.loads(body)
+    except strict_json.MalformedJSON as exc:
+        msg = f"body {exc}"
         raise UnparseableDelivery(msg) from None
     if isinstance(doc, list):
         if not doc:
             msg = "body is an empty JSON array, expected webhook envelopes in it"
             raise UnparseableDelivery(msg)
-        return [c for i, item in enumerate(doc) for c in _envelope(item, f"[{i}]")]
-    return _envelope(doc, "body")
+        return [c for i, item in enumerate(doc) for c in _envelope(item, f"[{i}]", platform)]
+    return _envelope(doc, "body", platform)
 
 
-def _envelope(doc: Any, where: str) -> list[Change]:
+def _envelope(doc: Any, where: str, platform: str) -> list[Change]:
     if isinstance(doc, dict) and "entry" in doc:
+        obj = doc.get("object")
+        if isinstance(obj, str):
+            _check_route(obj, f"object {obj[:_SHOWN]!r}", platform, where)
         return _graph_envelope(doc, where)
     if isinstance(doc, dict) and "values" in doc and ("topic" in doc or "target_id" in doc):
+        _check_route(THREADS, "a Threads envelope", platform, where)
         return _threads_envelope(doc, where)
     keys = ", ".join(sorted(doc)[:8]) if isinstance(doc, dict) else type(doc).__name__
     msg = (
@@ -82,6 +100,13 @@ def _envelope(doc: Any, where: str) -> list[Change]:
         "or a Threads {topic, target_id, values}"
     )
     raise UnparseableDelivery(msg)
+
+
+def _check_route(obj: str, what: str, platform: str, where: str) -> None:
+    if (THREADS if obj == THREADS else INSTAGRAM) != platform:
+        at = "" if where == "body" else f" (at {where})"
+        msg = f"{what} arrived on the {platform} webhook{at}"
+        raise MisroutedDelivery(msg)
 
 
 def _graph_envelope(doc: dict[str, Any], where: str) -> list[Change]:
@@ -150,6 +175,16 @@ def _seconds(value: Any) -> int | None:
         return None
     seconds = value // 1000 if value >= _MILLISECONDS_FROM else value
     return seconds if seconds < _MILLISECONDS_FROM else None
+
+
+def identifier(value: Any) -> str | None:
+    """A Meta id named in a change's value (a string or an integer, as Meta's samples vary),
+    or None when it is missing or could not be one: empty, a bool, longer than the archive's
+    id columns."""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        return None
+    text = str(value)
+    return text if 0 < len(text) <= MAX_ID_CHARS else None
 
 
 def _text(value: Any) -> str:

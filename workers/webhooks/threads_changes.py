@@ -28,33 +28,29 @@ from models.types import utcnow
 from store.due_captures import schedule_capture
 from store.threads_polls import PLATFORM, FoundPost, add_posts, mark_post_deleted, poll_threads_soon
 from workers.meta.metric_sets import parse_time
-from workers.webhooks.envelope import THREADS, Change
+from workers.webhooks.envelope import THREADS, Change, identifier
 
 PUBLISH, DELETE = "publish", "delete"
 POLL_GAP = timedelta(minutes=1)  # publish bursts bring the poll forward once a minute at most
+MEDIA_TYPE_CHARS = 32  # the media_type column
 Result = tuple[str, str]  # (what happened, a note for the delivery's summary)
 
 
-def _media_id(value: Any) -> str | None:
-    if not isinstance(value, str | int) or isinstance(value, bool) or not str(value):
-        return None
-    return str(value)
-
-
-def _text(value: dict[str, Any], name: str) -> str | None:
-    return None if value.get(name) is None else str(value[name])
+def _text(value: dict[str, Any], name: str, limit: int | None = None) -> str | None:
+    text = None if value.get(name) is None else str(value[name])
+    return None if text is None or (limit is not None and len(text) > limit) else text
 
 
 def post_of(change: Change) -> FoundPost | None:
     """The post a `publish` or `delete` change names, if it names one."""
     value: dict[str, Any] = change.value
-    media_id = _media_id(value.get("id") or value.get("media_id"))
+    media_id = identifier(value.get("id") or value.get("media_id"))
     if media_id is None:
         return None
     return FoundPost(
         media_id=media_id,
         posted_at=parse_time(value.get("timestamp")) or change.sent_at or utcnow(),
-        media_type=_text(value, "media_type"),
+        media_type=_text(value, "media_type", MEDIA_TYPE_CHARS),  # no Meta type is longer
         permalink=_text(value, "permalink"),
         text=_text(value, "text"),
         raw=value,
@@ -64,7 +60,7 @@ def post_of(change: Change) -> FoundPost | None:
 def says_reply(value: dict[str, Any], media_id: str) -> bool | None:
     """True: the value says the media is a reply; False: it says it is not; None: silent."""
     root = value.get("root_post")
-    root_id = _media_id(root.get("id")) if isinstance(root, dict) else None
+    root_id = identifier(root.get("id")) if isinstance(root, dict) else None
     if value.get("is_reply") is True or value.get("replied_to") or root_id not in (None, media_id):
         return True
     return False if value.get("is_reply") is False else None
@@ -104,7 +100,7 @@ def apply_delete(session: Session, change: Change) -> Result:
         return "skipped", "a Threads delete change without a post id was skipped"
     deleted_at = parse_time(change.value.get("deleted_at")) or change.sent_at or utcnow()
     owner = change.value.get("owner")
-    owner_id = _media_id(owner.get("owner_id")) if isinstance(owner, dict) else None
+    owner_id = identifier(owner.get("owner_id")) if isinstance(owner, dict) else None
     account_id = _account_id(session, owner_id or change.entry_id)
     if mark_post_deleted(session, account_id=account_id, post=post, deleted_at=deleted_at):
         return "deleted", post.media_id
