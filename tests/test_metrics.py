@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from archiver.commands.status import THREADS_APP_PAUSE_KEY
+from archiver.status.pauses import THREADS_APP_PAUSE_KEY
 from core.config import Settings
 from models.accounts import Account
 from models.db import create_db_engine

@@ -17,7 +17,7 @@ import redis.asyncio
 from sqlalchemy.engine import Engine
 
 from archiver.cli import main
-from archiver.commands.status import APP_PAUSE_KEY, PAUSE_COUNTS_KEY, PAUSE_KEY
+from archiver.status.pauses import APP_PAUSE_KEY, PAUSE_COUNTS_KEY, PAUSE_KEY
 from core.config import get_settings
 from models.accounts import Account, MetricUnavailable
 from models.db import session_scope

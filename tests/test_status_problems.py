@@ -14,7 +14,7 @@ import pytest
 import redis
 from sqlalchemy.engine import Engine
 
-from archiver.commands.status import THREADS_APP_PAUSE_KEY
+from archiver.status.pauses import THREADS_APP_PAUSE_KEY
 from models.db import session_scope
 from models.snapshots import Media
 from models.types import utcnow

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from archiver.commands.status_text import ig_token_line
+from archiver.status.as_text import ig_token_line
 from metasim import Account as SimAccount
 from metasim.tokens import APP_ID, APP_SECRET
 from models.accounts import Account

@@ -12,9 +12,10 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from archiver.commands import add_command, open_database
+from archiver.commands import add_command, keys, open_database, threads_link
+from archiver.commands.account_args import add_which, find_account, text
 from archiver.token_input import IG, THREADS, add_token_options, given, read_token
-from core.errors import ConflictError, NotFoundError
+from core.errors import ConflictError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -27,28 +28,7 @@ if TYPE_CHECKING:
 LOGINS = ("facebook", "instagram")
 
 
-def text(value: str) -> str:
-    """argparse type: a non-empty value without spaces (ids, names, tokens).
-
-    The message never repeats the value: it may be a token.
-    """
-    if not value.strip() or value != value.strip():
-        msg = "must be non-empty, without leading or trailing spaces"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def add_which(parser: argparse.ArgumentParser) -> None:
-    """--name or --id: how every command on one account names it."""
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--name", type=text, help="the account's name")
-    which.add_argument("--id", type=int, help="the account's id (see `accounts list`)")
-
-
 def register(subparsers: SubParsers) -> None:
-    # Imported here: threads_link imports this module's helpers at its top.
-    from archiver.commands import keys, threads_link
-
     accounts = add_command(
         subparsers, "accounts", help_text="add, list, remove accounts; link Threads; backfill"
     )
@@ -227,22 +207,6 @@ def run_list(_args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(format_table(HEADERS, rows))
     return 0
-
-
-def find_account(session: Session, args: argparse.Namespace) -> Account:
-    from sqlmodel import select
-
-    from models.accounts import Account
-
-    if args.id is not None:
-        found = session.get(Account, args.id)
-        missing = f"no account with id {args.id}"
-    else:
-        found = session.exec(select(Account).where(Account.name == args.name)).first()
-        missing = f"no account named {args.name!r}"
-    if found is None:
-        raise NotFoundError(missing)
-    return found
 
 
 def run_remove(args: argparse.Namespace, settings: Settings) -> int:

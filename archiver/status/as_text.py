@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from archiver.commands.status import PauseReport, Pauses, days_left, safe, totals
+from archiver.status.as_json import days_left, safe, totals
+from archiver.status.pauses import PauseReport, Pauses
 
 if TYPE_CHECKING:
     from reports.coverage import AccountStatus, Deliveries, ThreadsStatus
