@@ -26,7 +26,7 @@ from models.snapshots import Media, MetricValue, Snapshot
 from models.types import utcnow
 from models.views import METRIC_HISTORY_COLUMNS
 from workers.main import DELIVERIES, build_worker
-from workers.webhooks.deliveries import process_delivery_sync
+from workers.webhooks.process import process_delivery_sync
 
 IG = "17841405309211844"
 MEDIA = "18023345989012587"

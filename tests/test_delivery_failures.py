@@ -25,7 +25,7 @@ from tests.test_deliveries import (
 )
 from tests.workers_harness import job_failures
 from workers.runtime.context import Context
-from workers.webhooks.deliveries import DELIVERY_MAX_TRIES, process_delivery
+from workers.webhooks.process import DELIVERY_MAX_TRIES, process_delivery
 
 
 @asynccontextmanager

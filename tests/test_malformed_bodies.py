@@ -24,7 +24,7 @@ from tests.test_deliveries import (
 )
 from tests.test_receiver import serve, signed
 from workers.webhooks import strict_json
-from workers.webhooks.deliveries import process_delivery_sync
+from workers.webhooks.process import process_delivery_sync
 
 STORY = story_body()
 DEEP = 100_000

@@ -24,7 +24,7 @@ from receiver.signature import sign
 from tests.conftest import APP_SECRET, THREADS_SECRET
 from tests.test_deliveries import IG, add_delivery, delivery_row
 from tests.test_receiver import serve
-from workers.webhooks.deliveries import process_delivery_sync
+from workers.webhooks.process import process_delivery_sync
 
 PATHS = st.sampled_from(
     ["/webhooks/instagram", "/webhooks/threads", "/healthz", "/readyz", "/metrics", "/"]

@@ -37,7 +37,7 @@ from workers.captures.stories import LISTING_MAX_TRIES
 from workers.captures.threads_polls import POLL_MAX_TRIES
 from workers.captures.tick import schedule_due
 from workers.main import build_worker
-from workers.webhooks.deliveries import DELIVERY_MAX_TRIES
+from workers.webhooks.process import DELIVERY_MAX_TRIES
 
 
 def out_of_tries(redis_url: str, job_id: str, tries: int) -> None:

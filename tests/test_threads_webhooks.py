@@ -21,7 +21,7 @@ from tests.metasim_fixtures import RunningSim
 from tests.test_deliveries import add_delivery
 from tests.test_threads_jobs import account_of, posts, register, snapshots, threads_settings
 from tests.workers_harness import eventually, running_workers
-from workers.webhooks.deliveries import process_delivery_sync
+from workers.webhooks.process import process_delivery_sync
 
 APP = "1"
 Outcome = tuple[str, str]

@@ -138,9 +138,9 @@ def test_each_job_logs_one_line_with_duration_and_try(
     """One INFO line per delivery job, its ids, duration and try in `extra`."""
     add_account(engine)
     delivery = add_delivery(engine, story_body())
-    with caplog.at_level(logging.INFO, logger="workers.webhooks.deliveries"):
+    with caplog.at_level(logging.INFO, logger="workers.webhooks.process"):
         run_burst(settings, [delivery])
-    (record,) = [r for r in caplog.records if r.name == "workers.webhooks.deliveries"]
+    (record,) = [r for r in caplog.records if r.name == "workers.webhooks.process"]
     assert record.getMessage().startswith(f"delivery {delivery}: processed in ")
     assert record.__dict__["delivery_id"] == delivery
     assert record.__dict__["job_id"] == delivery_job_id(delivery)

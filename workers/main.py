@@ -52,7 +52,7 @@ from workers.meta.graph_api import GraphClient, make_http_client
 from workers.meta.threads_api import ThreadsClient
 from workers.runtime.context import Context, close_db_threads, make_db_threads
 from workers.runtime.reclaim import Member
-from workers.webhooks.deliveries import DELIVERY_MAX_TRIES, process_delivery
+from workers.webhooks.process import DELIVERY_MAX_TRIES, process_delivery
 
 log = logging.getLogger(__name__)
 

@@ -95,7 +95,7 @@ def replay_one(engine: Engine, delivery: int) -> str:
     Processing records its own failures (status `failed`, error and traceback on the row).
     """
     from models.deliveries import FAILED
-    from workers.webhooks.deliveries import process_delivery_sync
+    from workers.webhooks.process import process_delivery_sync
 
     try:
         return process_delivery_sync(engine=engine, delivery_id=delivery)

@@ -1,10 +1,11 @@
-"""Turning an archived delivery into snapshots: idempotent, one transaction per delivery.
+"""`process_delivery`: an archived delivery into work, idempotent, one transaction each.
 
 The receiver stored the raw body before answering Meta (models/deliveries.py); this is the
-second half. Meta delivers at least once and retries with other bodies (another entry.time),
-so nothing here counts on seeing a change once: the `webhook` slot of a story's snapshots is
-the natural key (META-API.md "Deduplicate"), and a delivery already in a final state is left
-as it is.
+second half: parse it as the platform of its route (workers.webhooks.envelope), hand each
+change to its platform's module (story_changes, threads_changes), and set the delivery's
+final status and summary. Meta delivers at least once
+(https://developers.facebook.com/docs/graph-api/webhooks/getting-started), so nothing here
+counts on seeing a change once, and a delivery already in a final state is left as it is.
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, SQLAlchemyError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from core.errors import NotFoundError, StoreUnavailable
 from jobqueue.names import PROCESS_DELIVERY
-from models.accounts import Account
 from models.db import session_scope
 from models.deliveries import (
     FAILED,
@@ -33,10 +32,8 @@ from models.deliveries import (
     UNROUTED,
     WebhookDelivery,
 )
-from models.snapshots import Media
 from models.tables import table_of
 from models.types import utcnow
-from store.recording import BELOW_THRESHOLD, MetricRow, Subject, record_snapshot
 from workers.runtime.context import Context, in_thread
 from workers.runtime.failures import (
     GAVE_UP,
@@ -49,39 +46,20 @@ from workers.runtime.failures import (
     trace_of,
 )
 from workers.webhooks.envelope import (
-    MAX_ID_CHARS,
     Change,
     MisroutedDelivery,
     UnparseableDelivery,
-    identifier,
     parse_body,
 )
+from workers.webhooks.story_changes import ALREADY, RECORDED, apply_story_change, is_story_change
 from workers.webhooks.threads_changes import apply_post_change, is_post_change
 
 log = logging.getLogger(__name__)
 
 DONE = (PROCESSED, IGNORED, UNPARSEABLE, REJECTED)  # final: processing again changes nothing
-STORY_INSIGHTS = "story_insights"
-WEBHOOK_SLOT = "webhook"  # one webhook version per story, whichever body carried it
 DELIVERY_MAX_TRIES = 6  # 1 + 2 + 4 + 8 + 16 s of retries: a database restart, a lock storm
 _ERROR_CHARS = 2000
 _REASON_CHARS = 200  # of the database's message for a value it refused
-
-
-def story_metric_rows(value: dict[str, Any]) -> list[MetricRow]:
-    """One row per numeric key but media_id; Meta's -1 means "fewer than 5", never a count.
-    A key too long for a metric name is left in the snapshot's raw only."""
-    rows = []
-    for key, raw in value.items():
-        if key == "media_id" or isinstance(raw, bool) or not isinstance(raw, int | float):
-            continue
-        if len(key) > MAX_ID_CHARS:
-            continue
-        if raw == -1:  # https://developers.facebook.com/docs/instagram-platform/webhooks
-            rows.append(MetricRow(metric=key, value=None, flag=BELOW_THRESHOLD))
-        else:
-            rows.append(MetricRow(metric=key, value=float(raw)))
-    return rows
 
 
 @dataclass
@@ -167,48 +145,14 @@ def _apply(session: Session, delivery_id: int, change: Change, outcome: Outcome)
             outcome.threads[kind] = outcome.threads.get(kind, 0) + 1
         else:
             (outcome.unrouted if kind == "unrouted" else outcome.skipped).append(note)
-        return
-    if change.object != "instagram" or change.field != STORY_INSIGHTS:
-        return
-    media_id = identifier(change.value.get("media_id"))
-    if media_id is None:
-        outcome.skipped.append("a story_insights change without media_id was skipped")
-        return
-    account_id = session.exec(
-        select(Account.id).where(col(Account.ig_user_id) == change.entry_id)
-    ).first()
-    if account_id is None:
-        outcome.unrouted.append(f"no account with ig_user_id {change.entry_id}")
-        return
-    _ensure_story(session, account_id, media_id)
-    _, created = record_snapshot(
-        session=session,
-        subject=Subject(account_id, "instagram", "story", media_id),
-        slot=WEBHOOK_SLOT,
-        source="webhook",
-        metrics=story_metric_rows(change.value),
-        raw=change.value,
-        delivery_id=delivery_id,
-    )
-    if created:
-        outcome.recorded += 1
-    else:
-        outcome.already += 1
-
-
-def _ensure_story(session: Session, account_id: int, media_id: str) -> None:
-    """Insert the story's Media row unless it exists; never touch what a capture set."""
-    row = Media(
-        account_id=account_id, platform="instagram", subject_type="story", media_id=media_id
-    )
-    values = row.model_dump(exclude={"id"}, exclude_none=True)  # model defaults, e.g. now
-    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
-    stmt = (
-        dialect.insert(table_of(Media))
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["platform", "media_id"])
-    )
-    session.connection().execute(stmt)
+    elif is_story_change(change):
+        kind, note = apply_story_change(session, delivery_id, change)
+        if kind == RECORDED:
+            outcome.recorded += 1
+        elif kind == ALREADY:
+            outcome.already += 1
+        else:
+            (outcome.unrouted if kind == "unrouted" else outcome.skipped).append(note)
 
 
 def _record_unstorable(engine: Engine, delivery_id: int, exc: DataError) -> str:
