@@ -46,6 +46,7 @@ from workers.meta.graph_api import (
 )
 from workers.meta.metric_sets import DroppedMetrics, InsightsCall, story_calls
 from workers.meta.pacing import Pacer
+from workers.meta.transport import MetaTransport
 
 TOKEN = "IGQVJ-secret-token-0123456789abcdef"
 BUC_REGAIN = {
@@ -194,7 +195,10 @@ def test_reprs_hide_tokens() -> None:
     account = IgAccount("1784", TOKEN, "instagram")
     grant = TokenGrant(TOKEN, 5184000, datetime.now(UTC))
     client = GraphClient(
-        httpx.AsyncClient(), facebook_url="http://fb", instagram_url="http://ig", version="v25.0"
+        MetaTransport(httpx.AsyncClient()),
+        facebook_url="http://fb",
+        instagram_url="http://ig",
+        version="v25.0",
     )
     for text in (repr(account), str(account), repr(grant), repr(client)):
         assert TOKEN not in text
@@ -244,7 +248,10 @@ async def test_connection_errors_are_transient_and_carry_no_url() -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     async with httpx.AsyncClient(timeout=2) as http:
         client = GraphClient(
-            http, facebook_url=dead, instagram_url=dead, version="v25.0", backoff_seconds=0.01
+            MetaTransport(http, backoff_seconds=0.01),
+            facebook_url=dead,
+            instagram_url=dead,
+            version="v25.0",
         )
         with pytest.raises(Transient) as caught:
             await client.list_stories(IgAccount("1784", TOKEN))
@@ -383,13 +390,13 @@ def make_client(
     http: httpx.AsyncClient, graph: GraphStandIn, redis: Redis, minute_seconds: float = 60.0
 ) -> GraphClient:
     return GraphClient(
-        http,
+        MetaTransport(
+            http, pacer=Pacer(redis, minute_seconds=minute_seconds), backoff_seconds=0.01
+        ),
         facebook_url=f"{graph.url}/fb",
         instagram_url=f"{graph.url}/ig",
         version="v25.0",
-        pacer=Pacer(redis, minute_seconds=minute_seconds),
         dropped=DroppedMetrics(redis),
-        backoff_seconds=0.01,
     )
 
 

@@ -16,6 +16,7 @@ from tests.metasim_fixtures import RunningSim
 from workers.meta.errors import AuthError, ClientError
 from workers.meta.graph_api import GraphClient, IgAccount
 from workers.meta.threads_api import ThreadsAccount, ThreadsClient
+from workers.meta.transport import MetaTransport
 
 V = "v25.0"
 CANNOT_PARSE = "Invalid OAuth access token - Cannot parse access token"
@@ -98,11 +99,10 @@ def graph(
     instagram_url: str | None = None,
 ) -> GraphClient:
     return GraphClient(
-        http,
+        MetaTransport(http, backoff_seconds=0.01),
         facebook_url=facebook_url or sim.facebook_url,
         instagram_url=instagram_url or sim.instagram_url,
         version=version,
-        backoff_seconds=0.01,
     )
 
 
@@ -119,8 +119,9 @@ async def test_client_with_a_wrong_version_fails_and_the_pinned_one_works(
     user = sim.world.add_threads_user()
     profile = ThreadsAccount(user.id, user.token)
     with pytest.raises(ClientError):
-        await ThreadsClient(aio, base_url=sim.threads_url, version=V).me(profile)
-    assert (await ThreadsClient(aio, base_url=sim.threads_url).me(profile))["id"] == user.id
+        await ThreadsClient(MetaTransport(aio), base_url=sim.threads_url, version=V).me(profile)
+    client = ThreadsClient(MetaTransport(aio), base_url=sim.threads_url)
+    assert (await client.me(profile))["id"] == user.id
 
 
 # --- hosts and tokens ----------------------------------------------------------------------

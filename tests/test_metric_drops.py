@@ -27,6 +27,7 @@ from workers.meta.metric_drops import (
     DroppedMetrics,
     Refusal,
 )
+from workers.meta.transport import MetaTransport
 
 V = "v25.0"
 REFUSED = "(#100) The metric link_clicks is not supported for this media type"
@@ -43,12 +44,11 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 async def graph(sim: RunningSim, redis: Redis) -> AsyncIterator[GraphClient]:
     async with httpx.AsyncClient(timeout=5.0) as http:
         yield GraphClient(
-            http,
+            MetaTransport(http, backoff_seconds=0.01),
             facebook_url=sim.facebook_url,
             instagram_url=sim.instagram_url,
             version=V,
             dropped=DroppedMetrics(redis),
-            backoff_seconds=0.01,
         )
 
 

@@ -33,7 +33,7 @@ from workers.meta.threads_api import (
     parse_user_insights,
     user_insights_params,
 )
-from workers.meta.transport import TokenGrant, make_http_client, next_page
+from workers.meta.transport import MetaTransport, TokenGrant, make_http_client, next_page
 
 TOKEN = "THAAG-secret-threads-token-0123456789"
 BASE = "https://graph.threads.net"
@@ -159,7 +159,7 @@ def test_reprs_hide_tokens() -> None:
     """Neither the account, a grant nor the client shows the token."""
     account = ThreadsAccount("25000000000000001", TOKEN)
     grant = TokenGrant(TOKEN, 5183944, datetime.now(UTC))
-    client = ThreadsClient(httpx.AsyncClient(), base_url=BASE)
+    client = ThreadsClient(MetaTransport(httpx.AsyncClient()), base_url=BASE)
     for text in (repr(account), str(account), repr(grant), repr(client)):
         assert TOKEN not in text
     assert "25000000000000001" in repr(account)

@@ -29,6 +29,7 @@ from workers.meta.graph_api import GraphClient, IgAccount
 from workers.meta.metric_sets import story_calls
 from workers.meta.pacing import APP, Pacer
 from workers.meta.threads_api import ThreadsAccount, ThreadsClient
+from workers.meta.transport import MetaTransport
 
 MINUTE = 0.2
 NO_SLOWDOWN = 101.0  # slow_at above 100 %: only Meta's own answers pause
@@ -47,17 +48,14 @@ class Worker:
         self.http = httpx.AsyncClient(timeout=5.0)
         minute = sim.world.config.minute_seconds
         self.pacer = Pacer(self.redis, minute_seconds=minute, slow_at=slow_at)
+        transport = MetaTransport(self.http, pacer=self.pacer, backoff_seconds=0.01)
         self.graph = GraphClient(
-            self.http,
+            transport,
             facebook_url=sim.facebook_url,
             instagram_url=sim.instagram_url,
             version="v25.0",
-            pacer=self.pacer,
-            backoff_seconds=0.01,
         )
-        self.threads = ThreadsClient(
-            self.http, base_url=sim.threads_url, pacer=self.pacer, backoff_seconds=0.01
-        )
+        self.threads = ThreadsClient(transport, base_url=sim.threads_url)
 
     async def close(self) -> None:
         await self.http.aclose()

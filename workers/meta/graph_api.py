@@ -28,7 +28,7 @@ from workers.meta.metric_sets import (
 )
 from workers.meta.pacing import Pacer
 from workers.meta.token_info import TokenInfo, parse_token_info
-from workers.meta.transport import MetaTransport, on_host, parse_grant, shared_pacer
+from workers.meta.transport import MetaTransport, on_host, parse_grant
 from workers.meta.transport import TokenGrant as TokenGrant  # re-exported: callers import it here
 from workers.meta.transport import make_http_client as make_http_client  # re-exported
 
@@ -119,24 +119,14 @@ class GraphClient:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        transport: MetaTransport,
         *,
         facebook_url: str,
         instagram_url: str,
         version: str,
-        pacer: Pacer | None = None,
         dropped: DroppedMetrics | None = None,
-        max_tries: int = 3,
-        backoff_seconds: float = 0.5,
-        backoff_cap_seconds: float = 4.0,
     ) -> None:
-        self.transport = MetaTransport(
-            http,
-            pacer=pacer,
-            max_tries=max_tries,
-            backoff_seconds=backoff_seconds,
-            backoff_cap_seconds=backoff_cap_seconds,
-        )
+        self.transport = transport
         self.urls = {"facebook": facebook_url.rstrip("/"), "instagram": instagram_url.rstrip("/")}
         self.version = version
         self.dropped = dropped
@@ -149,17 +139,14 @@ class GraphClient:
         redis: Redis | None,
         *,
         minute_seconds: float | None = None,
-        **options: Any,
     ) -> GraphClient:
         """The worker's client: hosts and version from Settings, pauses and drops in Redis."""
         return cls(
-            http,
+            MetaTransport.from_settings(http, settings, redis, minute_seconds=minute_seconds),
             facebook_url=settings.facebook_graph_url,
             instagram_url=settings.instagram_graph_url,
             version=settings.graph_api_version,
-            pacer=shared_pacer(settings, redis, minute_seconds),
             dropped=DroppedMetrics(redis) if redis is not None else None,
-            **options,
         )
 
     def __repr__(self) -> str:

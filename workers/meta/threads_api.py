@@ -24,8 +24,7 @@ from core.config import Settings
 from store.recording import UNAVAILABLE, MetricRow
 from workers.meta.errors import InvalidMetric
 from workers.meta.metric_sets import parse_insights, parse_time
-from workers.meta.pacing import Pacer
-from workers.meta.transport import MetaTransport, TokenGrant, next_page, parse_grant, shared_pacer
+from workers.meta.transport import MetaTransport, TokenGrant, next_page, parse_grant
 
 log = logging.getLogger(__name__)
 
@@ -176,23 +175,13 @@ class ThreadsClient:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        transport: MetaTransport,
         *,
         base_url: str,
         version: str = "v1.0",
-        pacer: Pacer | None = None,
-        max_tries: int = 3,
-        backoff_seconds: float = 0.5,
-        backoff_cap_seconds: float = 4.0,
         max_pages: int = MAX_PAGES,
     ) -> None:
-        self.transport = MetaTransport(
-            http,
-            pacer=pacer,
-            max_tries=max_tries,
-            backoff_seconds=backoff_seconds,
-            backoff_cap_seconds=backoff_cap_seconds,
-        )
+        self.transport = transport
         self.base_url = base_url.rstrip("/")
         self.version = version
         self.max_pages = max(1, max_pages)
@@ -205,15 +194,12 @@ class ThreadsClient:
         redis: Redis | None,
         *,
         minute_seconds: float | None = None,
-        **options: Any,
     ) -> ThreadsClient:
         """The worker's client: host and version from Settings, pauses shared in Redis."""
         return cls(
-            http,
+            MetaTransport.from_settings(http, settings, redis, minute_seconds=minute_seconds),
             base_url=settings.threads_graph_url,
             version=settings.threads_api_version,
-            pacer=shared_pacer(settings, redis, minute_seconds),
-            **options,
         )
 
     def __repr__(self) -> str:

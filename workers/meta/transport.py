@@ -129,6 +129,18 @@ class MetaTransport:
         self.backoff_seconds = backoff_seconds
         self.backoff_cap_seconds = backoff_cap_seconds
 
+    @classmethod
+    def from_settings(
+        cls,
+        http: httpx.AsyncClient,
+        settings: Settings,
+        redis: Redis | None,
+        *,
+        minute_seconds: float | None = None,
+    ) -> MetaTransport:
+        """The worker's transport, for either client: pauses shared in Redis (none without)."""
+        return cls(http, pacer=shared_pacer(settings, redis, minute_seconds))
+
     def __repr__(self) -> str:
         return f"MetaTransport(max_tries={self.max_tries}, pacer={self.pacer!r})"
 
