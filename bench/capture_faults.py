@@ -31,7 +31,7 @@ from typing import Any
 from capture_procs import Simulator, start_worker
 from loadgen import LoadResult, Target, run_python, serve
 
-from workers.meta.errors import DEFAULT_THROTTLE_MINUTES
+from workers.meta.api_errors import DEFAULT_THROTTLE_MINUTES
 
 APP_SECRET = "bench-faults-app-secret-41c7e0"
 VERIFY_TOKEN = "bench-faults-verify-token-93b2"
@@ -123,7 +123,7 @@ def throttle_accounts(
 def block_app(sim: Simulator, seconds: float, minute_s: float) -> Callable[[FaultLog], None]:
     """Code 4 for the whole app: every account's calls refused until it lifts (calls during
     it extend it, as Meta says). Code 4 comes with no regain estimate, so a client waits its
-    own default (workers.meta.errors.DEFAULT_THROTTLE_MINUTES)."""
+    own default (workers.meta.api_errors.DEFAULT_THROTTLE_MINUTES)."""
     wait = DEFAULT_THROTTLE_MINUTES * minute_s
 
     def act(log: FaultLog) -> None:

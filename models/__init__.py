@@ -1,1 +1,1 @@
-"""Storage: settings, database engines, tables, views and migrations."""
+"""The schema: tables, column types, views, engines and migrations."""

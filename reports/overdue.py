@@ -2,11 +2,11 @@
 
 The scheduler enqueues due work every SCHEDULE_TICK_SECONDS, so a healthy service runs it at
 most about a tick late; the grace is two ticks. The due expressions mirror the scheduler's own
-queries (store.story_listing.due_polls, store.threads_polls.due_threads_polls, store.due_captures
-.due_captures), so work the scheduler would not enqueue is never overdue: an account waiting
-for re-authorisation, or backing off after an error retrying cannot fix (its next_* is then in
-the future). Its state and problem say why instead. A token column is only tested for being
-set, never selected.
+queries (store.story_bookkeeping.due_polls, store.threads_bookkeeping.due_threads_polls,
+store.due_captures.due_captures), so work the scheduler would not enqueue is never overdue: an
+account waiting for re-authorisation, or backing off after an error retrying cannot fix (its
+next_* is then in the future). Its state and problem say why instead. A token column is only
+tested for being set, never selected.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from models.snapshots import Media
 from models.tables import table_of
 from models.types import UTCDateTime
 from store.due_captures import OPEN_STATES
-from store.story_listing import ACTIVE
+from store.story_bookkeeping import ACTIVE
 
 STORY_POLL = "story_poll"
 STORY_CAPTURE = "story_capture"

@@ -22,7 +22,7 @@ from core.redaction import MASK, scrub
 from store.recording import BELOW_THRESHOLD, NOT_SUPPORTED, MetricRow
 from tests.conftest import make_settings
 from tests.servers import ServerThread, free_port
-from workers.meta.errors import (
+from workers.meta.api_errors import (
     AccountPaused,
     AppThrottled,
     AuthError,

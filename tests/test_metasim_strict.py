@@ -13,7 +13,7 @@ import pytest
 
 from metasim import Account
 from tests.metasim_fixtures import RunningSim
-from workers.meta.errors import AuthError, ClientError
+from workers.meta.api_errors import AuthError, ClientError
 from workers.meta.graph_api import GraphClient, IgAccount
 from workers.meta.threads_api import ThreadsAccount, ThreadsClient
 from workers.meta.transport import MetaTransport

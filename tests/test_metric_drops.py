@@ -18,7 +18,7 @@ from store.recording import BELOW_THRESHOLD, NOT_SUPPORTED
 from tests.metasim_fixtures import RunningSim
 from tests.test_stories import DAY, closed, register, story_settings
 from tests.workers_harness import eventually, running_workers
-from workers.meta.errors import InvalidMetric
+from workers.meta.api_errors import InvalidMetric
 from workers.meta.graph_api import GraphClient, IgAccount, StoryInsights
 from workers.meta.metric_drops import (
     MEDIA,

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from workers.meta.errors import AccountPaused, AppThrottled, Throttled
+from workers.meta.api_errors import AccountPaused, AppThrottled, Throttled
 from workers.meta.pacing import Pacer, Usage, account_usage, parse_app_usage, parse_buc_usage
 
 IG = "17841405309211844"

@@ -15,7 +15,7 @@ from metasim import ThreadsUser
 from store.recording import UNAVAILABLE, MetricRow
 from tests.conftest import make_settings
 from tests.metasim_fixtures import RunningSim
-from workers.meta.errors import (
+from workers.meta.api_errors import (
     AccountPaused,
     AuthError,
     ClientError,

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from metasim import Account
 from tests.metasim_fixtures import RunningSim
-from workers.meta.errors import (
+from workers.meta.api_errors import (
     AccountPaused,
     AppThrottled,
     ClientError,

@@ -25,7 +25,7 @@ from tests.test_threads_jobs import account_of, threads_settings
 from workers.captures.token_checks import CHECKED, LATER, REFUSED
 from workers.captures.token_refresh import refresh_tokens
 from workers.main import make_startup, shutdown
-from workers.meta.errors import Transient
+from workers.meta.api_errors import Transient
 from workers.meta.graph_api import IgAccount
 from workers.meta.token_info import parse_token_info
 from workers.runtime.context import Context

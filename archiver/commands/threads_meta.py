@@ -34,9 +34,9 @@ from core.errors import (
     StoreUnavailable,
 )
 from models.accounts import Account
-from store.threads_polls import flag_threads_reauth
+from store.threads_bookkeeping import flag_threads_reauth
 from workers.captures.threads_polls import backfill_views
-from workers.meta.errors import AuthError, MetaError, Throttled, Transient
+from workers.meta.api_errors import AuthError, MetaError, Throttled, Transient
 from workers.meta.graph_api import GraphClient, IgAccount
 from workers.meta.threads_api import ThreadsAccount, ThreadsClient
 from workers.meta.transport import make_http_client

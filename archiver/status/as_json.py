@@ -104,7 +104,7 @@ def totals(accounts: list[AccountStatus], pauses: PauseReport) -> dict[str, int 
 def problem_totals(accounts: list[AccountStatus]) -> dict[str, int]:
     """How many accounts have a problem, wait for re-authorisation (either side) or are overdue,
     and how many open media have a problem."""
-    from store.story_listing import REAUTH_REQUIRED as REAUTH
+    from store.story_bookkeeping import REAUTH_REQUIRED as REAUTH
 
     linked = [a.threads for a in accounts if a.threads is not None]
     return {

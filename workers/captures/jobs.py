@@ -23,7 +23,7 @@ from store.due_captures import (
     schedule_capture,
 )
 from workers.captures.slots import FINAL
-from workers.meta.errors import MetaError, Throttled, Transient
+from workers.meta.api_errors import MetaError, Throttled, Transient
 from workers.runtime.context import Context, in_thread
 from workers.runtime.failures import job_try, retry, retry_delay
 

@@ -43,7 +43,7 @@ from store.due_captures import (
     schedule_capture,
 )
 from store.recording import Subject, record_snapshot
-from store.story_listing import (
+from store.story_bookkeeping import (
     ACTIVE,
     STORY_LIFETIME,
     FoundStory,
@@ -62,7 +62,7 @@ from workers.captures.jobs import (
     timed,
 )
 from workers.captures.slots import FINAL, StorySchedule
-from workers.meta.errors import AuthError, MetaError, ObjectNotFound, Throttled, Transient
+from workers.meta.api_errors import AuthError, MetaError, ObjectNotFound, Throttled, Transient
 from workers.meta.graph_api import IgMedia, StoryInsights
 from workers.runtime.context import Context, in_thread
 from workers.runtime.failures import (

@@ -38,8 +38,8 @@ from store.backoff import (
 )
 from store.due_captures import schedule_capture
 from store.recording import MetricRow, Subject, record_snapshot
-from store.story_listing import account_credentials
-from store.threads_polls import (
+from store.story_bookkeeping import account_credentials
+from store.threads_bookkeeping import (
     ACTIVE,
     PLATFORM,
     USER,
@@ -55,8 +55,7 @@ from store.threads_polls import (
     unavailable_metrics,
 )
 from workers.captures.jobs import enqueue_capture, timed
-from workers.meta.days import Window, due_windows
-from workers.meta.errors import (
+from workers.meta.api_errors import (
     AuthError,
     FeatureNotAvailable,
     InvalidMetric,
@@ -64,6 +63,7 @@ from workers.meta.errors import (
     Throttled,
     Transient,
 )
+from workers.meta.days import Window, due_windows
 from workers.meta.threads_api import ThreadsAccount, ThreadsClient
 from workers.runtime.context import Context, in_thread
 from workers.runtime.failures import GAVE_UP, count, guarded, job_try, rejection, retry, retry_delay

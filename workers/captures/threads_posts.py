@@ -23,7 +23,7 @@ from store.due_captures import (
     schedule_capture,
 )
 from store.recording import MetricRow, Subject, record_snapshot
-from store.threads_polls import ACTIVE, PLATFORM, POST, flag_threads_reauth
+from store.threads_bookkeeping import ACTIVE, PLATFORM, POST, flag_threads_reauth
 from workers.captures.jobs import (
     CAPTURE_MAX_TRIES,
     capture_error_recorder,
@@ -36,7 +36,7 @@ from workers.captures.jobs import (
 )
 from workers.captures.slots import PostSchedule
 from workers.captures.threads_polls import threads_account
-from workers.meta.errors import AuthError, MetaError, ObjectNotFound
+from workers.meta.api_errors import AuthError, MetaError, ObjectNotFound
 from workers.meta.threads_api import ThreadsClient
 from workers.runtime.context import Context, in_thread
 from workers.runtime.failures import GAVE_UP, count, guarded

@@ -27,8 +27,8 @@ from jobqueue.names import (
 )
 from models.types import utcnow
 from store.due_captures import due_captures, promote_finals
-from store.story_listing import due_polls, mark_expired
-from store.threads_polls import due_threads_polls
+from store.story_bookkeeping import due_polls, mark_expired
+from store.threads_bookkeeping import due_threads_polls
 from workers.captures.jobs import enqueue_capture
 from workers.captures.slots import FINAL
 from workers.runtime.context import Context, in_thread

@@ -19,9 +19,9 @@ from sqlalchemy.engine import Engine
 
 from core.config import Settings
 from models.types import utcnow
-from store.story_listing import account_credentials, flag_reauth
+from store.story_bookkeeping import account_credentials, flag_reauth
 from store.token_renewal import due_token_checks, store_token_check
-from workers.meta.errors import AuthError, MetaError, Throttled, Transient
+from workers.meta.api_errors import AuthError, MetaError, Throttled, Transient
 from workers.runtime.context import Context, in_thread
 
 log = logging.getLogger(__name__)

@@ -12,12 +12,12 @@ from sqlalchemy.engine import Engine
 
 from core.config import Settings
 from models.types import utcnow
-from store.story_listing import account_credentials, flag_reauth
-from store.threads_polls import flag_threads_reauth
+from store.story_bookkeeping import account_credentials, flag_reauth
+from store.threads_bookkeeping import flag_threads_reauth
 from store.token_renewal import INSTAGRAM, due_refreshes, store_refreshed
 from workers.captures.threads_polls import threads_account
 from workers.captures.token_checks import check_token_expiries
-from workers.meta.errors import MetaError, Throttled, Transient
+from workers.meta.api_errors import MetaError, Throttled, Transient
 from workers.meta.graph_api import TokenGrant
 from workers.runtime.context import Context, in_thread
 

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from core.config import Settings
 from store.recording import BELOW_THRESHOLD, NOT_SUPPORTED, MetricRow
-from workers.meta.errors import InvalidMetric, MetaError, NotEnoughViewers
+from workers.meta.api_errors import InvalidMetric, MetaError, NotEnoughViewers
 from workers.meta.metric_drops import MEDIA, DroppedMetrics, Refusal
 from workers.meta.metric_sets import (
     InsightsCall,
@@ -114,7 +114,7 @@ class GraphClient:
 
     Requests go through workers.meta.transport.MetaTransport under the pacer key
     `ig:<ig_user_id>`: shared pause first, usage headers read, Transient failures retried
-    a bounded number of times, everything else raised from workers.meta.errors.
+    a bounded number of times, everything else raised from workers.meta.api_errors.
     """
 
     def __init__(

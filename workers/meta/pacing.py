@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 from redis.asyncio import Redis
 
 from reports.figures import CALLS_KEY, PAUSES_KEY, stat_field
-from workers.meta.errors import AccountPaused, AppThrottled, MetaError, Throttled
+from workers.meta.api_errors import AccountPaused, AppThrottled, MetaError, Throttled
 from workers.meta.usage import Usage, parse_app_usage, parse_buc_usage
 
 __all__ = [

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from core.config import Settings
 from store.recording import UNAVAILABLE, MetricRow
-from workers.meta.errors import InvalidMetric
+from workers.meta.api_errors import InvalidMetric
 from workers.meta.metric_sets import parse_insights, parse_time
 from workers.meta.transport import MetaTransport, TokenGrant, next_page, parse_grant
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.redaction import scrub
-from workers.meta.errors import Transient
+from workers.meta.api_errors import Transient
 
 
 @dataclass(frozen=True)

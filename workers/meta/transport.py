@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from core.config import Settings
 from core.redaction import RedactingFilter, scrub
 from models.types import utcnow
-from workers.meta.errors import MetaError, Transient, error_from_response, garbled_answer
+from workers.meta.api_errors import MetaError, Transient, error_from_response, garbled_answer
 from workers.meta.pacing import Pacer
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class MetaTransport:
     Every request checks the shared pause of the account and of its app first
     (AccountPaused, no request sent), feeds every answer's usage headers and throttle error
     to the pacer, retries Transient failures a bounded number of times with jittered
-    exponential back-off, and raises everything else from workers.meta.errors.
+    exponential back-off, and raises everything else from workers.meta.api_errors.
     """
 
     def __init__(

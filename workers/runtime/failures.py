@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from core.redaction import scrub
 from reports.figures import JOB_FAILURES_KEY
 from store.backoff import INSTAGRAM, THREADS
-from workers.meta.errors import MetaError, PermissionDenied
+from workers.meta.api_errors import MetaError, PermissionDenied
 from workers.runtime.context import Context
 
 log = logging.getLogger(__name__)

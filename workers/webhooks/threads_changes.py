@@ -26,7 +26,13 @@ from sqlmodel import Session, col, select
 from models.accounts import Account
 from models.types import utcnow
 from store.due_captures import schedule_capture
-from store.threads_polls import PLATFORM, FoundPost, add_posts, mark_post_deleted, poll_threads_soon
+from store.threads_bookkeeping import (
+    PLATFORM,
+    FoundPost,
+    add_posts,
+    mark_post_deleted,
+    poll_threads_soon,
+)
 from workers.meta.metric_sets import parse_time
 from workers.webhooks.envelope import THREADS, Change, identifier
 
