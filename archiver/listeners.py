@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import resource
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -21,7 +23,9 @@ if TYPE_CHECKING:
 
     from models.config import Settings
 
+log = logging.getLogger(__name__)
 STARTUP_POLL = 0.05
+FD_RESERVE = 64  # files beside the connections: database, Redis, logs, the ops listener
 OPS_MAX_CONNECTIONS = 32  # Prometheus and a health checker or two; never the internet's load
 
 
@@ -67,6 +71,7 @@ def make_servers(app: Starlette, settings: Settings) -> list[uvicorn.Server]:
     METRICS_HOST:METRICS_PORT, which shares the receiver's state and lifespan."""
     from receiver.app import create_ops_app
 
+    fit_open_files(settings.max_connections)
     servers = [make_server(app, settings)]
     if settings.metrics_port:
         if (settings.metrics_host, settings.metrics_port) == (settings.host, settings.port):
@@ -79,6 +84,26 @@ def make_servers(app: Starlette, settings: Settings) -> list[uvicorn.Server]:
             make_server(ops, settings, address=address, lifespan="off", max_connections=limit)
         )
     return servers
+
+
+def fit_open_files(max_connections: int) -> int:
+    """Raise the soft open-file limit to MAX_CONNECTIONS plus a reserve (at most the hard
+    limit), so a full house gets 503s rather than "Too many open files"; warn when it cannot.
+    Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = max_connections + FD_RESERVE
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return soft
+    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < need:
+        log.warning(
+            "the open-file limit (%d) is below MAX_CONNECTIONS + %d: lower MAX_CONNECTIONS "
+            "or raise the limit (ulimit -n, LimitNOFILE, docker --ulimit nofile)",
+            target,
+            FD_RESERVE,
+        )
+    return target
 
 
 async def run_server(server: uvicorn.Server, name: str = "receiver") -> None:

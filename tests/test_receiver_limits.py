@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import resource
 import socket
 import threading
 import time
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from archiver.listeners import FD_RESERVE, fit_open_files
 from models.config import Settings
 from receiver.app import create_app
 from tests.conftest import make_settings
@@ -185,3 +187,22 @@ def test_connections_over_the_limit_get_503_and_the_service_recovers(
                 sock.close()
     assert refused == 503
     assert recovered == 200
+
+
+def test_the_open_file_limit_is_fitted_to_max_connections(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The soft open-file limit is raised to MAX_CONNECTIONS plus a reserve, up to the hard
+    limit; past the hard limit a warning says what to change."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard == resource.RLIM_INFINITY or hard >= 600, "the test needs a hard limit >= 600"
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        assert fit_open_files(500) == 500 + FD_RESERVE
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 500 + FD_RESERVE
+        assert "open-file limit" not in caplog.text
+        if hard != resource.RLIM_INFINITY:
+            assert fit_open_files(hard) == hard
+            assert f"the open-file limit ({hard}) is below MAX_CONNECTIONS" in caplog.text
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
