@@ -14,8 +14,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from archiver.listeners import FD_RESERVE, fit_open_files
+from archiver.listeners import FD_RESERVE, fit_open_files, make_servers
 from models.config import Settings
+from models.errors import ConfigError
 from receiver.app import create_app
 from tests.conftest import make_settings
 from tests.servers import Listening, wait_until
@@ -206,3 +207,21 @@ def test_the_open_file_limit_is_fitted_to_max_connections(
             assert f"the open-file limit ({hard}) is below MAX_CONNECTIONS" in caplog.text
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("max_header_bytes", 100), ("request_timeout_seconds", 0), ("keepalive_timeout_seconds", 0),
+     ("max_connections", 1), ("metrics_port", 70000)],
+)  # fmt: skip
+def test_limits_out_of_range_are_refused_by_name(sqlite_url: str, name: str, value: int) -> None:
+    """A limit out of its range stops the start with the variable's name."""
+    with pytest.raises(ConfigError, match=name.upper()):
+        make_settings(sqlite_url, None, **{name: value})
+
+
+def test_the_ops_listener_may_not_take_the_webhook_port(sqlite_url: str) -> None:
+    """METRICS_PORT equal to PORT on the same host is refused before anything listens."""
+    settings = make_settings(sqlite_url, None, port=8123, metrics_port=8123)
+    with pytest.raises(ConfigError, match="METRICS_PORT 8123 is also PORT"):
+        make_servers(create_app(settings), settings)
