@@ -40,6 +40,9 @@ COPY --from=build /opt/venv /opt/venv
 # an optional .env; mount a volume here to keep them.
 WORKDIR /data
 USER archiver:archiver
+# 8000 is the webhook port. `serve` and `run` also open the ops listener (/metrics, detailed
+# /readyz) on METRICS_HOST:METRICS_PORT, 127.0.0.1:9100 unless set: docker-compose.yml sets
+# METRICS_HOST=0.0.0.0 for its receiver and never publishes that port.
 EXPOSE 8000
 # No HEALTHCHECK: the same image runs workers and one-shot migrations, which serve no HTTP;
 # docker-compose.yml gives the receiver its /readyz check.

@@ -215,7 +215,7 @@ def kill_worker(
 @contextmanager
 def receiver(env: dict[str, str], workdir: Path) -> Iterator[Target]:
     """A real `archiver serve` on the run's database and Redis."""
-    env = dict(env, META_APP_SECRET=APP_SECRET, META_VERIFY_TOKEN=VERIFY_TOKEN)
+    env = dict(env, META_APP_SECRET=APP_SECRET, META_VERIFY_TOKEN=VERIFY_TOKEN, METRICS_PORT="0")
     argv = [sys.executable, "-m", "archiver", "serve"]
     with serve(argv, env=env, workdir=workdir, log_name="receiver") as target:
         yield target

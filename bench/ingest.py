@@ -55,7 +55,7 @@ def run_pair(
         bare_argv = [py, *BARE.split(), "--app-dir", str(Path(__file__).resolve().parent)]
         bare = measure_fn("bare starlette", bare_argv, dict(os.environ), opts, workdir, None)
         env = dict(os.environ, DATABASE_URL=db_url, REDIS_URL=opts.redis_url)
-        env.update(META_APP_SECRET=APP_SECRET, META_VERIFY_TOKEN=VERIFY_TOKEN)
+        env.update(META_APP_SECRET=APP_SECRET, META_VERIFY_TOKEN=VERIFY_TOKEN, METRICS_PORT="0")
         client = redis.Redis.from_url(opts.redis_url)
         client.flushdb()
         try:

@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     archiver_ig_token: SecretStr | None = None
     archiver_threads_token: SecretStr | None = None
 
+    # The receiver's socket limits (README: Security). Behind a proxy, keep the proxy's own
+    # limits at or below these so that it, not the receiver, answers first.
+    max_header_bytes: int = Field(32 * 1024, ge=1024, le=1024 * 1024)
+    request_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    keepalive_timeout_seconds: int = Field(5, ge=1, le=600)
+    max_connections: int = Field(1000, ge=2, le=1_000_000)
+    # The ops listener (/metrics, detailed /readyz, /healthz); METRICS_PORT=0 turns it off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9100, ge=0, lt=65536)
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, value: str) -> str:

@@ -1,7 +1,8 @@
 """The receiver application: `create_app(settings)` builds it, its lifespan owns the resources.
 
 Everything the endpoints use (engine, archive, Redis, relay, metrics) lives on `app.state`, so
-two apps in one process (tests) never share anything.
+two apps in one process (tests) never share anything. `create_ops_app(app)` builds the ops
+listener's app (/metrics, detailed /readyz) on that same state, served on its own port.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from core.config import Settings
 from core.errors import ConfigError
 from models.db import create_db_engine
 from receiver.archive import DeliveryArchive, ThreadedArchive
+from receiver.health import health_routes, ops_routes
 from receiver.metrics import Metrics
 from receiver.pgwriter import AsyncPostgresArchive
 from receiver.relay import Relay, close_redis, create_redis
-from receiver.routes import Webhook, health_routes
+from receiver.routes import Webhook
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,14 @@ def create_app(settings: Settings, *, archive_writers: int | None = None) -> Sta
     app.state.settings = settings
     app.state.metrics = Metrics(hook.platform for hook in hooks)
     return app
+
+
+def create_ops_app(app: Starlette) -> Starlette:
+    """The ops listener's app: it reads the receiver's state and owns nothing (no lifespan),
+    so it must run in the receiver's event loop (the Redis client belongs to that loop)."""
+    ops = Starlette(routes=ops_routes())
+    ops.state = app.state
+    return ops
 
 
 def _lifespan(

@@ -50,9 +50,15 @@ class Metrics:
     def count(self, platform: str, outcome: str) -> None:
         self.deliveries[platform][outcome] += 1
 
-    def render(self, backlog: Backlog | None, workers: WorkerStats | None = None) -> str:
+    def render(
+        self,
+        backlog: Backlog | None,
+        workers: WorkerStats | None = None,
+        stores: Mapping[str, bool] | None = None,
+    ) -> str:
         """The exposition text; gauges are left out when their source did not answer."""
-        lines = [
+        lines = store_lines(stores or {})
+        lines += [
             "# HELP archiver_deliveries_total Webhook deliveries received, by outcome.",
             "# TYPE archiver_deliveries_total counter",
         ]
@@ -80,6 +86,17 @@ class Metrics:
         if workers is not None:
             lines += worker_lines(workers)
         return "\n".join(lines) + "\n"
+
+
+def store_lines(stores: Mapping[str, bool]) -> list[str]:
+    """1 per store that answered a ping now; Redis at 0 means degraded, not down: deliveries
+    are still stored and the relay hands them over when it is back."""
+    return family(
+        "archiver_store_up",
+        "gauge",
+        "1 when the store answered now, else 0 (database 0: deliveries get 503).",
+        {labels(store=name): int(up) for name, up in stores.items()},
+    )
 
 
 def family(name: str, kind: str, text: str, samples: Mapping[str, float]) -> list[str]:

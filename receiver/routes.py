@@ -1,4 +1,4 @@
-"""The receiver's endpoints: Meta's handshake, signed deliveries, health, readiness, metrics.
+"""The receiver's webhook endpoints: Meta's handshake and signed deliveries (health: health.py).
 
 The delivery path is kept short on purpose (it is benchmarked): one pass over the raw headers,
 a bounded read of the body, one HMAC and one SHA-256, then the archive's group commit. No JSON
@@ -7,27 +7,22 @@ is parsed here; the worker does that later from the stored bytes.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive
 
 from core.errors import StoreUnavailable
-from models.db import ping
 from models.types import utcnow
 from receiver import metrics as m
 from receiver.archive import DeliveryRow
 from receiver.signature import verify
-from reports.figures import WorkerStats, read_counters, read_gauges
-from reports.overdue import overdue_grace
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +37,6 @@ KEPT_HEADERS = {
         "x-forwarded-for",
     )
 }
-READY_TIMEOUT = 2.0  # seconds for each readiness check and the metrics backlog query
 
 
 @dataclass(frozen=True)
@@ -141,73 +135,3 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
 
 def _too_large() -> Response:
     return PlainTextResponse("payload too large", status_code=413)
-
-
-async def healthz(_request: Request) -> Response:
-    """Liveness: the process answers."""
-    return PlainTextResponse("ok")
-
-
-async def _check(name: str, probe: Any) -> tuple[str, str]:
-    try:
-        await asyncio.wait_for(probe, READY_TIMEOUT)
-    except Exception as exc:  # any failure means not ready; the reason goes to the body
-        log.debug("readiness check %s failed: %s", name, type(exc).__name__)
-        return name, "unavailable"
-    return name, "ok"
-
-
-async def readyz(request: Request) -> Response:
-    """Readiness: 200 when the database and Redis answer, else 503 naming what failed."""
-    state = request.app.state
-    probes = [_check("database", asyncio.to_thread(ping, state.engine))]
-    if state.redis is not None:
-        probes.append(_check("redis", state.redis.ping()))
-    checks = dict(await asyncio.gather(*probes))
-    if state.redis is None:
-        checks["redis"] = "not configured"
-    failed = sorted(name for name, result in checks.items() if result == "unavailable")
-    body = {"status": "unavailable" if failed else "ok", "checks": checks, "failed": failed}
-    return JSONResponse(body, status_code=503 if failed else 200)
-
-
-async def metrics(request: Request) -> Response:
-    """Prometheus exposition; backlog, lag and the workers' figures are read now."""
-    state = request.app.state
-    backlog: m.Backlog | None
-    try:
-        backlog = await asyncio.wait_for(
-            asyncio.to_thread(m.query_backlog, state.engine), READY_TIMEOUT
-        )
-    except Exception as exc:  # counters are still worth serving without the database
-        log.warning("metrics: backlog query failed: %s", type(exc).__name__)
-        backlog = None
-    workers = await _worker_stats(state)
-    return Response(state.metrics.render(backlog, workers), media_type=m.CONTENT_TYPE)
-
-
-async def _worker_stats(state: Any) -> WorkerStats:
-    """The workers' counters (Redis) and gauges (database); a part is left out if its store
-    fails, so a Redis outage still shows what is overdue."""
-    stats = WorkerStats()
-    grace = overdue_grace(state.settings.schedule_tick_seconds)
-    try:
-        stats.gauges = await asyncio.wait_for(
-            asyncio.to_thread(read_gauges, state.engine, grace=grace), READY_TIMEOUT
-        )
-    except Exception as exc:  # the receiver's own counters are still served
-        log.warning("metrics: database figures unavailable: %s", type(exc).__name__)
-    if state.redis is not None:
-        try:
-            stats.counters = await asyncio.wait_for(read_counters(state.redis), READY_TIMEOUT)
-        except Exception as exc:
-            log.warning("metrics: worker counters unavailable: %s", type(exc).__name__)
-    return stats
-
-
-def health_routes() -> list[BaseRoute]:
-    return [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-    ]

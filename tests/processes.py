@@ -48,6 +48,7 @@ FAST: dict[str, str] = {
     "JOB_TIMEOUT_SECONDS": "10",
     "RELAY_INTERVAL_SECONDS": "0.2",
     "LOG_LEVEL": "WARNING",
+    "METRICS_PORT": "0",  # several receivers run at once: no ops listener to collide on 9100
 }
 
 

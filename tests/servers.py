@@ -10,9 +10,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 
 def free_port() -> int:
@@ -116,3 +119,40 @@ class PrivateRedis:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Listening:
+    """`archiver serve`'s own servers (receiver, ops listener) on free ports, in one event loop
+    in a background thread: the real protocol limits over real sockets."""
+
+    def __init__(self, app: Any, settings: Settings) -> None:
+        from archiver.listeners import make_servers
+
+        ports = {"port": free_port(), "metrics_port": free_port()}
+        self.settings = settings.model_copy(update=ports)
+        self.servers = make_servers(app, self.settings)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from archiver.commands.serve import run_async
+        from archiver.listeners import run_servers
+
+        run_async(run_servers(self.servers))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    @property
+    def ops_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.metrics_port}"
+
+    def __enter__(self) -> Listening:
+        self.thread.start()
+        wait_until(lambda: all(server.started for server in self.servers), timeout=10)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for server in self.servers:
+            server.should_exit = True
+        self.thread.join(timeout=10)

@@ -50,6 +50,7 @@ def env_for(database_url: str, redis_url: str | None = None, **extra: str) -> di
         "META_APP_SECRET": APP_SECRET,
         "META_VERIFY_TOKEN": VERIFY_TOKEN,
         "LOG_LEVEL": "INFO",
+        "METRICS_PORT": "0",  # tests/test_receiver_limits.py covers the ops listener
     }
     if redis_url is not None:
         env["REDIS_URL"] = redis_url

@@ -26,12 +26,13 @@ from sqlalchemy.engine import make_url
 from archiver.cli import build_parser
 from core.config import Settings, load_settings
 from core.errors import ConfigError
-from receiver.routes import health_routes
+from receiver.health import health_routes, ops_routes
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / "deploy" / "archiver.env.example"
+PROMETHEUS = ROOT / "deploy" / "prometheus.yml"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 ARCHIVER_SERVICES = ("migrate", "receiver", "worker")
@@ -250,7 +251,25 @@ def test_receiver_healthcheck_hits_readyz(services: dict[str, dict[str, Any]]) -
     check = " ".join(receiver["healthcheck"]["test"])
     port = build_parser().parse_args(argv_of(receiver)[1:]).port
     assert f"http://127.0.0.1:{port}/readyz" in check
-    assert "/readyz" in {getattr(route, "path", None) for route in health_routes()}
+    assert "/readyz" in paths(health_routes())
+
+
+def paths(routes: list[Any]) -> set[str]:
+    return {getattr(route, "path", "") for route in routes}
+
+
+def test_metrics_stay_off_the_published_port(services: dict[str, dict[str, Any]]) -> None:
+    """The ops listener's port is exposed on the compose network, never published; the
+    Prometheus example scrapes it there, at a path that only the ops listener serves."""
+    receiver = services["receiver"]
+    env = environment(receiver)
+    ops_port = env["METRICS_PORT"]
+    assert env["METRICS_HOST"] == "0.0.0.0"
+    assert ops_port not in [str(port).split(":")[-1] for port in receiver["ports"]]
+    assert [str(port) for port in receiver["expose"]] == [ops_port]
+    scrape = yaml.safe_load(PROMETHEUS.read_text())["scrape_configs"][0]
+    assert scrape["static_configs"][0]["targets"] == [f"receiver:{ops_port}"]
+    assert scrape["metrics_path"] in paths(ops_routes()) - paths(health_routes())
 
 
 class _Readiness(BaseHTTPRequestHandler):

@@ -18,12 +18,11 @@ from models.accounts import Account
 from models.db import create_db_engine
 from models.snapshots import Media
 from models.types import utcnow
-from receiver.app import create_app
 from receiver.metrics import labels, number
 from reports.figures import APP_PAUSE_KEYS, JOB_FAILURES_KEY, read_gauges, stat_field
 from reports.overdue import FINAL_SLOT, KINDS, overdue_grace, overdue_seconds
 from tests.conftest import REDIS_URL, make_settings
-from tests.test_receiver import serve
+from tests.test_receiver import serve_ops
 from workers.captures.slots import FINAL
 from workers.meta.pacing import Pacer
 
@@ -65,8 +64,8 @@ def test_metrics_expose_worker_figures_and_no_token(
             session.add(Media(account_id=account.id, platform="instagram", subject_type="story",
                               media_id=f"18{n}", capture_state=state))  # fmt: skip
         session.commit()
-    with serve(create_app(settings)) as client:
-        text = client.get("/metrics").text
+    with serve_ops(settings) as (_client, ops):
+        text = ops.get("/metrics").text
     assert 'archiver_meta_calls_total{platform="instagram",status="200"} 2' in text
     assert 'archiver_meta_calls_total{platform="instagram",status="error"} 1' in text
     assert 'archiver_meta_calls_total{platform="threads",status="200"} 1' in text
@@ -208,8 +207,8 @@ def test_metrics_expose_failures_overdue_work_problems_and_pauses(
                     ig_data_access_expires_at=now + timedelta(days=30),
                     ig_token_checked_at=now)  # fmt: skip
         session.commit()
-    with serve(create_app(settings)) as client:
-        text = client.get("/metrics").text
+    with serve_ops(settings) as (_client, ops):
+        text = ops.get("/metrics").text
     values = samples(text)
     assert values['archiver_job_failures_total{function="capture_story",outcome="retry"}'] == 3
     assert values['archiver_job_failures_total{function="poll_stories",outcome="gave_up"}'] == 1
@@ -243,8 +242,8 @@ def test_a_redis_outage_still_shows_overdue_work(sqlite_url: str) -> None:
         add_account(session, "1", next_story_poll_at=utcnow() - timedelta(minutes=10))
         session.commit()
     settings = make_settings(sqlite_url, "redis://127.0.0.1:1/0")
-    with serve(create_app(settings)) as client:
-        values = samples(client.get("/metrics").text)
+    with serve_ops(settings) as (_client, ops):
+        values = samples(ops.get("/metrics").text)
     assert values['archiver_oldest_overdue_seconds{kind="story_poll"}'] >= 600
     assert not [name for name in values if name.startswith("archiver_job_failures_total")]
     assert not [name for name in values if name.startswith("archiver_app_paused_seconds")]
@@ -257,8 +256,8 @@ def test_a_database_fault_still_serves_the_counters(sqlite_url: str, redis_url: 
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE account RENAME TO account_gone"))
     engine.dispose()
-    with serve(create_app(make_settings(sqlite_url, redis_url))) as client:
-        response = client.get("/metrics")
+    with serve_ops(make_settings(sqlite_url, redis_url)) as (_client, ops):
+        response = ops.get("/metrics")
     values = samples(response.text)
     assert response.status_code == 200
     assert values['archiver_job_failures_total{function="capture_story",outcome="retry"}'] == 3

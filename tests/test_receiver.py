@@ -20,13 +20,24 @@ from core.errors import ConfigError
 from receiver.app import create_app
 from receiver.signature import sign, verify
 from tests.conftest import APP_SECRET, THREADS_SECRET, VERIFY_TOKEN, make_settings
-from tests.servers import ServerThread
+from tests.servers import Listening, ServerThread
 
 
 @contextmanager
 def serve(app: Starlette) -> Iterator[httpx.Client]:
     with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=20) as client:
         yield client
+
+
+@contextmanager
+def serve_ops(settings: Settings) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    """The receiver as `archiver serve` runs it: clients of its public port and ops listener."""
+    with (
+        Listening(create_app(settings), settings) as running,
+        httpx.Client(base_url=running.url, timeout=20) as public,
+        httpx.Client(base_url=running.ops_url, timeout=20) as ops,
+    ):
+        yield public, ops
 
 
 STORY = [{"entry": [{"changes": [{"field": "story_insights", "value": {
@@ -89,11 +100,11 @@ def test_signed_delivery_stored_once(settings: Settings, engine: Engine) -> None
 def test_unsigned_and_wrong_secret_store_nothing(settings: Settings, engine: Engine) -> None:
     """401 for a missing or wrong signature, and no row; the counter says so."""
     body = json.dumps(STORY).encode()
-    with serve(create_app(settings)) as client:
+    with serve_ops(settings) as (client, ops):
         assert client.post("/webhooks/instagram", content=body).status_code == 401
         bad = signed(body, "not-the-secret")
         assert client.post("/webhooks/instagram", content=body, headers=bad).status_code == 401
-        metrics = client.get("/metrics").text
+        metrics = ops.get("/metrics").text
     assert rows(engine) == []
     assert 'outcome="bad_signature"' in metrics
 
@@ -146,7 +157,8 @@ def test_database_down_answers_503(tmp_path: Path, redis_url: str) -> None:
         with serve(create_app(settings)) as client:
             response = client.post("/webhooks/instagram", content=body, headers=signed(body))
             assert response.status_code == 503
-            assert client.get("/readyz").status_code == 503
+            ready = client.get("/readyz")
+            assert (ready.status_code, ready.text) == (503, "unavailable")
 
 
 def test_refuses_to_start_without_secrets(database_url: str) -> None:
@@ -157,10 +169,11 @@ def test_refuses_to_start_without_secrets(database_url: str) -> None:
 
 
 def test_ready_when_database_and_redis_answer(settings: Settings) -> None:
-    """/readyz is 200 with both stores up; /metrics exposes the backlog."""
-    with serve(create_app(settings)) as client:
-        assert client.get("/readyz").status_code == 200
-        assert "archiver_delivery_backlog" in client.get("/metrics").text
+    """/readyz is 200 "ok" with both stores up; the ops listener's /metrics has the backlog."""
+    with serve_ops(settings) as (client, ops):
+        ready = client.get("/readyz")
+        assert (ready.status_code, ready.text) == (200, "ok")
+        assert "archiver_delivery_backlog" in ops.get("/metrics").text
 
 
 def test_threads_webhook_has_its_own_secret(settings: Settings, engine: Engine) -> None:

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from archiver.commands import add_command
-from archiver.commands.serve import make_server, run_async
+from archiver.commands.serve import run_async
 from archiver.embedded import EmbeddedRedis
+from archiver.listeners import make_server
 from core.errors import ArchiverError
 
 if TYPE_CHECKING:

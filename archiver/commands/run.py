@@ -19,15 +19,13 @@ from archiver.commands.db import apply_migrations
 from archiver.commands.serve import (
     Shutdown,
     add_address_arguments,
-    announce_when_started,
-    make_server,
     run_async,
-    run_server,
     stop_server,
     with_address,
 )
 from archiver.commands.worker import require_token_key, stop_worker
 from archiver.embedded import EmbeddedRedis
+from archiver.listeners import announce_when_started, make_servers, run_servers
 from core.errors import ArchiverError
 
 if TYPE_CHECKING:
@@ -72,22 +70,24 @@ async def run_all(settings: Settings) -> int:
     from workers.main import build_workers
     from workers.running import close_workers, run_lanes
 
-    server = make_server(create_app(settings), settings)
+    servers = make_servers(create_app(settings), settings)
     workers = build_workers(settings, handle_signals=False)
     shutdown = Shutdown()
     shutdown.install()
-    stop_server(server, shutdown)
+    for server in servers:
+        stop_server(server, shutdown)
     shutdown.on_stop(lambda: stop_worker(workers), lambda: stop_worker(workers))
     parts = [
-        asyncio.create_task(run_server(server), name="receiver"),
+        asyncio.create_task(run_servers(servers), name="receiver"),
         asyncio.create_task(run_lanes(workers), name="worker"),
     ]
-    announce = asyncio.create_task(announce_when_started(server, settings))
+    announce = asyncio.create_task(announce_when_started(servers, settings))
     try:
         await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
         if shutdown.signal is None:  # one part ended by itself: the other must not run alone
             log.error("one part of `archiver run` stopped; stopping the other")
-        server.should_exit = True  # both again even after a signal: stopping twice is harmless
+        for server in servers:  # all again even after a signal: stopping twice is harmless
+            server.should_exit = True
         stop_worker(workers)
         outcomes = await asyncio.gather(*parts, return_exceptions=True)
     finally:

@@ -1,4 +1,5 @@
-"""`archiver serve`: the receiver alone under uvicorn (uvloop, httptools, one process).
+"""`archiver serve`: the receiver alone under uvicorn (uvloop, httptools, one process), with
+its ops listener (archiver/listeners.py).
 
 Signals are ours, not uvicorn's: uvicorn re-raises a captured SIGTERM after its shutdown, which
 would end the process "killed by signal" instead of with exit status 0 after a clean stop.
@@ -8,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from archiver.commands import add_command, open_database
+from archiver.listeners import announce_when_started, make_servers, run_servers
 from core.errors import ArchiverError
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-STARTUP_POLL = 0.05
 
 
 def add_address_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,29 +83,6 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
-def make_server(app: Starlette, settings: Settings) -> uvicorn.Server:
-    """A uvicorn Server on HOST:PORT that leaves signal handling to `Shutdown`."""
-    import uvicorn
-
-    class QuietServer(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_config=None,  # our handler (text or JSON, redacting) stays in charge
-        workers=1,
-    )
-    return QuietServer(config)
-
-
 class Shutdown:
     """SIGINT/SIGTERM ask every part to stop gracefully; a second signal forces it."""
 
@@ -149,33 +126,18 @@ def stop_server(server: uvicorn.Server, shutdown: Shutdown) -> None:
     shutdown.on_stop(graceful, force)
 
 
-async def run_server(server: uvicorn.Server) -> None:
-    """Serve until told to stop; a failed startup becomes one ArchiverError, not SystemExit."""
-    try:
-        await server.serve()
-    except SystemExit as exc:  # uvicorn exits this way when binding or the lifespan fails
-        msg = "the receiver could not start (see the log above)"
-        raise ArchiverError(msg) from exc
-
-
-async def announce_when_started(server: uvicorn.Server, settings: Settings) -> None:
-    """Print the address once uvicorn listens, so scripts (and people) know it is up."""
-    while not server.started:
-        await asyncio.sleep(STARTUP_POLL)
-    print(f"receiver listening on http://{settings.host}:{settings.port}", flush=True)
-
-
 async def serve_receiver(app: Starlette, settings: Settings) -> int:
-    server = make_server(app, settings)
+    servers = make_servers(app, settings)
     shutdown = Shutdown()
     shutdown.install()
-    stop_server(server, shutdown)
-    announce = asyncio.create_task(announce_when_started(server, settings))
+    for server in servers:
+        stop_server(server, shutdown)
+    announce = asyncio.create_task(announce_when_started(servers, settings))
     try:
-        await run_server(server)
+        await run_servers(servers)
     finally:
         announce.cancel()
-    if not server.started and shutdown.signal is None:
+    if not servers[0].started and shutdown.signal is None:
         msg = "the receiver stopped before it started listening"
         raise ArchiverError(msg)
     return shutdown.exit_code
