@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from metasim import World
-from metasim import tokens as sim_tokens
+from metasim.world import tokens as sim_tokens
 from models.accounts import Account
 from models.config import Settings
 from models.types import UTCDateTime
