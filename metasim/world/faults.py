@@ -80,6 +80,10 @@ class Faults:
 
     def __init__(self, state: WorldState) -> None:
         self.state = state
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every fault; ids start again at 1."""
         self.book: list[Fault] = []
         self.next_id = 1
 

@@ -67,7 +67,7 @@ class World:
             self.state.reset(config=config)
             self.tokens.reset()
             self.budgets.reset()
-            self.faults.clear()
+            self.faults.reset()
             self.log.clear()
 
     def now(self) -> datetime:
