@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from core.config import Settings
 from metasim import World
-from metasim import tokens as sim_tokens
+from metasim.world import tokens as sim_tokens
 from models.accounts import Account
 from models.types import UTCDateTime
 

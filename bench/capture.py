@@ -47,7 +47,7 @@ from capture_results import (
 )
 from sqlmodel import Session
 
-from metasim import tokens as sim_tokens
+from metasim.world import tokens as sim_tokens
 from models.accounts import Account
 from models.db import create_db_engine
 

@@ -7,16 +7,19 @@ THREADS_GRAPH_URL at it. Build a World, serve `create_app(world)`, or run
 """
 
 from metasim.app import create_app
-from metasim.entities import Account, Call, SimConfig, Story, ThreadsPost, ThreadsUser, Token
-from metasim.faults import Fault
-from metasim.signing import Delivery, deliver, sign, story_insights_payload, threads_payload
-from metasim.state import World
+from metasim.webhooks import Delivery, deliver, sign, story_insights_payload, threads_payload
+from metasim.world.entities import Account, Call, SimConfig, Story, ThreadsPost, ThreadsUser, Token
+from metasim.world.faults import Fault
+from metasim.world.state import Conflict, NotFound
+from metasim.world.world import World
 
 __all__ = [
     "Account",
     "Call",
+    "Conflict",
     "Delivery",
     "Fault",
+    "NotFound",
     "SimConfig",
     "Story",
     "ThreadsPost",

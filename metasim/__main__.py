@@ -13,7 +13,7 @@ import sys
 import uvicorn
 
 from metasim.app import create_app
-from metasim.state import World
+from metasim.world.world import World
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

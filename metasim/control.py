@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from core.errors import ConflictError, NotFoundError
-from metasim.state import World
+from metasim.world.state import Conflict, NotFound
+from metasim.world.world import World
 
 Endpoint = Callable[[World, dict[str, Any]], Any]
 _TIME_KEYS = ("timestamp", "token_issued_at", "token_expires_at")
@@ -112,52 +112,54 @@ def link(world: World, body: dict[str, Any]) -> Any:
 
 
 def add_faults(world: World, body: dict[str, Any]) -> Any:
-    faults = [world.add_fault(**_kwargs(world.add_fault, spec)) for spec in _items(body, "faults")]
+    faults = [
+        world.faults.add(**_kwargs(world.faults.add, spec)) for spec in _items(body, "faults")
+    ]
     return {"faults": [f.to_dict() for f in faults]}
 
 
 def list_faults(world: World, body: dict[str, Any]) -> Any:
-    return {"faults": [f.to_dict() for f in world.faults()]}
+    return {"faults": [f.to_dict() for f in world.faults.live()]}
 
 
 def clear_faults(world: World, body: dict[str, Any]) -> Any:
-    world.clear_faults()
+    world.faults.clear()
     return {"ok": True}
 
 
 def expire_token(world: World, body: dict[str, Any]) -> Any:
-    return world.expire_token(**_kwargs(world.expire_token, body)).to_dict()
+    return world.tokens.expire_token(**_kwargs(world.tokens.expire_token, body)).to_dict()
 
 
 def age_token(world: World, body: dict[str, Any]) -> Any:
-    return world.age_token(**_kwargs(world.age_token, body)).to_dict()
+    return world.tokens.age_token(**_kwargs(world.tokens.age_token, body)).to_dict()
 
 
 def set_budget(world: World, body: dict[str, Any]) -> Any:
-    world.set_budget(**_kwargs(world.set_budget, body))
+    world.budgets.set_budget(**_kwargs(world.budgets.set_budget, body))
     return {"ok": True}
 
 
 def add_block(world: World, body: dict[str, Any]) -> Any:
-    world.block(**_kwargs(world.block, body))
-    return {"blocks": world.blocks()}
+    world.budgets.block(**_kwargs(world.budgets.block, body))
+    return {"blocks": world.budgets.blocks()}
 
 
 def list_blocks(world: World, body: dict[str, Any]) -> Any:
-    return {"blocks": world.blocks()}
+    return {"blocks": world.budgets.blocks()}
 
 
 def clear_blocks(world: World, body: dict[str, Any]) -> Any:
-    world.clear_blocks()
+    world.budgets.clear_blocks()
     return {"ok": True}
 
 
 def deny(world: World, body: dict[str, Any]) -> Any:
-    return world.deny(**_kwargs(world.deny, body)).to_dict()
+    return world.budgets.deny(**_kwargs(world.budgets.deny, body)).to_dict()
 
 
 def allow(world: World, body: dict[str, Any]) -> Any:
-    return {"removed": world.allow(**_kwargs(world.allow, body))}
+    return {"removed": world.budgets.allow(**_kwargs(world.budgets.allow, body))}
 
 
 def configure(world: World, body: dict[str, Any]) -> Any:
@@ -166,7 +168,7 @@ def configure(world: World, body: dict[str, Any]) -> Any:
 
 def clock(world: World, body: dict[str, Any]) -> Any:
     world.advance(float(body.get("advance_seconds", 0.0)))
-    return {"now": world.now().isoformat(), "offset_seconds": world.offset}
+    return {"now": world.now().isoformat(), "offset_seconds": world.state.offset}
 
 
 def reset(world: World, body: dict[str, Any]) -> Any:
@@ -176,17 +178,17 @@ def reset(world: World, body: dict[str, Any]) -> Any:
 
 def calls(world: World, query: dict[str, Any]) -> Any:
     since = int(query.get("since", 0))
-    found = world.calls(
+    found = world.log.calls(
         kind=query.get("kind"),
         account=query.get("account"),
         platform=query.get("platform"),
         since=since,
     )
-    return {"calls": [c.to_dict() for c in found], "last": world.last_seq()}
+    return {"calls": [c.to_dict() for c in found], "last": world.log.last_seq()}
 
 
 def clear_calls(world: World, query: dict[str, Any]) -> Any:
-    world.clear_calls()
+    world.log.clear()
     return {"ok": True}
 
 
@@ -221,9 +223,9 @@ def _endpoint(world: World, action: Endpoint) -> Callable[[Request], Awaitable[J
             body = {**request.query_params, **request.path_params}
         try:
             return JSONResponse(action(world, body))
-        except NotFoundError as exc:
+        except NotFound as exc:
             return JSONResponse({"error": str(exc)}, 404)
-        except ConflictError as exc:
+        except Conflict as exc:
             return JSONResponse({"error": str(exc)}, 409)
         except (BadInput, ValueError, TypeError, KeyError) as exc:
             return JSONResponse({"error": f"{type(exc).__name__}: {exc}"}, 400)

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from metasim import World
-from metasim.signing import deliver, story_insights_payload
+from metasim.webhooks import deliver, story_insights_payload
 from models.accounts import Account
 from tests.conftest import APP_SECRET, VERIFY_TOKEN
 from tests.metasim_fixtures import RunningSim

@@ -98,7 +98,7 @@ def test_add_with_threads_backfills_views_from_the_api_floor(
     assert isinstance(days, int)
     assert days > 600  # more than 20 months of days since 2024-04-13
     assert lowest is not None
-    calls = sim.world.calls(kind="threads_insights")
+    calls = sim.world.log.calls(kind="threads_insights")
     assert calls
     assert all(int(call.params["since"]) >= FLOOR for call in calls)
     assert min(int(call.params["since"]) for call in calls) == FLOOR
@@ -117,7 +117,7 @@ def test_progress_is_one_line_per_tenth_when_not_a_terminal(
     lines = [line for line in result.stderr.splitlines() if "chunks" in line]
     assert 3 <= len(lines) <= 10
     assert "\r" not in result.stderr
-    total = len(sim.world.calls(kind="threads_insights"))
+    total = len(sim.world.log.calls(kind="threads_insights"))
     assert lines[-1].startswith(f"views of Threads user {THREADS_USER} [{'#' * 24}] 100% ")
     assert f" {total}/{total} chunks, " in lines[-1]
     percents = [int(line.split("]")[1].split("%")[0]) for line in lines]
@@ -158,9 +158,9 @@ def test_lookup_links_the_connected_threads_user(
         THREADS_USER, "connected_threads_user", "active", None,
     )  # fmt: skip
     assert linked_at is not None
-    assert len(sim.world.calls(kind="connected_threads_user")) == 1
-    assert len(sim.world.calls(kind="me")) == 1
-    assert sim.world.calls(kind="threads_insights") == []  # --no-backfill
+    assert len(sim.world.log.calls(kind="connected_threads_user")) == 1
+    assert len(sim.world.log.calls(kind="me")) == 1
+    assert sim.world.log.calls(kind="threads_insights") == []  # --no-backfill
     assert f"to Threads user {THREADS_USER} (connected_threads_user)" in result.stdout
     assert_no_token(result)
 
@@ -182,7 +182,7 @@ def test_explicit_id_that_is_not_the_tokens_own_is_refused(
         f"not {THREADS_USER}: nothing changed"
     ]
     assert threads_columns(sqlite_url)[0] is None
-    assert sim.world.calls(kind="threads_insights") == []
+    assert sim.world.log.calls(kind="threads_insights") == []
     assert_no_token(result)
 
 
@@ -190,7 +190,7 @@ def test_expired_threads_token_is_one_clear_line_without_the_token(
     sqlite_url: str, sim: RunningSim, tmp_path: Path
 ) -> None:
     """An expired token stops the backfill: exit 6, one line, no traceback, token flagged."""
-    sim.world.expire_token(threads_user=THREADS_USER)
+    sim.world.tokens.expire_token(threads_user=THREADS_USER)
     result = archiver(*ADD, *WITH_THREADS, env=sim_env(sqlite_url, sim), cwd=tmp_path)
     assert result.returncode == 6
     assert "added account 1 'brand'" in result.stdout  # the account itself is kept
@@ -211,7 +211,7 @@ def test_relinking_with_an_expired_token_changes_nothing(
     """`accounts threads` checks the token with /me first: expired means exit 6, no change."""
     env = sim_env(sqlite_url, sim)
     assert archiver(*ADD, env=env, cwd=tmp_path).returncode == 0
-    sim.world.expire_token(threads_user=THREADS_USER)
+    sim.world.tokens.expire_token(threads_user=THREADS_USER)
     result = archiver(
         "accounts", "threads", "--name", "brand", *WITH_THREADS, env=env, cwd=tmp_path
     )
@@ -228,7 +228,7 @@ def test_throttling_is_exit_7_and_says_when_to_try(
     """Meta throttling mid-backfill exits 7 with the wait, keeping the chunks already stored."""
     env = sim_env(sqlite_url, sim)
     assert archiver(*ADD, *WITH_THREADS, "--no-backfill", env=env, cwd=tmp_path).returncode == 0
-    sim.world.add_fault(code=4, kind="threads_insights", count=1)
+    sim.world.faults.add(code=4, kind="threads_insights", count=1)
     result = archiver("accounts", "backfill", "--name", "brand", env=env, cwd=tmp_path)
     assert result.returncode == 7
     (line,) = result.stderr.splitlines()
@@ -261,7 +261,7 @@ def test_backfill_without_a_threads_profile_is_not_found(
     result = archiver("accounts", "backfill", "--id", "1", env=env, cwd=tmp_path)
     assert result.returncode == 3
     assert "link one with `archiver accounts threads`" in result.stderr
-    assert sim.world.calls() == []
+    assert sim.world.log.calls() == []
 
 
 def test_unlink_forgets_the_profile_and_keeps_its_snapshots(
@@ -309,7 +309,7 @@ def test_ctrl_c_stops_the_backfill_and_keeps_the_stored_chunks(
     """SIGINT mid-backfill: exit 130, a note on how to finish, no traceback, chunks kept."""
     env = sim_env(sqlite_url, sim)
     assert archiver(*ADD, *WITH_THREADS, "--no-backfill", env=env, cwd=tmp_path).returncode == 0
-    sim.world.add_fault(delay=0.3, kind="threads_insights", count=1000)
+    sim.world.faults.add(delay=0.3, kind="threads_insights", count=1000)
     chunks = "SELECT count(*) FROM snapshot WHERE slot LIKE 'backfill:%'"
     with (tmp_path / "stderr.txt").open("w") as stderr:
         proc = subprocess.Popen(

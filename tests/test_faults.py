@@ -214,15 +214,15 @@ def test_meta_errors_timeouts_and_throttling_stay_bounded_and_captures_resume(
             interval=0.3,
         )
         storm = 3.0
-        first = sim.world.calls()[-1].seq if sim.world.calls() else 0
+        first = sim.world.log.calls()[-1].seq if sim.world.log.calls() else 0
         started = time.monotonic()
-        sim.world.add_fault(status=500, seconds=storm)
+        sim.world.faults.add(status=500, seconds=storm)
         time.sleep(storm)
-        sim.world.add_fault(delay=2.0, seconds=storm)  # over the 1 s read timeout
+        sim.world.faults.add(delay=2.0, seconds=storm)  # over the 1 s read timeout
         time.sleep(storm)
-        sim.world.add_fault(code=4, status=400, seconds=storm, regain_minutes=1)
+        sim.world.faults.add(code=4, status=400, seconds=storm, regain_minutes=1)
         time.sleep(storm)
-        stormed = sim.world.calls(since=first)
+        stormed = sim.world.log.calls(since=first)
         elapsed = time.monotonic() - started
         wait_until(
             lambda: scalar(pg, "SELECT COUNT(*) FROM media WHERE capture_state = 'live'") == 0,

@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from metasim import World, metrics
-from metasim.entities import Account
+from metasim import World
+from metasim.world import insights
+from metasim.world.entities import Account
 from tests.metasim_fixtures import RunningSim, running_metasim
 
 V = "v25.0"
@@ -156,7 +157,7 @@ def test_profile_activity_breakdown(sim: RunningSim, http: httpx.Client, account
     (breakdown,) = item["total_value"]["breakdowns"]
     results = {r["dimension_values"][0]: r["value"] for r in breakdown["results"]}
     assert set(results) == {"bio_link_clicked", "email", "other"}
-    assert set(results) <= set(metrics.PROFILE_ACTIONS)
+    assert set(results) <= set(insights.PROFILE_ACTIONS)
     assert sum(results.values()) == item["total_value"]["value"] > 50
 
 
@@ -236,7 +237,7 @@ def test_token_errors(sim: RunningSim, http: httpx.Client, account: Account) -> 
     other = sim.world.add_account()
     foreign = error(get(http, path, other.token))
     assert (foreign["code"], foreign["error_subcode"]) == (100, 33)
-    sim.world.expire_token(account=account.ig_user_id)
+    sim.world.tokens.expire_token(account=account.ig_user_id)
     response = get(http, path, account.token)
     expired = error(response)
     assert (response.status_code, expired["code"], expired["error_subcode"]) == (400, 190, 463)
@@ -254,7 +255,7 @@ def test_usage_headers_on_every_answer_and_rising(
     sim: RunningSim, http: httpx.Client, account: Account
 ) -> None:
     """Both usage headers on every answer, errors included; call_count climbs with each call."""
-    sim.world.set_budget(account.ig_user_id, 10)
+    sim.world.budgets.set_budget(account.ig_user_id, 10)
     media = story_id(sim.world, account)
     answers = [
         get(http, f"/{V}/{account.ig_user_id}/stories", account.token),
@@ -275,7 +276,7 @@ def test_budget_exhausted_gives_80002_until_the_window_passes(
 ) -> None:
     """Over the account budget: 400 code 80002, is_transient, regain time > 0; later it heals."""
     sim.world.configure(window_minutes=60)  # "minutes" of one second: a 60 s window
-    sim.world.set_budget(account.ig_user_id, 3)
+    sim.world.budgets.set_budget(account.ig_user_id, 3)
     path = f"/{V}/{account.ig_user_id}/stories"
     assert [get(http, path, account.token).status_code for _ in range(3)] == [200] * 3
     response = get(http, path, account.token)
@@ -320,13 +321,13 @@ def test_injected_faults_hit_the_next_n_calls(
     code: int,
 ) -> None:
     """A fault answers the next N matching calls with Meta's body for it, then stops."""
-    fault = sim.world.add_fault(count=2, **spec)
+    fault = sim.world.faults.add(count=2, **spec)
     path = f"/{V}/{account.ig_user_id}/stories"
     answers = [get(http, path, account.token) for _ in range(3)]
     assert [r.status_code for r in answers] == [status, status, 200]
     assert error(answers[0])["code"] == code
     assert error(answers[0])["is_transient"] is True
-    assert [c.fault for c in sim.world.calls()] == [fault.id, fault.id, None]
+    assert [c.fault for c in sim.world.log.calls()] == [fault.id, fault.id, None]
     if code == 80002:
         assert _usage(answers[0], account.ig_user_id)["estimated_time_to_regain_access"] == 3
 
@@ -335,7 +336,7 @@ def test_bad_gateway_fault_is_not_json(
     sim: RunningSim, http: httpx.Client, account: Account
 ) -> None:
     """HTTP 502 comes from Meta's edge as an HTML page, not a Graph error body."""
-    sim.world.add_fault(status=502)
+    sim.world.faults.add(status=502)
     response = get(http, f"/{V}/{account.ig_user_id}/stories", account.token)
     assert response.status_code == 502
     assert response.headers["content-type"].startswith("text/html")
@@ -348,7 +349,7 @@ def test_faults_scoped_by_account_kind_and_duration(
     """A fault can target one account and one route kind, for a span of (world) time."""
     other = sim.world.add_account()
     media, theirs = story_id(sim.world, account), story_id(sim.world, other)
-    sim.world.add_fault(code=1, account=account.ig_user_id, kind="insights", seconds=60)
+    sim.world.faults.add(code=1, account=account.ig_user_id, kind="insights", seconds=60)
     mine = f"/{V}/{media}/insights"
     assert get(http, mine, account.token, metric="reach").status_code == 500
     assert get(http, mine, account.token, metric="reach").status_code == 500
@@ -364,11 +365,11 @@ def test_slow_fault_delays_the_answer() -> None:
     with running_metasim() as own, httpx.Client(base_url=own.url) as http:
         account = own.world.add_account()
         path = f"/{V}/{account.ig_user_id}/stories"
-        own.world.add_fault(delay=0.3)
+        own.world.faults.add(delay=0.3)
         started = time.perf_counter()
         assert get(http, path, account.token).status_code == 200
         assert time.perf_counter() - started >= 0.3
-        own.world.add_fault(delay=1.0)
+        own.world.faults.add(delay=1.0)
         with pytest.raises(httpx.ReadTimeout):
             http.get(path, params={"access_token": account.token}, timeout=0.2)
 
@@ -412,11 +413,11 @@ def test_instagram_token_refresh(sim: RunningSim, http: httpx.Client) -> None:
     assert body["access_token"] != old
     assert sim.world.account(ig.ig_user_id).token == body["access_token"]
     assert get(http, f"/{V}/{ig.ig_user_id}/stories", body["access_token"]).status_code == 200
-    assert sim.world.calls()[-1].host is None
-    assert sim.world.calls()[0].host == "instagram"
+    assert sim.world.log.calls()[-1].host is None
+    assert sim.world.log.calls()[0].host == "instagram"
     young = error(get(http, url, body["access_token"], grant_type="ig_refresh_token"))
     assert young["code"] == 190
-    sim.world.expire_token(old)
+    sim.world.tokens.expire_token(old)
     expired = error(get(http, url, old, grant_type="ig_refresh_token"))
     assert (expired["code"], expired["error_subcode"]) == (190, 463)
     fb = sim.world.add_account(token_age_seconds=2 * 86400)
@@ -429,7 +430,7 @@ def test_call_log_redacts_tokens(sim: RunningSim, http: httpx.Client, account: A
     """Every call is logged (path, params, account, status) without its token."""
     media = story_id(sim.world, account)
     get(http, f"{sim.facebook_url}/{V}/{media}/insights", account.token, metric="reach")
-    (call,) = sim.world.calls()
+    (call,) = sim.world.log.calls()
     assert (call.kind, call.host, call.version, call.account) == (
         "insights",
         "facebook",
@@ -438,5 +439,5 @@ def test_call_log_redacts_tokens(sim: RunningSim, http: httpx.Client, account: A
     )
     assert call.params == {"metric": "reach", "access_token": "***"}
     assert call.status == 200
-    assert call.token_serial == sim.world.token(account.token).serial  # type: ignore[union-attr]
+    assert call.token_serial == sim.world.tokens.token(account.token).serial  # type: ignore[union-attr]
     assert account.token not in http.get("/_sim/calls").text

@@ -81,7 +81,7 @@ def test_ended_version_is_served_as_the_oldest(
     response = get(http, f"/facebook/v17.0/{account.ig_user_id}/stories", account.token)
     assert response.status_code == 200
     assert response.headers["facebook-api-version"] == "v22.0"
-    assert sim.world.calls()[-1].version == "v17.0"
+    assert sim.world.log.calls()[-1].version == "v17.0"
 
 
 @pytest.fixture
@@ -168,7 +168,7 @@ def test_permission_errors_on_demand(sim: RunningSim, http: httpx.Client, accoun
     """deny(): (#10) or (#200) for one account and route kind, until allow()."""
     media = sim.world.add_story(account.ig_user_id).id
     insights = f"/facebook/{V}/{media}/insights"
-    sim.world.deny(account.ig_user_id, kind="insights")
+    sim.world.budgets.deny(account.ig_user_id, kind="insights")
     denied = get(http, insights, account.token, metric="reach")
     assert denied.status_code == 400
     assert error(denied)["message"] == "(#10) Application does not have permission for this action"
@@ -176,19 +176,19 @@ def test_permission_errors_on_demand(sim: RunningSim, http: httpx.Client, accoun
     other = sim.world.add_account()
     theirs = sim.world.add_story(other.ig_user_id).id
     assert get(http, f"/facebook/{V}/{theirs}/insights", other.token, metric="reach").is_success
-    assert sim.world.allow(account.ig_user_id) == 1
-    sim.world.deny(account.ig_user_id, code=200)
+    assert sim.world.budgets.allow(account.ig_user_id) == 1
+    sim.world.budgets.deny(account.ig_user_id, code=200)
     missing = get(http, insights, account.token, metric="reach")
     assert (missing.status_code, error(missing)["code"]) == (403, 200)
     assert error(missing)["message"] == "(#200) Requires instagram_manage_insights permission"
-    sim.world.allow(account.ig_user_id)
+    sim.world.budgets.allow(account.ig_user_id)
     assert get(http, insights, account.token, metric="reach").is_success
 
 
 def test_permission_errors_for_a_threads_profile(sim: RunningSim, http: httpx.Client) -> None:
     """A Threads profile can lose threads_manage_insights: its insights fail, /me works."""
     user = sim.world.add_threads_user()
-    sim.world.deny(user.id, code=200, kind="threads_insights")
+    sim.world.budgets.deny(user.id, code=200, kind="threads_insights")
     insights = get(http, f"/threads/v1.0/{user.id}/threads_insights", user.token, metric="views")
     assert error(insights)["message"] == "(#200) Requires threads_manage_insights permission"
     assert get(http, "/threads/v1.0/me", user.token).status_code == 200
@@ -219,7 +219,7 @@ def test_budget_is_4800_per_impression_by_default_formula(sim: RunningSim) -> No
     assert sim.world.config.window_minutes == 24 * 60
     sized = sim.world.add_account(impressions=3)
     assert sized.calls_allowed(sim.world.config.default_budget) == 14400
-    sim.world.set_budget(sized.ig_user_id, 7)
+    sim.world.budgets.set_budget(sized.ig_user_id, 7)
     assert sized.calls_allowed(sim.world.config.default_budget) == 7
     plain = sim.world.add_account()
     assert plain.calls_allowed(sim.world.config.default_budget) == 4800
@@ -236,7 +236,7 @@ def test_rolling_budget_and_calls_during_the_block_extend_it(
     """Over the rolling budget: 80002 with the minutes until enough calls leave the window;
     a call during the block counts too and pushes that time out; silence ends it."""
     sim.world.configure(window_minutes=10)  # ten one-second "minutes"
-    sim.world.set_budget(account.ig_user_id, 2)
+    sim.world.budgets.set_budget(account.ig_user_id, 2)
     path = f"/facebook/{V}/{account.ig_user_id}/stories"
     assert get(http, path, account.token).status_code == 200
     sim.world.advance(3)
@@ -260,7 +260,7 @@ def test_app_block_on_demand_and_calls_extend_it(
     """block(): code 4 for every account of the app for N s; each call restarts the N s;
     the Threads app is not blocked."""
     other, user = sim.world.add_account(), sim.world.add_threads_user()
-    sim.world.block(5)
+    sim.world.budgets.block(5)
     path = f"/facebook/{V}/{account.ig_user_id}/stories"
     answer = get(http, path, account.token)
     assert (answer.status_code, error(answer)["code"]) == (403, 4)
@@ -272,7 +272,7 @@ def test_app_block_on_demand_and_calls_extend_it(
     assert error(get(http, path, account.token))["code"] == 4
     sim.world.advance(5.1)
     assert get(http, path, account.token).status_code == 200
-    assert sim.world.blocks() == {}
+    assert sim.world.budgets.blocks() == {}
 
 
 def test_blocks_over_the_control_api(sim: RunningSim, http: httpx.Client, account: Account) -> None:
@@ -317,12 +317,12 @@ def test_usage_header_shape_follows_the_host(sim: RunningSim, http: httpx.Client
 def test_garbage_200_on_demand(sim: RunningSim, http: httpx.Client, account: Account) -> None:
     """A fault can answer 200 with a body that is not JSON, or JSON that is no object."""
     path = f"/facebook/{V}/{account.ig_user_id}"
-    sim.world.add_fault(garbage="not_json")
+    sim.world.faults.add(garbage="not_json")
     broken = get(http, path, account.token)
     assert broken.status_code == 200
     with pytest.raises(json.JSONDecodeError):
         broken.json()
-    sim.world.add_fault(garbage="not_object")
+    sim.world.faults.add(garbage="not_object")
     assert get(http, path, account.token).json() == []
     assert get(http, path, account.token).json() == {"id": account.ig_user_id}
     refused = http.post("/_sim/faults", json={"garbage": "confetti"})

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from metasim import ThreadsUser
-from metasim.metrics import pacific_day_start
+from metasim.world.insights import pacific_day_start
 from tests.metasim_fixtures import RunningSim
 
 V = "v1.0"
@@ -224,7 +224,7 @@ def test_threads_token_refresh(sim: RunningSim, http: httpx.Client) -> None:
         get(http, "/refresh_access_token", body["access_token"], grant_type="th_refresh_token")
     )
     assert young["code"] == 190
-    sim.world.expire_token(old)
+    sim.world.tokens.expire_token(old)
     expired = error(get(http, "/refresh_access_token", old, grant_type="th_refresh_token"))
     assert (expired["code"], expired["error_subcode"]) == (190, 463)
     ig = sim.world.add_account(login="instagram", token_age_seconds=3 * 86400)
@@ -242,7 +242,7 @@ def test_threads_answers_carry_app_usage_only(
     response = get(http, f"/{V}/{user.id}/threads", user.token)
     assert "x-app-usage" in response.headers
     assert "x-business-use-case-usage" not in response.headers
-    (call,) = sim.world.calls()
+    (call,) = sim.world.log.calls()
     assert (call.platform, call.kind, call.host, call.account) == (
         "threads",
         "threads",

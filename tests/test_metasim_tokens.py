@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from metasim.tokens import APP_ID, NOT_ALLOWED, app_token
+from metasim.api.instagram import NOT_ALLOWED
+from metasim.world.tokens import APP_ID, app_token
 from tests.metasim_fixtures import RunningSim
 
 V = "v25.0"
@@ -36,7 +37,7 @@ def test_the_app_token_reads_expiry_and_data_access_expiry(
 ) -> None:
     """expires_at and data_access_expires_at (90 days after issue) as Unix times."""
     account = sim.world.add_account(token_age_seconds=86400)
-    token = sim.world.token(account.token)
+    token = sim.world.tokens.token(account.token)
     assert token is not None
     assert token.expires_at is not None
     found = data(debug(http, app_token(), account.token))
@@ -45,7 +46,7 @@ def test_the_app_token_reads_expiry_and_data_access_expiry(
     assert found["data_access_expires_at"] == int(
         (token.issued_at + timedelta(days=90)).timestamp()
     )
-    (call,) = sim.world.calls(kind="debug_token")
+    (call,) = sim.world.log.calls(kind="debug_token")
     assert (call.host, call.params["access_token"], call.account) == ("facebook", "***", APP_ID)
 
 
@@ -58,7 +59,7 @@ def test_a_token_that_never_expires_says_zero(sim: RunningSim, http: httpx.Clien
 def test_a_dead_token_is_an_answer_not_an_error(sim: RunningSim, http: httpx.Client) -> None:
     """An expired input token: is_valid false with error 190/463; an unknown one: 190."""
     account = sim.world.add_account()
-    sim.world.expire_token(account.token)
+    sim.world.tokens.expire_token(account.token)
     found = data(debug(http, app_token(), account.token))
     assert found["is_valid"] is False
     assert (found["error"]["code"], found["error"]["subcode"]) == (190, 463)
@@ -76,7 +77,7 @@ def test_only_a_developers_user_token_may_inspect(sim: RunningSim, http: httpx.C
         100,
         NOT_ALLOWED,
     )
-    sim.world.make_developer(stranger.ig_user_id)
+    sim.world.tokens.make_developer(stranger.ig_user_id)
     assert data(debug(http, stranger.token, stranger.token))["is_valid"] is True
     assert debug(http, app_token(), None).json()["error"]["code"] == 100
 

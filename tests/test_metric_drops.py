@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from redis.asyncio import Redis
 from sqlalchemy.engine import Engine
 
-from metasim.entities import Account
+from metasim.world.entities import Account
 from store.recording import BELOW_THRESHOLD, NOT_SUPPORTED
 from tests.metasim_fixtures import RunningSim
 from tests.test_stories import DAY, closed, register, story_settings
@@ -63,7 +63,7 @@ def creds(account: Account) -> IgAccount:
 
 def asked(sim: RunningSim, media_id: str) -> list[list[str]]:
     """The metric lists of every insights call made for one media, in order."""
-    calls = sim.world.calls(kind="insights")
+    calls = sim.world.log.calls(kind="insights")
     return [c.params["metric"].split(",") for c in calls if c.object_id == media_id]
 
 
@@ -247,7 +247,7 @@ async def test_a_refusal_naming_no_requested_metric_fails_and_is_not_remembered(
     """A (#100) about metrics that names none of those asked cannot be narrowed: raised."""
     story = sim.world.add_story(shop.ig_user_id, age_seconds=60)
     message = "(#100) A metric is not supported for this media type"
-    sim.world.add_fault(code=100, status=400, kind="insights", message=message)
+    sim.world.faults.add(code=100, status=400, kind="insights", message=message)
     with pytest.raises(InvalidMetric):
         await graph.story_insights(creds(shop), story.id)
     assert await DroppedMetrics(redis).refusals(V, story.id, ["link_clicks", "reach"]) == {}

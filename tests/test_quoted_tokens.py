@@ -51,18 +51,18 @@ def test_the_simulator_quotes_tokens_back(sim: RunningSim, http: httpx.Client) -
     owner (minted, already expired), or (#100) quoting the request URL with its token."""
     account = sim.world.add_account()
     path = f"/facebook/{V}/{account.ig_user_id}/stories"
-    sim.world.add_fault(account=account.ig_user_id, quote="token")
+    sim.world.faults.add(account=account.ig_user_id, quote="token")
     own = error(get(http, path, account.token))
-    sim.world.add_fault(account=account.ig_user_id, quote="old_token")
+    sim.world.faults.add(account=account.ig_user_id, quote="old_token")
     old = error(get(http, path, account.token))
-    sim.world.add_fault(account=account.ig_user_id, quote="url", status=500)
+    sim.world.faults.add(account=account.ig_user_id, quote="url", status=500)
     url = get(http, path, account.token)
-    (older,) = set(sim.world.tokens) - {account.token}
+    (older,) = set(sim.world.tokens.issued) - {account.token}
     assert (own["code"], own["error_subcode"]) == (190, 463)
     assert account.token in own["message"]
     assert older in old["message"]
     assert older.startswith("EAAG")
-    assert sim.world.tokens[older].expired(sim.world.now())
+    assert sim.world.tokens.issued[older].expired(sim.world.now())
     assert url.status_code == 500
     assert f"access_token={account.token}" in error(url)["message"]
 
@@ -96,18 +96,18 @@ async def quote_everywhere(sim: RunningSim, engine: Engine, redis_url: str) -> i
     story = sim.world.add_story(ig, age_seconds=DAY - 3600)
     async with job_context(threads_settings(engine, redis_url, sim)) as ctx:
         await poll_stories(ctx, account.id)
-        sim.world.add_fault(account=ig, kind="insights", code=10, quote="token",
+        sim.world.faults.add(account=ig, kind="insights", code=10, quote="token",
                             message=NOT_ENOUGH_VIEWERS)  # fmt: skip
         await capture_story(ctx, story.id, "first")
-        sim.world.add_fault(account=th, kind="threads_insights", code=10, quote="url",
+        sim.world.faults.add(account=th, kind="threads_insights", code=10, quote="url",
                             message=NO_PERMISSION)  # fmt: skip
         await poll_threads(ctx, account.id, 0)
-        sim.world.add_fault(account=ig, kind="stories", code=10, quote="old_token",
+        sim.world.faults.add(account=ig, kind="stories", code=10, quote="old_token",
                             message=NO_PERMISSION)  # fmt: skip
         await poll_stories(ctx, account.id)
-        sim.world.add_fault(account=ig, kind="stories", quote="token")
+        sim.world.faults.add(account=ig, kind="stories", quote="token")
         await poll_stories(ctx, account.id)
-    assert len(sim.world.calls(kind="stories")) == 3
+    assert len(sim.world.log.calls(kind="stories")) == 3
     return account.id
 
 
@@ -139,7 +139,7 @@ async def test_quoted_tokens_are_masked_in_the_database_the_log_and_status(
     assert MASK in report["ig_problem"]
     assert report["threads"]["problem"].startswith("permission denied")
     assert MASK in out
-    tokens = list(sim.world.tokens)
+    tokens = list(sim.world.tokens.issued)
     assert len(tokens) == 3  # the account's, its Threads profile's, and the older one quoted
     for place in (stored_text(engine), caplog.text, out, doc):
         for token in tokens:

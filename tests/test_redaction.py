@@ -79,7 +79,7 @@ def test_simulator_tokens_are_caught_by_shape() -> None:
     """Every kind of token the simulator issues is masked without being passed in."""
     world = World()
     for kind in ("facebook", "instagram", "threads"):
-        value = world.issue_token(kind, "17841400000000001").value
+        value = world.tokens.issue_token(kind, "17841400000000001").value
         assert scrub(f"quoted {value} back") == f"quoted {MASK} back"
 
 

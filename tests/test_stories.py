@@ -102,7 +102,7 @@ async def test_discovery_lists_every_page_and_stores_live_stories(
         media = found[story.id]
         assert media.posted_at == story.timestamp.replace(microsecond=0)
         assert media.expires_at == media.posted_at + timedelta(hours=24)
-    pages = [c for c in sim.world.calls(kind="stories") if c.params.get("after")]
+    pages = [c for c in sim.world.log.calls(kind="stories") if c.params.get("after")]
     assert pages  # the cursor was followed past the first page
 
 
@@ -126,7 +126,7 @@ async def test_a_story_is_captured_at_intervals_and_finally_before_expiry(
     assert len(snaps) >= 3  # first, at least one regular slot, final
     assert media.expires_at is not None
     assert snaps[-1].captured_at < media.expires_at
-    insights = sim.world.calls(kind="insights")
+    insights = sim.world.log.calls(kind="insights")
     assert len(insights) == 3 * len(snaps)  # no wasted call
     for call in insights:
         metrics = call.params["metric"].split(",")
@@ -210,13 +210,13 @@ async def test_expired_token_flags_the_account_and_stops_calling(
     """190 flags the account for re-authorisation once (from the listing, or from the token
     check at worker start, whichever asks Meta first); no more listings are attempted."""
     ig = register(engine, sim.world)
-    sim.world.expire_token(account_row(engine, ig).ig_token)
+    sim.world.tokens.expire_token(account_row(engine, ig).ig_token)
     settings = story_settings(engine.url.render_as_string(False), redis_url, sim)
     async with running_workers(settings):
         await eventually(lambda: account_row(engine, ig).state == "reauth_required")
-        calls = len(sim.world.calls(kind="stories"))
+        calls = len(sim.world.log.calls(kind="stories"))
         await asyncio.sleep(2.5)  # two more ticks and poll intervals: nothing must be called
-    assert len(sim.world.calls(kind="stories")) == calls <= 1
+    assert len(sim.world.log.calls(kind="stories")) == calls <= 1
     assert "190" in (account_row(engine, ig).state_reason or "")
 
 
@@ -241,7 +241,7 @@ async def test_two_workers_never_capture_a_slot_twice(
         ).all()
         total = conn.execute(sa.text("SELECT COUNT(*) FROM snapshot")).scalar_one()
     assert dup == []
-    assert len(sim.world.calls(kind="insights")) == 3 * total
+    assert len(sim.world.log.calls(kind="insights")) == 3 * total
     assert {m.capture_state for m in stories(engine).values()} == {"final_captured"}
 
 
@@ -252,11 +252,11 @@ async def test_throttling_pauses_captures_then_they_resume(
     """80002 pauses the account in Redis; no call is made while paused; the final still lands."""
     ig = register(engine, sim.world)
     story = sim.world.add_story(ig, age_seconds=DAY - 14)
-    sim.world.add_fault(code=80002, status=400, account=ig, kind="insights", regain_minutes=2)
+    sim.world.faults.add(code=80002, status=400, account=ig, kind="insights", regain_minutes=2)
     settings = story_settings(engine.url.render_as_string(False), redis_url, sim)
     async with running_workers(settings, count=2):
         await eventually(lambda: closed(engine, 1), timeout=30)
-    calls = sim.world.calls(kind="insights", account=ig)
+    calls = sim.world.log.calls(kind="insights", account=ig)
     throttled = next(c for c in calls if c.code == 80002)
     after = [c for c in calls if c.seq > throttled.seq]
     assert after

@@ -90,7 +90,7 @@ async def test_a_listing_meta_refuses_backs_off_says_why_and_clears_on_success(
     """Permission, #100 on the account, ObjectNotFound: next try in 1 min, then 2, with the
     reason and last error on the account; the next success resets both."""
     async with listing_ctx(engine, redis_url, sim) as (ctx, ig, account_id):
-        sim.world.add_fault(account=ig, kind="stories", count=2, status=400, **REFUSALS[refusal])
+        sim.world.faults.add(account=ig, kind="stories", count=2, status=400, **REFUSALS[refusal])
         first = await poll_stories(ctx, account_id)
         once = account_row(engine, ig)
         await poll_stories(ctx, account_id)
@@ -108,7 +108,7 @@ async def test_a_listing_meta_refuses_backs_off_says_why_and_clears_on_success(
     assert fixed.ig_problem is None
     assert fixed.stories_polled_at is not None
     assert 890 < seconds_until(fixed.next_story_poll_at) <= 900
-    assert len(sim.world.calls(kind="stories")) == 3
+    assert len(sim.world.log.calls(kind="stories")) == 3
     assert job_failures(redis_url) == {"poll_stories|gave_up": 2}
 
 
@@ -119,13 +119,13 @@ async def test_a_throttled_listing_waits_out_the_pause_without_calling(
     """80002: due again after the regain time; a listing meanwhile makes no call; a
     throttle is no account problem."""
     async with listing_ctx(engine, redis_url, sim) as (ctx, ig, account_id):
-        sim.world.add_fault(code=80002, account=ig, kind="stories", regain_minutes=3)
+        sim.world.faults.add(code=80002, account=ig, kind="stories", regain_minutes=3)
         first = await poll_stories(ctx, account_id)
         paused = await poll_stories(ctx, account_id)
     row = account_row(engine, ig)
     assert first.startswith("listing failed (Throttled): throttled, next listing in")
     assert paused.startswith("listing failed (AccountPaused)")
-    assert len(sim.world.calls(kind="stories")) == 1  # the second never reached Meta
+    assert len(sim.world.log.calls(kind="stories")) == 1  # the second never reached Meta
     assert 0 < seconds_until(row.next_story_poll_at) <= 10  # the pause, in "minutes" of 1 s
     assert (row.ig_failures, row.ig_problem, row.state) == (0, None, "active")
     assert "is paused for" in (row.last_error or "")  # the second try's reason
@@ -138,7 +138,7 @@ async def test_an_expired_token_flags_the_account_and_keeps_the_error(
 ) -> None:
     """190: reauth_required, with the error and its time; not counted as an account problem."""
     async with listing_ctx(engine, redis_url, sim) as (ctx, ig, account_id):
-        sim.world.expire_token(account_row(engine, ig).ig_token)
+        sim.world.tokens.expire_token(account_row(engine, ig).ig_token)
         outcome = await poll_stories(ctx, account_id)
         again = await poll_stories(ctx, account_id)
     row = account_row(engine, ig)
@@ -156,7 +156,7 @@ async def test_a_transient_listing_failure_is_retried_then_backs_off(
 ) -> None:
     """5xx: arq retries the job (1 s, 2 s); the last try gives up: due again in 1 min."""
     async with listing_ctx(engine, redis_url, sim) as (ctx, ig, account_id):
-        sim.world.add_fault(status=500, account=ig, kind="stories", seconds=600)
+        sim.world.faults.add(status=500, account=ig, kind="stories", seconds=600)
         with pytest.raises(Retry) as first:
             await poll_stories(ctx, account_id)
         retried = account_row(engine, ig)
@@ -217,7 +217,7 @@ async def test_a_throttled_or_transient_capture_is_retried_then_skips_its_slot(
     """arq retries the capture (after the pause, or 1 s); the last try skips the slot and
     the story's schedule goes on."""
     async with capture_ctx(engine, redis_url, sim) as (ctx, ig, media_id):
-        sim.world.add_fault(account=ig, kind="insights", **fault)
+        sim.world.faults.add(account=ig, kind="insights", **fault)
         with pytest.raises(Retry) as first:
             await capture_story(ctx, media_id, "first")
         retried = stories(engine)[media_id]
@@ -268,7 +268,7 @@ async def test_a_throttled_final_waits_in_the_database_and_keeps_its_headstart(
     assert 29 <= seconds_until(waiting.next_capture_at) <= 34  # the pause, plus jitter
     assert score is not None
     assert score / 1000 < utcnow().timestamp() - 3000  # an hour's headstart
-    assert sim.world.calls(kind="insights") == []
+    assert sim.world.log.calls(kind="insights") == []
     assert job_failures(redis_url) == {"capture_story|retry": 1}
 
 
@@ -279,7 +279,7 @@ async def test_a_capture_meta_refuses_skips_its_slot_at_once(
 ) -> None:
     """Retrying cannot fix it: no retry, the slot is skipped with the error kept."""
     async with capture_ctx(engine, redis_url, sim) as (ctx, ig, media_id):
-        sim.world.add_fault(account=ig, kind="insights", status=400, **REFUSALS[refusal])
+        sim.world.faults.add(account=ig, kind="insights", status=400, **REFUSALS[refusal])
         outcome = await capture_story(ctx, media_id, "first")
     media = stories(engine)[media_id]
     assert outcome.startswith("skipped first:")
@@ -294,7 +294,7 @@ async def test_a_story_meta_no_longer_has_is_closed_as_missed(
 ) -> None:
     """ObjectNotFound: the story is gone; it is closed with the reason, nothing scheduled."""
     async with capture_ctx(engine, redis_url, sim) as (ctx, ig, media_id):
-        sim.world.add_fault(account=ig, kind="insights", status=400, **REFUSALS["not_found"])
+        sim.world.faults.add(account=ig, kind="insights", status=400, **REFUSALS["not_found"])
         outcome = await capture_story(ctx, media_id, "first")
     media = stories(engine)[media_id]
     assert outcome == "missed: story not found"
@@ -308,7 +308,7 @@ async def test_an_expired_token_during_a_capture_flags_the_account_and_skips(
 ) -> None:
     """190 on insights: the account is flagged, the slot skipped, the error kept."""
     async with capture_ctx(engine, redis_url, sim) as (ctx, ig, media_id):
-        sim.world.expire_token(account_row(engine, ig).ig_token)
+        sim.world.tokens.expire_token(account_row(engine, ig).ig_token)
         outcome = await capture_story(ctx, media_id, "first")
     assert outcome.startswith("skipped first: AuthError")
     assert account_row(engine, ig).state == "reauth_required"

@@ -211,7 +211,7 @@ async def test_list_posts_pages_by_100_to_the_end(
     listed = await client.list_posts(of(user))
     assert [post.id for post in listed] == posts
     assert all(post.timestamp is not None and post.permalink for post in listed)
-    calls = sim.world.calls(kind="threads")
+    calls = sim.world.log.calls(kind="threads")
     assert len(calls) == 3
     assert {(c.host, c.version, c.params["limit"]) for c in calls} == {("threads", "v1.0", "100")}
     assert set(calls[0].params["fields"].split(",")) >= {"id", "text", "is_quote_post"}
@@ -243,7 +243,7 @@ async def test_post_insights_and_repost_facade(
     rows, raw = await client.post_insights(of(user), facade.id)
     assert raw == {"data": []}
     assert rows == [MetricRow(m, None, flag=UNAVAILABLE) for m in POST_METRICS]
-    assert [c.params["metric"] for c in sim.world.calls(kind="threads_media_insights")] == [
+    assert [c.params["metric"] for c in sim.world.log.calls(kind="threads_media_insights")] == [
         ",".join(POST_METRICS)
     ] * 2
 
@@ -296,7 +296,7 @@ async def test_demographics_per_breakdown(
     assert {row.breakdown for row in rows} == {breakdown}
     assert all(row.dimension for row in rows)
     assert sum(row.value or 0 for row in rows) == 1234
-    (call,) = sim.world.calls(kind="threads_insights")
+    (call,) = sim.world.log.calls(kind="threads_insights")
     assert call.params["breakdown"] == breakdown
 
 
@@ -310,7 +310,7 @@ async def test_feature_not_available_for_a_profile_without_instagram(
         await client.user_insights(of(alone), ["likes", "followers_count"])
     assert caught.value.metrics == ("likes", "followers_count")
     assert caught.value.named == ("followers_count",)
-    assert len(sim.world.calls(kind="threads_insights")) == 1  # a client error: no retry
+    assert len(sim.world.log.calls(kind="threads_insights")) == 1  # a client error: no retry
     rows, _ = await client.user_insights(of(alone), ["likes"])
     assert [row.metric for row in rows] == ["likes"]
 
@@ -324,7 +324,7 @@ async def test_since_before_the_floor_is_never_sent(
         of(user), ["likes"], since=1_600_000_000, until=INSIGHTS_SINCE_FLOOR + 86400
     )
     assert rows[0].metric == "likes"
-    (call,) = sim.world.calls(kind="threads_insights")
+    (call,) = sim.world.log.calls(kind="threads_insights")
     assert call.params["since"] == str(INSIGHTS_SINCE_FLOOR)
 
 
@@ -337,7 +337,7 @@ async def test_token_refresh_and_me(sim: RunningSim, client: ThreadsClient) -> N
     assert grant.expires_in == 5183944
     assert grant.access_token not in ("", old)
     assert grant.expires_at > datetime.now(UTC) + timedelta(days=59)
-    (call,) = sim.world.calls(kind="refresh")
+    (call,) = sim.world.log.calls(kind="refresh")
     assert (call.host, call.params["grant_type"]) == ("threads", "th_refresh_token")
     fresh = ThreadsAccount(aged.id, grant.access_token)
     assert await client.me(fresh) == {
@@ -356,7 +356,7 @@ async def test_expired_token_is_an_auth_error_and_never_logged(
     sim: RunningSim, client: ThreadsClient, user: ThreadsUser, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An expired token raises AuthError (463) after one call; no log line or error holds it."""
-    sim.world.expire_token(threads_user=user.id)
+    sim.world.tokens.expire_token(threads_user=user.id)
     with (
         caplog.at_level(logging.DEBUG),
         caplog.at_level(logging.DEBUG, logger="httpx"),
@@ -364,7 +364,7 @@ async def test_expired_token_is_an_auth_error_and_never_logged(
     ):
         await client.list_posts(of(user))
     assert caught.value.subcode == 463
-    assert len(sim.world.calls()) == 1
+    assert len(sim.world.log.calls()) == 1
     assert "HTTP Request" in caplog.text
     for text in (caplog.text, str(caught.value), repr(caught.value), repr(client)):
         assert TOKEN not in text
@@ -375,11 +375,11 @@ async def test_transient_errors_are_retried(
     sim: RunningSim, client: ThreadsClient, user: ThreadsUser
 ) -> None:
     """Two 503s are retried inside the client; the third call answers."""
-    sim.world.add_fault(status=503, count=2, account=user.id)
+    sim.world.faults.add(status=503, count=2, account=user.id)
     client.transport.backoff_seconds = 0.01
     sim.world.add_threads_post(user.id)
     assert len(await client.list_posts(of(user))) == 1
-    assert [c.status for c in sim.world.calls()] == [503, 503, 200]
+    assert [c.status for c in sim.world.log.calls()] == [503, 503, 200]
 
 
 @pytest.mark.anyio
@@ -387,10 +387,10 @@ async def test_throttling_pauses_the_threads_account(
     sim: RunningSim, client: ThreadsClient, user: ThreadsUser, redis: Redis
 ) -> None:
     """A throttle pauses `threads:<id>` in the shared pacer; the next call is not sent."""
-    sim.world.add_fault(code=17, account=user.id)
+    sim.world.faults.add(code=17, account=user.id)
     with pytest.raises(Throttled):
         await client.list_posts(of(user))
     with pytest.raises(AccountPaused):
         await client.list_posts(of(user))
-    assert len(sim.world.calls()) == 1
+    assert len(sim.world.log.calls()) == 1
     assert await Pacer(redis).pause_counts(f"threads:{user.id}") == {"throttled": 1}

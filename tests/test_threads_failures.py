@@ -58,7 +58,7 @@ async def post_ctx(
 
 
 def threads_fault(sim: RunningSim, account: Account, kind: str, **fault: Any) -> None:
-    sim.world.add_fault(account=account.threads_user_id, kind=kind, **fault)
+    sim.world.faults.add(account=account.threads_user_id, kind=kind, **fault)
 
 
 # --- polls ------------------------------------------------------------------------------------
@@ -103,8 +103,8 @@ async def test_a_throttled_poll_stops_and_waits_out_the_pause(
         outcome = await poll_threads(ctx, account.id, 0)
     row = account_of(engine, account.id)
     assert outcome.startswith("stopped:")
-    assert len(sim.world.calls(kind="threads_insights")) == 1
-    assert sim.world.calls(kind="threads") == []  # posts are not listed either
+    assert len(sim.world.log.calls(kind="threads_insights")) == 1
+    assert sim.world.log.calls(kind="threads") == []  # posts are not listed either
     assert 0 < seconds_until(row.next_threads_poll_at) <= 10  # the pause, in "minutes" of 1 s
     assert (row.threads_failures, row.threads_problem) == (0, None)
     assert "17" in (row.last_error or "")
@@ -118,7 +118,7 @@ async def test_an_expired_threads_token_flags_its_side_only(
     """190: the Threads side needs re-authorisation, the Instagram side stays active."""
     async with poll_ctx(engine, redis_url, sim) as (ctx, account):
         assert account.id is not None
-        sim.world.expire_token(account.threads_token or "")
+        sim.world.tokens.expire_token(account.threads_token or "")
         await poll_threads(ctx, account.id, 0)
         again = await poll_threads(ctx, account.id, 1)
     row = account_of(engine, account.id)
@@ -236,7 +236,7 @@ async def test_an_expired_token_during_a_post_capture_flags_threads_and_skips(
 ) -> None:
     """190: the Threads side is flagged, the slot skipped."""
     async with post_ctx(engine, redis_url, sim) as (ctx, account, media_id):
-        sim.world.expire_token(account.threads_token or "")
+        sim.world.tokens.expire_token(account.threads_token or "")
         outcome = await capture_threads_post(ctx, media_id, "first")
     assert outcome.startswith("skipped first: AuthError")
     assert account_of(engine, account.id).threads_state == "reauth_required"

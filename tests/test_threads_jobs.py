@@ -114,7 +114,7 @@ async def test_a_poll_snapshots_the_user_and_lists_posts(
     assert {r["breakdown"] for r in demo} == {"country", "city", "age", "gender"}
     states = sorted(m.capture_state for m in posts(engine).values())
     assert states == ["skipped", "tracked", "tracked"] or "done" in states
-    insights = sim.world.calls(kind="threads_insights")
+    insights = sim.world.log.calls(kind="threads_insights")
     assert all(
         int(c.params.get("since", INSIGHTS_FLOOR.timestamp())) >= 1712991600 for c in insights
     )
@@ -130,7 +130,7 @@ async def test_views_are_asked_again_with_a_two_day_overlap_and_demographics_dai
     async with running_workers(threads_settings(engine, redis_url, sim)):
         await eventually(lambda: len(snapshots(engine, "threads_user")) >= 2, timeout=20)
     views = [
-        c for c in sim.world.calls(kind="threads_insights") if c.params.get("metric") == "views"
+        c for c in sim.world.log.calls(kind="threads_insights") if c.params.get("metric") == "views"
     ]
     assert len(views) >= 2
     ends = [r["end_time"] for r in history(engine, "metric = 'views' AND version = 1")]
@@ -138,7 +138,7 @@ async def test_views_are_asked_again_with_a_two_day_overlap_and_demographics_dai
     last_day = max(day for day in days if day is not None)
     since = int(views[1].params["since"])
     assert since == int((last_day - timedelta(days=2)).timestamp())
-    demo = [c for c in sim.world.calls(kind="threads_insights") if c.params.get("breakdown")]
+    demo = [c for c in sim.world.log.calls(kind="threads_insights") if c.params.get("breakdown")]
     assert len(demo) == 4  # one per breakdown, once
     versions = [s.version for s in snapshots(engine, "threads_user")]
     assert versions == list(range(1, len(versions) + 1))
@@ -158,7 +158,7 @@ async def test_feature_not_available_is_recorded_once_and_not_asked_again(
     assert refused == {"followers_count", "follower_demographics"}
     asked = [
         c.params["metric"]
-        for c in sim.world.calls(kind="threads_insights")
+        for c in sim.world.log.calls(kind="threads_insights")
         if "followers_count" in c.params.get("metric", "")
     ]
     assert asked == ["followers_count"]  # the first poll only
@@ -183,9 +183,9 @@ async def test_posts_follow_their_schedule_and_reposts_are_skipped(
     slots = [s.slot for s in snapshots(engine, "threads_post") if s.subject_id == post.id]
     assert slots == ["first", "2s", "4s"]
     assert posts(engine)[repost.id].capture_state == "skipped"
-    asked = {c.object_id for c in sim.world.calls(kind="threads_media_insights")}
+    asked = {c.object_id for c in sim.world.log.calls(kind="threads_media_insights")}
     assert repost.id not in asked
-    assert len(sim.world.calls(kind="threads_media_insights")) == 3
+    assert len(sim.world.log.calls(kind="threads_media_insights")) == 3
 
 
 @pytest.mark.anyio
@@ -197,7 +197,7 @@ async def test_tokens_are_refreshed_and_a_dead_one_flags_once(
     ig = sim.world.add_account(login="instagram", token_age_seconds=10 * DAY)
     th = sim.world.add_threads_user(token_age_seconds=10 * DAY)
     dead = sim.world.add_account(login="instagram", token_age_seconds=10 * DAY)
-    sim.world.expire_token(dead.token)
+    sim.world.tokens.expire_token(dead.token)
     old = utcnow() - timedelta(days=10)
     with Session(engine, expire_on_commit=False) as session:
         good = Account(name="good", ig_user_id=ig.ig_user_id, ig_token=ig.token,
@@ -226,7 +226,7 @@ async def test_tokens_are_refreshed_and_a_dead_one_flags_once(
         assert expires_at is not None
         assert expires_at > utcnow() + timedelta(days=59)
         assert refreshed_at is not None
-    assert len(sim.world.calls(kind="refresh")) == 3  # two renewed, one refused; then none
+    assert len(sim.world.log.calls(kind="refresh")) == 3  # two renewed, one refused; then none
     flagged = account_of(engine, bad.id)
     assert flagged.state == "reauth_required"
     assert caplog.text.count("could not be refreshed") == 1

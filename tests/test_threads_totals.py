@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from metasim.entities import Call
+from metasim.world.entities import Call
 from models.types import UTCDateTime
 from tests.metasim_fixtures import RunningSim
 from tests.test_threads_jobs import register, snapshots, threads_settings
@@ -23,7 +23,7 @@ from workers.meta.days import day_start
 def total_calls(sim: RunningSim) -> list[Call]:
     return [
         c
-        for c in sim.world.calls(kind="threads_insights")
+        for c in sim.world.log.calls(kind="threads_insights")
         if c.params.get("metric") == ",".join(TOTALS)
     ]
 

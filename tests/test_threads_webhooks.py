@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from metasim import ThreadsPost, World
-from metasim.signing import delete_payload, encode, publish_payload, threads_payload
+from metasim.webhooks import delete_payload, encode, publish_payload, threads_payload
 from models.accounts import Account
 from models.deliveries import WebhookDelivery
 from models.types import utcnow
@@ -137,8 +137,8 @@ async def test_the_listing_tracks_the_post_and_never_the_reply(
     async with running_workers(settings):
         await eventually(lambda: snapshots(engine, "threads_post"))
     assert set(posts(engine)) == {post.id}
-    assert len(sim.world.calls(kind="threads")) == 1
-    asked = {c.object_id for c in sim.world.calls(kind="threads_media_insights")}
+    assert len(sim.world.log.calls(kind="threads")) == 1
+    asked = {c.object_id for c in sim.world.log.calls(kind="threads_media_insights")}
     assert asked == {post.id}
 
 
@@ -166,7 +166,7 @@ async def test_delete_stops_captures_and_keeps_the_snapshots(
     assert post.deleted_at is not None
     assert gone.deleted_at == post.deleted_at.replace(microsecond=0)  # Meta's, to the second
     assert [s.slot for s in snapshots(engine, "threads_post")] == ["first"]
-    assert len(sim.world.calls(kind="threads_media_insights")) == 1
+    assert len(sim.world.log.calls(kind="threads_media_insights")) == 1
 
 
 def test_a_delete_before_its_publish_keeps_the_post_untracked(

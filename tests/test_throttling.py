@@ -89,7 +89,7 @@ async def test_code_4_pauses_every_account_in_every_worker(
     until the pause lapses, and the first calls after it succeed."""
     first, second = workers
     accounts = [sim.world.add_account() for _ in range(3)]
-    sim.world.block(2 * MINUTE)  # shorter than the client's pause: one pause recovers
+    sim.world.budgets.block(2 * MINUTE)  # shorter than the client's pause: one pause recovers
     with pytest.raises(AppThrottled) as caught:
         await first.graph.list_stories(ig(accounts[0]))
     assert 5 * MINUTE <= caught.value.retry_after <= 5.5 * MINUTE + 0.01
@@ -97,11 +97,11 @@ async def test_code_4_pauses_every_account_in_every_worker(
         with pytest.raises(AccountPaused) as paused:
             await second.graph.list_stories(ig(account))
         assert paused.value.account == APP
-    assert [c.code for c in sim.world.calls()] == [4]
+    assert [c.code for c in sim.world.log.calls()] == [4]
     await wait_until_free(second.pacer, f"ig:{accounts[1].ig_user_id}")
     for account in accounts[1:]:
         assert await second.graph.list_stories(ig(account)) == []
-    assert [(c.account, c.status) for c in sim.world.calls()] == [
+    assert [(c.account, c.status) for c in sim.world.log.calls()] == [
         (accounts[0].ig_user_id, 403),
         *((a.ig_user_id, 200) for a in accounts[1:]),
     ]
@@ -116,14 +116,14 @@ async def test_threads_code_4_pauses_the_threads_app_only(
     first, second = workers
     user, other = sim.world.add_threads_user(), sim.world.add_threads_user()
     account = sim.world.add_account()
-    sim.world.block(10 * MINUTE, platform="threads")
+    sim.world.budgets.block(10 * MINUTE, platform="threads")
     with pytest.raises(AppThrottled):
         await first.threads.me(ThreadsAccount(user.id, user.token))
     with pytest.raises(AccountPaused) as paused:
         await second.threads.me(ThreadsAccount(other.id, other.token))
     assert paused.value.account == "app:threads"
     assert await second.graph.list_stories(ig(account)) == []
-    assert [c.status for c in sim.world.calls()] == [403, 200]
+    assert [c.status for c in sim.world.log.calls()] == [403, 200]
 
 
 @pytest.mark.anyio
@@ -139,7 +139,7 @@ async def test_app_usage_at_100_pauses_the_app_before_any_error(
     await first.graph.list_stories(ig(one))  # 2 of 2: usage 100 %, still a 200
     with pytest.raises(AccountPaused):
         await second.graph.list_stories(ig(two))
-    assert [c.status for c in sim.world.calls()] == [200, 200]
+    assert [c.status for c in sim.world.log.calls()] == [200, 200]
     assert await first.pacer.pause_counts(APP) == {"app_limit": 1}
 
 
@@ -153,7 +153,7 @@ async def test_instagram_login_usage_shape_is_read(
     account = sim.world.add_account(login="instagram")
     for _ in range(9):  # 90 %: above the 80 % slow-down threshold
         await first.graph.list_stories(ig(account))
-    assert sim.world.calls()[-1].host == "instagram"
+    assert sim.world.log.calls()[-1].host == "instagram"
     assert await first.pacer.pause_counts(APP) == {"slowdown": 1}
     assert await second.pacer.remaining("ig:someone-else") > 0
 
@@ -167,11 +167,11 @@ async def test_usage_headers_are_read_on_error_answers(
     sim.world.configure(app_budget=2)
     account = sim.world.add_account()
     media = sim.world.add_story(account.ig_user_id).id
-    sim.world.deny(account.ig_user_id, kind="insights")
+    sim.world.budgets.deny(account.ig_user_id, kind="insights")
     await first.graph.list_stories(ig(account))
     with pytest.raises(PermissionDenied):
         await first.graph.insights(ig(account), media, story_calls("v25.0")[0])
-    assert sim.world.calls()[-1].status == 400
+    assert sim.world.log.calls()[-1].status == 400
     with pytest.raises(AccountPaused):
         await second.graph.list_stories(ig(sim.world.add_account()))
 
@@ -200,7 +200,7 @@ async def test_account_throttle_pauses_it_for_the_regain_estimate_then_recovers(
     finally:
         await first.close()
         await second.close()
-    codes = [c.code for c in sim.world.calls(account=account.ig_user_id)]
+    codes = [c.code for c in sim.world.log.calls(account=account.ig_user_id)]
     assert codes == [None, None, 80002, None]
 
 
@@ -212,11 +212,11 @@ async def test_garbage_200_is_retried_then_succeeds(
     first, _ = workers
     account = sim.world.add_account()
     story = sim.world.add_story(account.ig_user_id).id
-    sim.world.add_fault(garbage="not_json")
-    sim.world.add_fault(garbage="not_object")
+    sim.world.faults.add(garbage="not_json")
+    sim.world.faults.add(garbage="not_object")
     stories = await first.graph.list_stories(ig(account))
     assert [s.id for s in stories] == [story]
-    assert [(c.status, c.fault is not None) for c in sim.world.calls()] == [
+    assert [(c.status, c.fault is not None) for c in sim.world.log.calls()] == [
         (200, True),
         (200, True),
         (200, False),
@@ -230,13 +230,13 @@ async def test_garbage_200_every_time_is_transient_not_a_client_error(
     """After its bounded tries, a garbled answer is Transient (retry later), never ClientError."""
     first, _ = workers
     account = sim.world.add_account()
-    sim.world.add_fault(garbage="not_json", count=5)
+    sim.world.faults.add(garbage="not_json", count=5)
     with pytest.raises(Transient) as caught:
         await first.graph.list_stories(ig(account))
     assert not isinstance(caught.value, ClientError)
     assert caught.value.retryable
     assert "not a JSON object" in str(caught.value)
-    assert len(sim.world.calls()) == 3
+    assert len(sim.world.log.calls()) == 3
 
 
 @pytest.mark.anyio
@@ -255,14 +255,14 @@ async def test_permission_errors_are_permission_denied_and_not_retryable(
         "impersonating a user's access token"
     )
     for code, message in ((10, None), (200, None), (200, granted)):
-        sim.world.deny(account.ig_user_id, code=code, kind="insights", message=message)
+        sim.world.budgets.deny(account.ig_user_id, code=code, kind="insights", message=message)
         with pytest.raises(PermissionDenied) as caught:
             await first.graph.insights(ig(account), media, call)
         assert (caught.value.code, caught.value.retryable) == (code, False)
-        sim.world.allow(account.ig_user_id)
+        sim.world.budgets.allow(account.ig_user_id)
     assert caught.value.message == granted
     with pytest.raises(NotEnoughViewers):
         await first.graph.insights(ig(account), few, call)
     rows, _ = await first.graph.insights(ig(account), media, call)
     assert rows
-    assert [c.code for c in sim.world.calls()] == [10, 200, 200, 10, None]
+    assert [c.code for c in sim.world.log.calls()] == [10, 200, 200, 10, None]

@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from archiver.status.as_text import ig_token_line
 from metasim import Account as SimAccount
-from metasim.tokens import APP_ID, APP_SECRET
+from metasim.world.tokens import APP_ID, APP_SECRET
 from models.accounts import Account
 from models.types import utcnow
 from reports.coverage import account_statuses
@@ -71,7 +71,7 @@ async def test_debug_token_fills_expiry_and_data_access_expiry(
     """The app token asks once a day: expires_at and data_access_expires_at are stored."""
     ig = sim.world.add_account(token_age_seconds=86400)
     account_id = add(engine, ig)
-    token = sim.world.token(ig.token)
+    token = sim.world.tokens.token(ig.token)
     assert token is not None
     assert token.expires_at is not None
     async with worker_ctx(engine, redis_url, sim, **APP) as ctx:
@@ -83,7 +83,7 @@ async def test_debug_token_fills_expiry_and_data_access_expiry(
     expected = (token.issued_at + timedelta(days=90)).replace(microsecond=0)
     assert found.ig_data_access_expires_at == expected
     assert (found.ig_token_check_error, found.state) == (None, "active")
-    (call,) = sim.world.calls(kind="debug_token")
+    (call,) = sim.world.log.calls(kind="debug_token")
     assert (call.account, call.params["access_token"], call.host) == (APP_ID, "***", "facebook")
     assert ig_token_line(
         account_statuses(engine, now=utcnow(), grace=timedelta(seconds=10))[0], utcnow()
@@ -113,12 +113,12 @@ async def test_without_an_app_id_a_developers_token_inspects_itself(
 ) -> None:
     """No META_APP_ID: the token is its own access token, which Meta allows a developer."""
     ig = sim.world.add_account()
-    sim.world.make_developer(ig.ig_user_id)
+    sim.world.tokens.make_developer(ig.ig_user_id)
     account_id = add(engine, ig)
     async with worker_ctx(engine, redis_url, sim) as ctx:
         assert checks(await refresh_tokens(ctx)) == (1, 0, 0)
     assert account_of(engine, account_id).ig_token_expires_at is not None
-    (call,) = sim.world.calls(kind="debug_token")
+    (call,) = sim.world.log.calls(kind="debug_token")
     assert call.account == ig.ig_user_id
 
 
@@ -152,7 +152,7 @@ async def test_a_refused_check_is_recorded_shown_and_asked_again_a_day_later(
         account_statuses(engine, now=utcnow(), grace=timedelta(seconds=10))[0], utcnow()
     )
     assert line.startswith("expiry unknown (debug_token refused: (#100) You must provide")
-    assert len(sim.world.calls(kind="debug_token")) == 2
+    assert len(sim.world.log.calls(kind="debug_token")) == 2
 
 
 @pytest.mark.anyio
@@ -162,10 +162,10 @@ async def test_a_dead_token_flags_the_account_once(
     """is_valid false: the expiry is stored and the account flagged for re-authorisation;
     a developer's expired token asking for itself gets 190 and is flagged the same way."""
     dead = sim.world.add_account()
-    sim.world.expire_token(dead.token)
+    sim.world.tokens.expire_token(dead.token)
     own = sim.world.add_account()
-    sim.world.make_developer(own.ig_user_id)
-    sim.world.expire_token(own.token)
+    sim.world.tokens.make_developer(own.ig_user_id)
+    sim.world.tokens.expire_token(own.token)
     dead_id, own_id = add(engine, dead), add(engine, own)
     with caplog.at_level(logging.WARNING):
         async with worker_ctx(engine, redis_url, sim, **APP) as ctx:
@@ -209,7 +209,7 @@ async def test_a_throttled_check_is_asked_again_at_the_next_run(
 ) -> None:
     """Code 4 on debug_token: nothing recorded, so the next hourly run asks again."""
     account_id = add(engine, sim.world.add_account())
-    sim.world.add_fault(code=4, kind="debug_token", count=1)
+    sim.world.faults.add(code=4, kind="debug_token", count=1)
     async with worker_ctx(engine, redis_url, sim, **APP) as ctx:
         first = await refresh_tokens(ctx)
         assert account_of(engine, account_id).ig_token_checked_at is None
@@ -228,7 +228,7 @@ async def test_only_facebook_login_tokens_are_checked(
         assert checks(await refresh_tokens(ctx)) == (0, 0, 0)
         with pytest.raises(ValueError, match="Facebook Login"):
             await ctx["graph"].debug_token(IgAccount("1", "IGAAtoken", login="instagram"))
-    assert sim.world.calls(kind="debug_token") == []
+    assert sim.world.log.calls(kind="debug_token") == []
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,8 @@ import string
 from datetime import datetime
 from typing import Any, Final
 
+from metasim.world.tokens import expired_message
+
 OAUTH: Final = "OAuthException"
 THREADS: Final = "THApiException"
 FEATURE_NOT_AVAILABLE: Final = "THREADS_API__FEATURE_NOT_AVAILABLE"
@@ -92,12 +94,7 @@ def unparsable_token() -> MetaApiError:
 
 
 def expired_token(expired_at: datetime, now: datetime) -> MetaApiError:
-    stamp = "%A, %d-%b-%y %H:%M:%S UTC"
-    message = (
-        f"Error validating access token: Session has expired on {expired_at.strftime(stamp)}. "
-        f"The current time is {now.strftime(stamp)}."
-    )
-    return api_error(400, 190, message, subcode=463)
+    return api_error(400, 190, expired_message(expired_at, now), subcode=463)
 
 
 def token_too_young() -> MetaApiError:
@@ -131,7 +128,7 @@ def unknown_path(segments: list[str]) -> MetaApiError:
 
 def unversioned_call() -> MetaApiError:
     """[UNCERTAIN] Meta serves unversioned calls at the app's dashboard version; the
-    simulator refuses them (see metasim.versions)."""
+    simulator refuses them (see metasim.api.versions)."""
     message = (
         "An API version is required at the start of the path, e.g. /v25.0/me "
         "(unversioned calls are refused by this simulator)"
@@ -140,7 +137,7 @@ def unversioned_call() -> MetaApiError:
 
 
 def permission_denied(code: int, message: str) -> MetaApiError:
-    """(#10) or (#200-299): see metasim.access for the wording and statuses."""
+    """(#10) or (#200-299): see metasim.world.denials for the wording and statuses."""
     return api_error(400 if code == 10 else 403, code, message)
 
 
@@ -232,7 +229,7 @@ def throttled(code: int = 80002) -> MetaApiError:
     return api_error(status, code, message, is_transient=transient)
 
 
-# A fault that quotes a token back (metasim.faults.QUOTES): the code, subcode and message
+# A fault that quotes a token back (metasim.world.faults.QUOTES): the code, subcode and message
 # (with `{quote}`) it answers when the fault names no code or status of its own. The wording
 # is the simulator's [UNCERTAIN]: Meta's 190 messages name a session, and a client must
 # expect any error text, or a proxy's, to echo a token or the request URL.

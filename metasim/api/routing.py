@@ -1,7 +1,7 @@
 """From a request path to a Target: which object, which edge, which handler.
 
 Paths look like Meta's: `[/{host}]/{version}/{object-id}[/{edge}]`, plus `/{version}/me`,
-`/refresh_access_token` and `/debug_token` (metasim.versions says which versions each host
+`/refresh_access_token` and `/debug_token` (metasim.api.versions says which versions each host
 serves, and which paths need none). The optional first segment `facebook`, `instagram` or
 `threads` lets one simulator stand for the three hosts (set e.g.
 FACEBOOK_GRAPH_URL=http://127.0.0.1:PORT/facebook): the call log tells them apart and a token
@@ -12,24 +12,24 @@ from __future__ import annotations
 
 from typing import Final
 
-from metasim import errors, graph, threads, tokens, versions
-from metasim.context import Handler, Target
-from metasim.entities import Account, Story, ThreadsPost, ThreadsUser
-from metasim.state import World
-from metasim.versions import Versioned
+from metasim.api import error_bodies, instagram, threads, versions
+from metasim.api.request import Handler, Target
+from metasim.api.versions import Versioned
+from metasim.world.entities import Account, Story, ThreadsPost, ThreadsUser
+from metasim.world.world import World
 
 HOSTS: Final = ("facebook", "instagram", "threads")
 
 # object class -> (node type, platform, {edge or None: (route kind, handler)})
 ROUTES: Final[dict[type, tuple[str, str, dict[str | None, tuple[str, Handler]]]]] = {
     Account: ("IGUser", "instagram", {
-        None: ("account", graph.account),
-        "stories": ("stories", graph.stories),
-        "connected_threads_user": ("connected_threads_user", graph.connected_threads_user),
+        None: ("account", instagram.account),
+        "stories": ("stories", instagram.stories),
+        "connected_threads_user": ("connected_threads_user", instagram.connected_threads_user),
     }),
     Story: ("IGMedia", "instagram", {
-        None: ("media", graph.media),
-        "insights": ("insights", graph.insights),
+        None: ("media", instagram.media),
+        "insights": ("insights", instagram.insights),
     }),
     ThreadsUser: ("ThreadsUser", "threads", {
         None: ("threads_user", threads.user),
@@ -42,7 +42,7 @@ ROUTES: Final[dict[type, tuple[str, str, dict[str | None, tuple[str, Handler]]]]
     }),
 }  # fmt: skip
 REFRESH_GRANTS: Final[dict[str, tuple[str, Handler]]] = {
-    "ig_refresh_token": ("instagram", graph.refresh),
+    "ig_refresh_token": ("instagram", instagram.refresh),
     "th_refresh_token": ("threads", threads.refresh),
 }
 
@@ -78,25 +78,24 @@ def resolve(world: World, segments: list[str], grant_type: str | None) -> Target
     if segments == ["refresh_access_token"]:
         platform, handler = REFRESH_GRANTS.get(grant_type or "", (None, None))
         if handler is None:
-            return Target("refresh", platform, error=errors.bad_grant(grant_type))
+            return Target("refresh", platform, error=error_bodies.bad_grant(grant_type))
         return Target("refresh", platform, handler)
     if segments == ["me"]:
         return Target("me", None)
     if segments == ["debug_token"]:
-        return Target("debug_token", "instagram", tokens.debug_token)
+        return Target("debug_token", "instagram", instagram.debug_token)
     if not segments or len(segments) > 2:
-        return Target("unknown", None, error=errors.unknown_path(segments))
+        return Target("unknown", None, error=error_bodies.unknown_path(segments))
     object_id, edge = segments[0], (segments[1] if len(segments) > 1 else None)
-    with world.lock:
-        found = world.lookup(object_id)
+    found = world.state.lookup(object_id)
     if found is None:
         return Target(
-            "unknown", None, object_id=object_id, error=errors.object_not_found(object_id)
+            "unknown", None, object_id=object_id, error=error_bodies.object_not_found(object_id)
         )
     node_type, platform, edges = ROUTES[type(found)]
     owner = _owner(found)
     if edge not in edges:
-        error = errors.nonexisting_field(edge or "", node_type)
+        error = error_bodies.nonexisting_field(edge or "", node_type)
         return Target("unknown", platform, object_id=object_id, owner=owner, error=error)
     kind, handler = edges[edge]
     return Target(kind, platform, handler, object_id, owner)

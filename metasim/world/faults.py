@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
+from metasim.world.state import WorldState
+
 # A 200 whose body is not JSON (cut short, as a dropped connection leaves it) or is JSON but
 # not an object: what a client must treat as a failed answer and retry, never as data.
 GARBAGE: Final = {
@@ -13,7 +15,7 @@ GARBAGE: Final = {
 }
 
 
-# An error that quotes a token back (metasim.tokens.quoting_error): the caller's own token,
+# An error that quotes a token back (metasim.api.pipeline.quoting_error): the caller's own token,
 # an older token of the same owner, or the request's URL with its `access_token=`.
 QUOTES: Final = ("token", "old_token", "url")
 
@@ -73,30 +75,71 @@ class Fault:
         return asdict(self)
 
 
-class FaultBook:
-    """The injected faults, first added first served."""
+class Faults:
+    """The injected faults, first added first served, on the world's clock."""
 
-    def __init__(self) -> None:
-        self.faults: list[Fault] = []
+    def __init__(self, state: WorldState) -> None:
+        self.state = state
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every fault; ids start again at 1."""
+        self.book: list[Fault] = []
         self.next_id = 1
 
-    def add(self, now: float, *, seconds: float | None = None, **spec: Any) -> Fault:
-        if spec.get("count") is None and seconds is None:
-            spec["count"] = 1
-        until = now + seconds if seconds is not None else None
-        fault = Fault(id=self.next_id, until=until, **spec)
-        self.next_id += 1
-        self.faults.append(fault)
-        return fault
+    def add(
+        self,
+        *,
+        code: int | None = None,
+        status: int | None = None,
+        delay: float = 0.0,
+        count: int | None = None,
+        seconds: float | None = None,
+        account: str | None = None,
+        kind: str | None = None,
+        message: str | None = None,
+        subcode: int | None = None,
+        is_transient: bool | None = None,
+        regain_minutes: int = 1,
+        garbage: str | None = None,
+        quote: str | None = None,
+    ) -> Fault:
+        """Inject a fault: a Meta error `code` and/or HTTP `status`, and/or a `delay` (s), or
+        a `garbage` 200 ("not_json" or "not_object"), for the next `count` matching calls
+        (default 1) or for `seconds` of world time; `account` (IG user or Threads user id)
+        and `kind` (route kind) narrow it. `quote` ("token", "old_token", "url") makes the
+        error's message quote a token back (metasim.api.pipeline.quoting_error)."""
+        with self.state.lock:
+            now = self.state.clock()
+            fault = Fault(
+                id=self.next_id, until=None if seconds is None else now + seconds, code=code,
+                status=status, delay=delay, count=1 if count is None and seconds is None else count,
+                account=None if account is None else str(account), kind=kind, message=message,
+                subcode=subcode, is_transient=is_transient, regain_minutes=regain_minutes,
+                garbage=garbage, quote=quote,
+            )  # fmt: skip
+            self.next_id += 1
+            self.book.append(fault)
+            return fault
 
-    def take(self, account: str | None, kind: str, now: float) -> Fault | None:
+    def take(self, account: str | None, kind: str) -> Fault | None:
         """The first live fault matching this call, counted as hit; spent ones are dropped."""
-        self.faults = [f for f in self.faults if f.live(now)]
-        for fault in self.faults:
-            if fault.matches(account, kind):
-                fault.hits += 1
-                return fault
-        return None
+        with self.state.lock:
+            if not self.book:
+                return None
+            now = self.state.clock()
+            self.book = [f for f in self.book if f.live(now)]
+            for fault in self.book:
+                if fault.matches(account, kind):
+                    fault.hits += 1
+                    return fault
+            return None
+
+    def live(self) -> list[Fault]:
+        """The faults still in force."""
+        with self.state.lock:
+            return [f for f in self.book if f.live(self.state.clock())]
 
     def clear(self) -> None:
-        self.faults.clear()
+        with self.state.lock:
+            self.book.clear()

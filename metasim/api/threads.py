@@ -15,7 +15,7 @@
   THREADS_API__FEATURE_NOT_AVAILABLE) and demographics need exactly one breakdown
   (country|city|age|gender) and >= 100 followers (below that the metric is left out of
   `data` [UNCERTAIN]); `since` < 1712991600 is refused.
-- Error bodies use type THApiException [UNCERTAIN], see metasim.errors.
+- Error bodies use type THApiException [UNCERTAIN], see metasim.api.error_bodies.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from metasim import errors, metrics
-from metasim.context import Ctx, meta_time, parse_fields, parse_time, pick, split_list
-from metasim.entities import ThreadsPost, ThreadsUser
-from metasim.graph import refresh_grant
-from metasim.paging import limit_param, page_body, paginate
+from metasim.api import error_bodies
+from metasim.api.instagram import refresh_grant
+from metasim.api.paging import limit_param, page_body, paginate
+from metasim.api.request import Ctx, meta_time, parse_fields, parse_time, pick, split_list
+from metasim.world import insights
+from metasim.world.entities import ThreadsPost, ThreadsUser
 
 LIST_SINCE_FLOOR: Final = 1688540400
 INSIGHTS_SINCE_FLOOR: Final = 1712991600
@@ -83,12 +84,14 @@ def _range(ctx: Ctx, floor: int) -> tuple[datetime | None, datetime | None]:
     since = parse_time(ctx.params.get("since"), "since")
     until = parse_time(ctx.params.get("until"), "until")
     if since is not None and since.timestamp() < floor:
-        raise errors.bad_param(
+        raise error_bodies.bad_param(
             f"Param since must be a unix timestamp greater than or equal to {floor}",
-            kind=errors.THREADS,
+            kind=error_bodies.THREADS,
         )
     if since is not None and until is not None and since >= until:
-        raise errors.bad_param("Param since must be earlier than until", kind=errors.THREADS)
+        raise error_bodies.bad_param(
+            "Param since must be earlier than until", kind=error_bodies.THREADS
+        )
     return since, until
 
 
@@ -96,7 +99,7 @@ def _live_post(ctx: Ctx) -> ThreadsPost:
     """The post a media route names; a deleted one is gone, as any unknown object."""
     found = ctx.world.threads_post(ctx.object_id)
     if found.deleted_at is not None:
-        raise errors.object_not_found(found.id)
+        raise error_bodies.object_not_found(found.id)
     return found
 
 
@@ -105,7 +108,9 @@ def threads(ctx: Ctx) -> dict[str, Any]:
     /{threads-user-id}/replies and deleted posts on neither."""
     user = ctx.world.threads_user(ctx.object_id)
     if ctx.params.get("before") and ctx.params.get("after"):
-        raise errors.bad_param("Only one of before or after may be given", kind=errors.THREADS)
+        raise error_bodies.bad_param(
+            "Only one of before or after may be given", kind=error_bodies.THREADS
+        )
     since, until = _range(ctx, LIST_SINCE_FLOOR)
     fields = parse_fields(ctx.params.get("fields"), POST_FIELDS, "ThreadsMedia")
     limit = limit_param(ctx.params.get("limit"), default=25, maximum=100)
@@ -152,18 +157,18 @@ def user(ctx: Ctx) -> dict[str, Any]:
 def _metrics(ctx: Ctx, allowed: tuple[str, ...]) -> list[str]:
     names = split_list(ctx.params.get("metric"))
     if not names:
-        raise errors.bad_param("The parameter metric is required", kind=errors.THREADS)
+        raise error_bodies.bad_param("The parameter metric is required", kind=error_bodies.THREADS)
     for index, name in enumerate(names):
         if name not in allowed:
             message = f"metric[{index}] must be one of the following values: {', '.join(allowed)}"
-            raise errors.bad_param(message, kind=errors.THREADS)
+            raise error_bodies.bad_param(message, kind=error_bodies.THREADS)
     return names
 
 
 def post_insights(ctx: Ctx) -> dict[str, Any]:
     """GET /{threads-media-id}/insights: lifetime counters of one post."""
     found = _live_post(ctx)
-    names = _metrics(ctx, metrics.POST_METRICS)
+    names = _metrics(ctx, insights.POST_METRICS)
     if found.media_type == "REPOST_FACADE":
         return {"data": []}
     counts = found.counts(ctx.now())
@@ -188,18 +193,18 @@ def user_insights(ctx: Ctx) -> dict[str, Any]:
     names = _metrics(ctx, USER_METRICS)
     since, until = _range(ctx, INSIGHTS_SINCE_FLOOR)
     now = ctx.now()
-    since = since or metrics.pacific_day_start(now - timedelta(days=1))
+    since = since or insights.pacific_day_start(now - timedelta(days=1))
     until = min(until or now, now)
     for name in NEEDS_INSTAGRAM:
         if name in names and found.ig_user_id is None:
-            raise errors.feature_not_available(name)
+            raise error_bodies.feature_not_available(name)
     breakdown = ctx.params.get("breakdown") or None
-    if "follower_demographics" in names and breakdown not in metrics.DEMOGRAPHICS:
-        raise errors.bad_param(
+    if "follower_demographics" in names and breakdown not in insights.DEMOGRAPHICS:
+        raise error_bodies.bad_param(
             "follower_demographics needs exactly one breakdown: country, city, age or gender",
-            kind=errors.THREADS,
+            kind=error_bodies.THREADS,
         )
-    days = metrics.day_starts(since, until) if since < until else []
+    days = insights.day_starts(since, until) if since < until else []
     data = [_user_item(found, name, days, breakdown) for name in names]
     return {"data": [item for item in data if item is not None]}
 
@@ -211,8 +216,8 @@ def _user_item(
     if name == "views":
         item["values"] = [
             {
-                "value": metrics.user_daily(found.seed, "views", day, found.daily_views),
-                "end_time": meta_time(metrics.pacific_day_start(day + timedelta(hours=26))),
+                "value": insights.user_daily(found.seed, "views", day, found.daily_views),
+                "end_time": meta_time(insights.pacific_day_start(day + timedelta(hours=26))),
             }
             for day in days
         ]
@@ -221,7 +226,7 @@ def _user_item(
         item["link_total_values"] = [
             {
                 "value": sum(
-                    metrics.user_daily(found.seed, f"clicks:{url}", d, base) for d in days
+                    insights.user_daily(found.seed, f"clicks:{url}", d, base) for d in days
                 ),
                 "link_url": url,
             }
@@ -232,14 +237,14 @@ def _user_item(
     elif name == "follower_demographics":
         if found.followers_count < 100 or breakdown is None:
             return None
-        parts = metrics.split(
-            found.followers_count, found.seed, metrics.DEMOGRAPHICS[breakdown], breakdown
+        parts = insights.split(
+            found.followers_count, found.seed, insights.DEMOGRAPHICS[breakdown], breakdown
         )
         results = [{"dimension_values": [label], "value": n} for label, n in parts]
         item["total_value"] = {"breakdowns": [{"dimension_keys": [breakdown], "results": results}]}
     else:
         base = found.daily_views * DAILY_SHARE[name]
-        total = sum(metrics.user_daily(found.seed, name, day, base) for day in days)
+        total = sum(insights.user_daily(found.seed, name, day, base) for day in days)
         item["total_value"] = {"value": total}
     item["title"] = TITLES[name]
     item["description"] = f"{TITLES[name]} of your profile."
@@ -250,5 +255,5 @@ def _user_item(
 def refresh(ctx: Ctx) -> dict[str, Any]:
     """GET graph.threads.net/refresh_access_token?grant_type=th_refresh_token."""
     if ctx.token is None or ctx.token.kind != "threads":
-        raise errors.invalid_token()
+        raise error_bodies.invalid_token()
     return refresh_grant(ctx)

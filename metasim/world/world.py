@@ -1,5 +1,10 @@
 """The simulated world: accounts, stories, Threads users and posts, and what Meta reports.
 
+A World is made of parts that share one WorldState (lock, config, clock, ids, objects):
+`world.tokens` (metasim.world.tokens), `world.budgets` (budgets, blocks and permission
+denials), `world.faults` (injected failures) and `world.log` (the calls answered). The World
+itself creates and reads the objects.
+
 Thread-safe (tests build and read it from their own thread while the server's event loop
 answers requests) and dict-based, so a world of thousands of accounts answers as fast as one
 of a single account. The clock is real UTC plus an offset (`advance`); the usual way to
@@ -9,13 +14,16 @@ compress time is to post stories in the past: a story posted 23 h 55 min ago exp
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from metasim import metrics
-from metasim.budgets import Budgets
-from metasim.entities import Account, Story, ThreadsPost, ThreadsUser
-from metasim.tokens import UNSET, TokenBook
+from metasim.world import insights
+from metasim.world.budgets import Budgets
+from metasim.world.calllog import CallLog
+from metasim.world.entities import Account, SimConfig, Story, ThreadsPost, ThreadsUser
+from metasim.world.faults import Faults
+from metasim.world.state import WorldState
+from metasim.world.tokens import UNSET, TokenBook
 
 IG_USER_BASE = 17841400000000000
 STORY_BASE = 18000000000000000
@@ -27,15 +35,48 @@ __all__ = ["World"]
 
 def _story_metrics(names: Sequence[str]) -> tuple[str, ...]:
     """Story metric names, checked: a typo would otherwise refuse nothing, silently."""
-    unknown = sorted(set(names) - set(metrics.STORY_METRICS))
+    unknown = sorted(set(names) - set(insights.STORY_METRICS))
     if unknown:
         msg = f"not story metrics: {', '.join(unknown)}"
         raise ValueError(msg)
     return tuple(names)
 
 
-class World(TokenBook, Budgets):
+class World:
     """Everything the simulator knows; every method is safe to call from any thread."""
+
+    def __init__(self, config: SimConfig | None = None, **settings: Any) -> None:
+        self.state = WorldState(config, **settings)
+        self.lock = self.state.lock
+        self.tokens = TokenBook(self.state)
+        self.budgets = Budgets(self.state)
+        self.faults = Faults(self.state)
+        self.log = CallLog()
+
+    @property
+    def config(self) -> SimConfig:
+        return self.state.config
+
+    def configure(self, **settings: Any) -> SimConfig:
+        """Change settings of SimConfig at run time (an unknown name is a ValueError)."""
+        return self.state.configure(**settings)
+
+    def reset(self, *, config: bool = False) -> None:
+        """Forget every object, token, fault, usage figure and call (and the config if asked)."""
+        with self.lock:
+            self.state.reset(config=config)
+            self.tokens.reset()
+            self.budgets.reset()
+            self.faults.reset()
+            self.log.clear()
+
+    def now(self) -> datetime:
+        """World time: real UTC plus the offset `advance` added."""
+        return self.state.now()
+
+    def advance(self, seconds: float) -> None:
+        """Move the world clock forward (stories age, tokens and windows run out)."""
+        self.state.advance(seconds)
 
     # --- creation --------------------------------------------------------------------------
 
@@ -60,27 +101,24 @@ class World(TokenBook, Budgets):
             msg = f"login must be facebook or instagram, not {login!r}"
             raise ValueError(msg)
         with self.lock:
-            ig_id = self.claim_id(ig_user_id, IG_USER_BASE)
-            issued = token_issued_at or self._aged(token_age_seconds)
-            tok = self.issue_token(
+            ig_id = self.state.claim_id(ig_user_id, IG_USER_BASE)
+            issued = token_issued_at or self.state.aged(token_age_seconds)
+            tok = self.tokens.issue_token(
                 login, ig_id, token, issued_at=issued, expires_at=token_expires_at
             )
             account = Account(
                 ig_id, username or f"account_{ig_id[-6:]}", tok.value, login, budget,
                 impressions=impressions,
             )  # fmt: skip
-            self.accounts[ig_id] = account
+            self.state.accounts[ig_id] = account
             linked = threads_user_id or next(
-                (t for t, i in self.threads_links.items() if i == ig_id), None
+                (t for t, i in self.state.threads_links.items() if i == ig_id), None
             )
             if linked is not None:
                 self.link(ig_id, linked)
             for spec in stories:
                 self.add_story(ig_id, **spec)
             return account
-
-    def _aged(self, age_seconds: float | None) -> datetime | None:
-        return None if age_seconds is None else self.now() - timedelta(seconds=age_seconds)
 
     def add_story(
         self,
@@ -99,25 +137,25 @@ class World(TokenBook, Budgets):
         """A story posted at `timestamp` (or `age_seconds` ago; default now).
 
         `viewers` is its final reach; below 5, insights answer error 10. `finals` overrides
-        final counters (keys as in metrics.story_finals, e.g. "reach", "nav:tap_exit").
+        final counters (keys as in insights.story_finals, e.g. "reach", "nav:tap_exit").
         `refuses`: metrics Meta will not serve for this media (see refuse_metrics).
         """
         with self.lock:
             owner = self.account(account)
-            media_id = self.claim_id(story_id, STORY_BASE)
+            media_id = self.state.claim_id(story_id, STORY_BASE)
             seed = int(media_id) if seed is None else seed
             story = Story(
                 id=media_id,
                 account=owner.ig_user_id,
-                timestamp=self.moment(timestamp, age_seconds),
+                timestamp=self.state.moment(timestamp, age_seconds),
                 viewers=viewers,
                 seed=seed,
-                finals=metrics.story_finals(viewers, seed, finals),
+                finals=insights.story_finals(viewers, seed, finals),
                 media_type=media_type,
                 caption=caption,
                 refuses=_story_metrics(refuses),
             )
-            self.story_index[media_id] = story
+            self.state.story_index[media_id] = story
             owner.story_ids.append(media_id)
             return story
 
@@ -147,9 +185,9 @@ class World(TokenBook, Budgets):
         """A Threads profile; `ig_user_id` links it to an Instagram account (needed for
         followers_count and follower_demographics)."""
         with self.lock:
-            uid = self.claim_id(threads_user_id, THREADS_USER_BASE)
-            issued = token_issued_at or self._aged(token_age_seconds)
-            tok = self.issue_token(
+            uid = self.state.claim_id(threads_user_id, THREADS_USER_BASE)
+            issued = token_issued_at or self.state.aged(token_age_seconds)
+            tok = self.tokens.issue_token(
                 "threads", uid, token, issued_at=issued, expires_at=token_expires_at
             )
             user = ThreadsUser(
@@ -161,8 +199,8 @@ class World(TokenBook, Budgets):
                 links=list(links) or [f"https://example.com/{uid}/bio", "https://example.com/shop"],
                 daily_views=daily_views,
             )
-            self.threads_users[uid] = user
-            linked = ig_user_id or self.threads_links.get(uid)
+            self.state.threads_users[uid] = user
+            linked = ig_user_id or self.state.threads_links.get(uid)
             if linked is not None:
                 self.link(linked, uid)
             return user
@@ -186,21 +224,21 @@ class World(TokenBook, Budgets):
         with self.lock:
             owner = self.threads_user(user)
             parent = None if reply_to is None else self.threads_post(reply_to)
-            pid = self.claim_id(post_id, THREADS_POST_BASE)
+            pid = self.state.claim_id(post_id, THREADS_POST_BASE)
             seed = int(pid) if seed is None else seed
             post = ThreadsPost(
                 id=pid,
                 user=owner.id,
-                timestamp=self.moment(timestamp, age_seconds),
+                timestamp=self.state.moment(timestamp, age_seconds),
                 seed=seed,
-                finals=metrics.post_finals(seed, finals),
+                finals=insights.post_finals(seed, finals),
                 media_type=media_type,
                 text=text if text is not None else f"Post {pid}",
                 is_quote_post=is_quote_post,
                 replied_to=None if parent is None else parent.id,
                 root_post=None if parent is None else parent.root_post or parent.id,
             )
-            self.post_index[pid] = post
+            self.state.post_index[pid] = post
             owner.post_ids.append(pid)
             return post
 
@@ -214,11 +252,11 @@ class World(TokenBook, Budgets):
     def link(self, ig_user_id: str, threads_user_id: str) -> None:
         """Connect an IG account and a Threads profile (either may be created later)."""
         with self.lock:
-            self.threads_links[threads_user_id] = ig_user_id
-            if ig_user_id in self.accounts:
-                self.accounts[ig_user_id].threads_user_id = threads_user_id
-            if threads_user_id in self.threads_users:
-                self.threads_users[threads_user_id].ig_user_id = ig_user_id
+            self.state.threads_links[threads_user_id] = ig_user_id
+            if ig_user_id in self.state.accounts:
+                self.state.accounts[ig_user_id].threads_user_id = threads_user_id
+            if threads_user_id in self.state.threads_users:
+                self.state.threads_users[threads_user_id].ig_user_id = ig_user_id
 
     def populate(
         self,
@@ -261,11 +299,17 @@ class World(TokenBook, Budgets):
 
     # --- read access -------------------------------------------------------------------------
 
+    def account(self, ig_user_id: str) -> Account:
+        return self.state.account(ig_user_id)
+
+    def threads_user(self, threads_user_id: str) -> ThreadsUser:
+        return self.state.threads_user(threads_user_id)
+
     def story(self, media_id: str) -> Story:
-        return self._get(self.story_index, media_id, "story")
+        return self.state.story(media_id)
 
     def threads_post(self, post_id: str) -> ThreadsPost:
-        return self._get(self.post_index, post_id, "Threads post")
+        return self.state.threads_post(post_id)
 
     def connected_threads_user(self, ig_user_id: str) -> str | None:
         """The Threads user linked to an IG account, if any."""
@@ -276,13 +320,13 @@ class World(TokenBook, Budgets):
         """An account's unexpired stories, newest first (the order of the /stories edge)."""
         with self.lock:
             now = self.now()
-            stories = [self.story_index[i] for i in self.account(ig_user_id).story_ids]
+            stories = [self.state.story_index[i] for i in self.account(ig_user_id).story_ids]
         return sorted((s for s in stories if s.alive(now)), key=lambda s: s.sort_key)
 
     def posts_of(self, threads_user_id: str) -> list[ThreadsPost]:
         """A Threads user's posts, newest first."""
         with self.lock:
-            posts = [self.post_index[i] for i in self.threads_user(threads_user_id).post_ids]
+            posts = [self.state.post_index[i] for i in self.threads_user(threads_user_id).post_ids]
         return sorted(posts, key=lambda p: p.sort_key)
 
     def story_values(self, media_id: str, at: datetime | None = None) -> dict[str, int]:
@@ -314,14 +358,14 @@ class World(TokenBook, Budgets):
         with self.lock:
             now = self.now()
             return {
-                "accounts": len(self.accounts),
-                "stories": len(self.story_index),
-                "live_stories": sum(s.alive(now) for s in self.story_index.values()),
-                "threads_users": len(self.threads_users),
-                "threads_posts": len(self.post_index),
-                "tokens": len(self.tokens),
-                "faults": len(self.faultbook.faults),
-                "blocks": len(self.blocks()),
-                "denials": len(self.denials.items),
+                "accounts": len(self.state.accounts),
+                "stories": len(self.state.story_index),
+                "live_stories": sum(s.alive(now) for s in self.state.story_index.values()),
+                "threads_users": len(self.state.threads_users),
+                "threads_posts": len(self.state.post_index),
+                "tokens": len(self.tokens.issued),
+                "faults": len(self.faults.book),
+                "blocks": len(self.budgets.blocks()),
+                "denials": len(self.budgets.denials.items),
                 "calls": self.log.last_seq(),
             }

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from metasim import metrics
+from metasim.world import insights
 
 SIXTY_DAYS = 60 * 86400
 REFRESHED_EXPIRES_IN = 5183944  # Meta's example `expires_in` of a refreshed token
@@ -123,7 +123,7 @@ class Story:
 
     @property
     def expires_at(self) -> datetime:
-        return self.timestamp + timedelta(seconds=metrics.STORY_LIFETIME)
+        return self.timestamp + timedelta(seconds=insights.STORY_LIFETIME)
 
     @property
     def sort_key(self) -> tuple[int, str]:
@@ -134,7 +134,7 @@ class Story:
         return now < self.expires_at
 
     def counts(self, now: datetime) -> dict[str, int]:
-        return metrics.story_counts(self.finals, (now - self.timestamp).total_seconds())
+        return insights.story_counts(self.finals, (now - self.timestamp).total_seconds())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -203,7 +203,7 @@ class ThreadsPost:
         return self.replied_to is not None
 
     def counts(self, now: datetime) -> dict[str, int]:
-        return metrics.post_counts(self.finals, (now - self.timestamp).total_seconds())
+        return insights.post_counts(self.finals, (now - self.timestamp).total_seconds())
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -9,10 +9,10 @@ from typing import Any
 
 from starlette.requests import Request
 
-from metasim import errors
-from metasim.entities import Token
-from metasim.limits import Charge
-from metasim.state import World
+from metasim.api import error_bodies
+from metasim.world.entities import Token
+from metasim.world.limits import Charge
+from metasim.world.world import World
 
 Handler = Callable[["Ctx"], dict[str, Any]]
 
@@ -30,7 +30,7 @@ class Target:
     handler: Handler | None = None
     object_id: str | None = None
     owner: str | None = None
-    error: errors.MetaApiError | None = None
+    error: error_bodies.MetaApiError | None = None
 
 
 @dataclass
@@ -74,7 +74,7 @@ def parse_fields(value: str | None, allowed: Collection[str], node_type: str) ->
     names = split_list(value) or ["id"]
     for name in names:
         if name not in allowed:
-            raise errors.nonexisting_field(name, node_type)
+            raise error_bodies.nonexisting_field(name, node_type)
     return names
 
 
@@ -83,7 +83,9 @@ def pick(values: dict[str, Any], names: list[str]) -> dict[str, Any]:
     return {name: values[name] for name in names if values.get(name) is not None}
 
 
-def parse_time(value: str | None, name: str, *, kind: str = errors.THREADS) -> datetime | None:
+def parse_time(
+    value: str | None, name: str, *, kind: str = error_bodies.THREADS
+) -> datetime | None:
     """A Unix timestamp or an ISO-8601 date/time (a subset of the strtotime Meta accepts)."""
     if value is None or value == "":
         return None
@@ -94,5 +96,5 @@ def parse_time(value: str | None, name: str, *, kind: str = errors.THREADS) -> d
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise errors.bad_param(f"Param {name} must be a unix timestamp", kind=kind) from None
+        raise error_bodies.bad_param(f"Param {name} must be a unix timestamp", kind=kind) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

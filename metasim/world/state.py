@@ -1,7 +1,8 @@
-"""The world's machinery: lock, config, clock, ids, faults and the call log.
+"""The state every part of the World shares: lock, config, clock, ids and the objects.
 
 One re-entrant lock guards everything, because tests build and read the world from their own
-thread while the server's event loop answers requests.
+thread while the server's event loop answers requests. The World's parts (tokens, budgets,
+faults) each hold this one object, so they see the same clock and the same accounts.
 """
 
 from __future__ import annotations
@@ -14,51 +15,40 @@ from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from core.errors import ConflictError, NotFoundError
-from metasim.access import Denials
-from metasim.calllog import CallLog
-from metasim.entities import (
-    Account,
-    Call,
-    SimConfig,
-    Story,
-    ThreadsPost,
-    ThreadsUser,
-    Token,
-)
-from metasim.faults import Fault, FaultBook
-from metasim.limits import Limiter
+from metasim.world.entities import Account, SimConfig, Story, ThreadsPost, ThreadsUser
 
 T = TypeVar("T")
 
 
-class WorldCore:
-    """Shared state and bookkeeping; metasim.state.World adds the objects Meta serves."""
+class NotFound(LookupError):
+    """No object (account, story, Threads user or post, token) has this id or value."""
+
+
+class Conflict(Exception):
+    """The id or token is taken already (the control API answers 409)."""
+
+
+class WorldState:
+    """Config, clock, ids and the objects Meta serves, by id (ids are unique across kinds)."""
 
     def __init__(self, config: SimConfig | None = None, **settings: Any) -> None:
         self.lock = threading.RLock()
         self.config = replace(config or SimConfig(), **settings)
         self.offset = 0.0
-        self._reset_state()
+        self._reset_objects()
 
-    def _reset_state(self) -> None:
+    def _reset_objects(self) -> None:
         self.accounts: dict[str, Account] = {}
         self.story_index: dict[str, Story] = {}
         self.threads_users: dict[str, ThreadsUser] = {}
         self.post_index: dict[str, ThreadsPost] = {}
-        self.tokens: dict[str, Token] = {}
         self.threads_links: dict[str, str] = {}  # threads user id -> ig user id (either side)
-        self.limiter = Limiter()
-        self.denials = Denials()
-        self.faultbook = FaultBook()
-        self.log = CallLog()
-        self._serials = itertools.count(1)
         self._ids: dict[str, itertools.count[int]] = {}
 
     def reset(self, *, config: bool = False) -> None:
-        """Forget every object, token, fault, usage figure and call (and the config if asked)."""
+        """Forget every object and the clock's offset (and the config if asked)."""
         with self.lock:
-            self._reset_state()
+            self._reset_objects()
             self.offset = 0.0
             if config:
                 self.config = SimConfig()
@@ -98,6 +88,10 @@ class WorldCore:
             return datetime.fromtimestamp(timestamp, UTC)
         return self.now() - timedelta(seconds=age_seconds or 0.0)
 
+    def aged(self, age_seconds: float | None) -> datetime | None:
+        """`age_seconds` before now (None: not given)."""
+        return None if age_seconds is None else self.now() - timedelta(seconds=age_seconds)
+
     # --- ids --------------------------------------------------------------------
 
     def new_id(self, base: int) -> str:
@@ -113,82 +107,20 @@ class WorldCore:
         object_id = str(object_id)  # JSON callers may send numbers
         if self.lookup(object_id) is not None:
             msg = f"id {object_id} exists already"
-            raise ConflictError(msg)
+            raise Conflict(msg)
         return str(object_id)
+
+    # --- lookups -------------------------------------------------------------------------
 
     def lookup(self, object_id: str) -> Account | Story | ThreadsUser | ThreadsPost | None:
         """The object with this id, of whichever kind (ids are unique across kinds)."""
-        return (
-            self.accounts.get(object_id)
-            or self.story_index.get(object_id)
-            or self.threads_users.get(object_id)
-            or self.post_index.get(object_id)
-        )
-
-    # --- faults, call log ---------------------------------------------------------------------
-
-    def add_fault(
-        self,
-        *,
-        code: int | None = None,
-        status: int | None = None,
-        delay: float = 0.0,
-        count: int | None = None,
-        seconds: float | None = None,
-        account: str | None = None,
-        kind: str | None = None,
-        message: str | None = None,
-        subcode: int | None = None,
-        is_transient: bool | None = None,
-        regain_minutes: int = 1,
-        garbage: str | None = None,
-        quote: str | None = None,
-    ) -> Fault:
-        """Inject a fault: a Meta error `code` and/or HTTP `status`, and/or a `delay` (s), or
-        a `garbage` 200 ("not_json" or "not_object"), for the next `count` matching calls
-        (default 1) or for `seconds` of world time; `account` (IG user or Threads user id)
-        and `kind` (route kind) narrow it. `quote` ("token", "old_token", "url") makes the
-        error's message quote a token back (metasim.tokens.quoting_error)."""
         with self.lock:
-            return self.faultbook.add(
-                self.clock(), seconds=seconds, code=code, status=status, delay=delay,
-                count=count, account=None if account is None else str(account), kind=kind,
-                message=message, subcode=subcode, is_transient=is_transient,
-                regain_minutes=regain_minutes, garbage=garbage, quote=quote,
-            )  # fmt: skip
-
-    def take_fault(self, account: str | None, kind: str) -> Fault | None:
-        with self.lock:
-            if not self.faultbook.faults:
-                return None
-            return self.faultbook.take(account, kind, self.clock())
-
-    def faults(self) -> list[Fault]:
-        with self.lock:
-            return [f for f in self.faultbook.faults if f.live(self.clock())]
-
-    def clear_faults(self) -> None:
-        with self.lock:
-            self.faultbook.clear()
-
-    def calls(
-        self,
-        *,
-        kind: str | None = None,
-        account: str | None = None,
-        platform: str | None = None,
-        since: int = 0,
-    ) -> list[Call]:
-        """Calls answered so far (oldest first), optionally filtered; `since` is a seq."""
-        return self.log.calls(kind=kind, account=account, platform=platform, since=since)
-
-    def last_seq(self) -> int:
-        return self.log.last_seq()
-
-    def clear_calls(self) -> None:
-        self.log.clear()
-
-    # --- lookups -------------------------------------------------------------------------
+            return (
+                self.accounts.get(object_id)
+                or self.story_index.get(object_id)
+                or self.threads_users.get(object_id)
+                or self.post_index.get(object_id)
+            )
 
     def account(self, ig_user_id: str) -> Account:
         return self._get(self.accounts, ig_user_id, "account")
@@ -196,10 +128,16 @@ class WorldCore:
     def threads_user(self, threads_user_id: str) -> ThreadsUser:
         return self._get(self.threads_users, threads_user_id, "Threads user")
 
+    def story(self, media_id: str) -> Story:
+        return self._get(self.story_index, media_id, "story")
+
+    def threads_post(self, post_id: str) -> ThreadsPost:
+        return self._get(self.post_index, post_id, "Threads post")
+
     def _get(self, table: Mapping[str, T], key: str, what: str) -> T:
         with self.lock:
             found = table.get(str(key))
         if found is None:
             msg = f"no {what} {key}"
-            raise NotFoundError(msg)
+            raise NotFound(msg)
         return found

@@ -17,19 +17,14 @@ after the token was issued. A dead input token is still an answer: `is_valid` fa
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import string
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from core.errors import ConflictError, NotFoundError
-from metasim import errors
-from metasim.core import WorldCore
-from metasim.entities import REFRESHED_EXPIRES_IN, Token
-
-if TYPE_CHECKING:
-    from metasim.context import Ctx
-    from metasim.faults import Fault
+from metasim.world.entities import REFRESHED_EXPIRES_IN, Token
+from metasim.world.state import Conflict, NotFound, WorldState
 
 UNSET: Any = object()  # "not given", where None means something (a token that never expires)
 # Meta's tokens are long mixed-case alphanumerics after a prefix per login: Facebook `EAA...`,
@@ -43,10 +38,6 @@ APP_NAME: Final = "metasim"
 APP: Final = "app"  # the kind of an app access token
 DATA_ACCESS: Final = timedelta(days=90)
 SCOPES: Final = ("instagram_basic", "instagram_manage_insights", "pages_read_engagement")
-NOT_ALLOWED: Final = (
-    "(#100) You must provide an app access token, or a user access token that is an owner "
-    "or developer of the app"
-)
 UNPARSEABLE: Final = "Invalid OAuth access token - Cannot parse access token"
 
 
@@ -60,20 +51,35 @@ def _new_value(kind: str) -> str:
     return _TOKEN_PREFIX.get(kind, "EAAG") + body
 
 
+def expired_message(expired_at: datetime, now: datetime) -> str:
+    """Meta's words for an expired session (error 190, subcode 463)."""
+    stamp = "%A, %d-%b-%y %H:%M:%S UTC"
+    return (
+        f"Error validating access token: Session has expired on {expired_at.strftime(stamp)}. "
+        f"The current time is {now.strftime(stamp)}."
+    )
+
+
 def _stamp(moment: datetime | None) -> int:
     return 0 if moment is None else int(moment.timestamp())
 
 
-class TokenBook(WorldCore):
-    """Token methods of the World; tokens live in `self.tokens` (value -> Token)."""
+class TokenBook:
+    """The World's tokens, in `self.issued` (value -> Token), and the app's developers."""
 
-    def _reset_state(self) -> None:
-        super()._reset_state()
+    def __init__(self, state: WorldState) -> None:
+        self.state = state
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every token and developer."""
+        self.issued: dict[str, Token] = {}
         self.developers: set[str] = set()  # owners whose user tokens may call /debug_token
+        self._serials = itertools.count(1)
 
     def make_developer(self, owner: str) -> None:
         """Give an owner (IG account) a role on the app: its tokens may call /debug_token."""
-        with self.lock:
+        with self.state.lock:
             self.developers.add(str(owner))
 
     def issue_token(
@@ -86,42 +92,42 @@ class TokenBook(WorldCore):
         expires_at: datetime | None = UNSET,
     ) -> Token:
         """A token for an owner; an existing token value gains the owner (agency tokens)."""
-        with self.lock:
-            if value is not None and value in self.tokens:
-                token = self.tokens[value]
+        with self.state.lock:
+            if value is not None and value in self.issued:
+                token = self.issued[value]
                 if token.kind != kind:
                     msg = f"token exists already for a {token.kind} login"
-                    raise ConflictError(msg)
+                    raise Conflict(msg)
                 token.owners.add(owner)
                 return token
-            issued = issued_at or self.now()
+            issued = issued_at or self.state.now()
             if expires_at is UNSET:
-                expires_at = issued + timedelta(seconds=self.config.token_lifetime_seconds)
+                expires_at = issued + timedelta(seconds=self.state.config.token_lifetime_seconds)
             value = value or _new_value(kind)
             token = Token(value, next(self._serials), kind, {owner}, issued, expires_at)
-            self.tokens[value] = token
+            self.issued[value] = token
             return token
 
     def token(self, value: str) -> Token | None:
         """The token with this value; the app token exists once it is first used."""
-        with self.lock:
-            found = self.tokens.get(value)
+        with self.state.lock:
+            found = self.issued.get(value)
             if found is None and value == app_token():
                 found = self.issue_token(APP, APP_ID, value, expires_at=None)
             return found
 
     def may_debug(self, token: Token) -> bool:
         """Whether a token may inspect others: the app's, or a developer's user token."""
-        with self.lock:
+        with self.state.lock:
             return token.kind == APP or (
                 token.kind == "facebook" and bool(token.owners & self.developers)
             )
 
     def debug_token_data(self, value: str) -> dict[str, Any]:
         """The `data` of /debug_token for an input token."""
-        with self.lock:
-            found = self.tokens.get(value)
-            now = self.now()
+        with self.state.lock:
+            found = self.issued.get(value)
+            now = self.state.now()
         if found is None or found.kind not in ("facebook", APP):
             return {"error": {"code": 190, "message": UNPARSEABLE}, "is_valid": False,
                     "scopes": []}  # fmt: skip
@@ -138,29 +144,29 @@ class TokenBook(WorldCore):
             "user_id": min(found.owners),
         }
         if found.expired(now):
-            message = errors.expired_token(found.expires_at or now, now).message
+            message = expired_message(found.expires_at or now, now)
             data["error"] = {"code": 190, "subcode": 463, "message": message}
         return data
 
     def _token_of(self, token: str | None, account: str | None, threads_user: str | None) -> Token:
         if token is None and account is not None:
-            token = self.account(account).token
+            token = self.state.account(account).token
         if token is None and threads_user is not None:
-            token = self.threads_user(threads_user).token
-        found = self.tokens.get(token or "")
+            token = self.state.threads_user(threads_user).token
+        found = self.issued.get(token or "")
         if found is None:
             msg = "no such token"
-            raise NotFoundError(msg)
+            raise NotFound(msg)
         return found
 
     def older_token(self, current: Token) -> Token:
         """A token its owner held before `current` (issued 60 days before it, expired when it
         was issued, as a refresh leaves it); minted once when the world has none."""
-        with self.lock:
+        with self.state.lock:
             owner = min(current.owners)
             older = [
                 t
-                for t in self.tokens.values()
+                for t in self.issued.values()
                 if t.kind == current.kind and owner in t.owners and t.issued_at < current.issued_at
             ]
             if older:
@@ -178,9 +184,9 @@ class TokenBook(WorldCore):
         threads_user: str | None = None,
     ) -> Token:
         """Make a token (given, or an account's / Threads user's current one) expire now."""
-        with self.lock:
+        with self.state.lock:
             found = self._token_of(token, account, threads_user)
-            found.expires_at = self.now() - timedelta(seconds=1)
+            found.expires_at = self.state.now() - timedelta(seconds=1)
             return found
 
     def age_token(
@@ -192,9 +198,9 @@ class TokenBook(WorldCore):
         threads_user: str | None = None,
     ) -> Token:
         """Pretend a token was issued `seconds` ago (its expiry stays), e.g. to allow refresh."""
-        with self.lock:
+        with self.state.lock:
             found = self._token_of(token, account, threads_user)
-            found.issued_at = self.now() - timedelta(seconds=seconds)
+            found.issued_at = self.state.now() - timedelta(seconds=seconds)
             return found
 
     def refresh_token(self, old: Token) -> Token:
@@ -202,8 +208,8 @@ class TokenBook(WorldCore):
 
         The old token keeps working until its own expiry [UNCERTAIN: Meta does not say].
         """
-        with self.lock:
-            now = self.now()
+        with self.state.lock:
+            now = self.state.now()
             new = self.issue_token(
                 old.kind,
                 next(iter(old.owners)),
@@ -212,43 +218,7 @@ class TokenBook(WorldCore):
             )
             new.owners = set(old.owners)
             for owner in old.owners:
-                holder = self.accounts.get(owner) or self.threads_users.get(owner)
+                holder = self.state.accounts.get(owner) or self.state.threads_users.get(owner)
                 if holder is not None:
                     holder.token = new.value
             return new
-
-
-def debug_token(ctx: Ctx) -> dict[str, Any]:
-    """GET /debug_token?input_token=...: what Meta knows of a token, for the app or a
-    developer of it only."""
-    assert ctx.token is not None  # the pipeline checked it
-    if not ctx.world.may_debug(ctx.token):
-        raise errors.api_error(400, 100, NOT_ALLOWED)
-    value = ctx.params.get("input_token")
-    if not value:
-        raise errors.api_error(400, 100, "(#100) The parameter input_token is required")
-    return {"data": ctx.world.debug_token_data(value)}
-
-
-def quoting_error(ctx: Ctx, fault: Fault, value: str | None) -> errors.MetaApiError:
-    """The error of a fault that quotes a token back (`value` is the call's): the caller's
-    own, an older one of the same owner, or the request's URL with its `access_token=`
-    (metasim.errors.QUOTE_DEFAULTS for the code and wording unless the fault gives them)."""
-    token = ctx.world.token(value) if value else None
-    if token is None:  # nothing to quote: Meta's own answer to a missing or unknown token
-        raise errors.invalid_token() if value else errors.missing_token()
-    assert fault.quote is not None
-    quoted = {
-        "token": lambda: token.value,
-        "old_token": lambda: ctx.world.older_token(token).value,
-        "url": lambda: str(ctx.request.url),
-    }[fault.quote]()
-    code, subcode, template = errors.QUOTE_DEFAULTS[fault.quote]
-    own = fault.code is not None or fault.status is not None
-    return errors.fault_error(
-        code=fault.code if own else code,
-        status=fault.status,
-        message=(fault.message or template).replace("{quote}", quoted),
-        subcode=fault.subcode if own else subcode,
-        is_transient=fault.is_transient,
-    )

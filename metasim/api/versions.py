@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Final, NamedTuple
 
-from metasim import errors
+from metasim.api import error_bodies
 
 GRAPH_VERSIONS: Final = ("v22.0", "v23.0", "v24.0", "v25.0", "v26.0")
 THREADS_VERSIONS: Final = ("v1.0",)
@@ -56,7 +56,7 @@ class Versioned(NamedTuple):
     asked: str | None
     served: str | None
     rest: list[str]
-    error: errors.MetaApiError | None = None
+    error: error_bodies.MetaApiError | None = None
 
 
 def check(host: str | None, segments: list[str]) -> Versioned:
@@ -64,10 +64,10 @@ def check(host: str | None, segments: list[str]) -> Versioned:
     if segments and segments[0] in UNVERSIONED_OK:
         return Versioned(None, None, segments)
     if not segments or not is_version(segments[0]):
-        return Versioned(None, None, segments, errors.unversioned_call())
+        return Versioned(None, None, segments, error_bodies.unversioned_call())
     asked, rest = segments[0], segments[1:]
     served = served_version(host, asked)
     if served is None:
-        error = errors.unknown_path(rest) if rest else errors.object_not_found(asked)
+        error = error_bodies.unknown_path(rest) if rest else error_bodies.object_not_found(asked)
         return Versioned(asked, None, rest, error)
     return Versioned(asked, served, rest)

@@ -17,10 +17,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Final
 
-from metasim import errors, metrics
-from metasim.context import Ctx, meta_time, parse_fields, pick, split_list
-from metasim.entities import Story
-from metasim.paging import limit_param, page_body, paginate
+from metasim.api import error_bodies
+from metasim.api.paging import limit_param, page_body, paginate
+from metasim.api.request import Ctx, meta_time, parse_fields, pick, split_list
+from metasim.world.entities import Story
+from metasim.world.insights import NAVIGATION, PROFILE_ACTIONS, STORY_METRICS
 
 MEDIA_FIELDS: Final = frozenset(
     {"id", "media_type", "media_product_type", "permalink", "timestamp", "caption",
@@ -31,7 +32,6 @@ BREAKDOWNS: Final = {
     "navigation": "story_navigation_action_type",
     "profile_activity": "action_type",
 }
-STORY_METRICS: Final = metrics.STORY_METRICS
 DEPRECATED: Final = frozenset(
     {"impressions", "taps_forward", "taps_back", "exits", "plays", "video_views", "engagement",
      "clips_replays_count", "ig_reels_aggregated_all_plays_count",
@@ -44,6 +44,12 @@ OTHER_MEDIA: Final = frozenset(
 # Meta's words when a metric valid for the version is not served for this media
 # (https://github.com/exileum/meta-mcp/issues/120).
 NOT_FOR_MEDIA: Final = "(#100) The metric {metric} is not supported for this media type"
+# Meta's words when /debug_token is called with a token that may not inspect others
+# (https://developers.facebook.com/docs/graph-api/reference/debug_token).
+NOT_ALLOWED: Final = (
+    "(#100) You must provide an app access token, or a user access token that is an owner "
+    "or developer of the app"
+)
 TITLES: Final = {
     "views": ("Views", "The number of times your story was played or displayed."),
     "reach": ("Accounts reached", "The number of unique accounts that saw your story."),
@@ -138,21 +144,21 @@ def connected_threads_user(ctx: Ctx) -> dict[str, Any]:
 
 def _check_metrics(names: list[str], breakdown: str | None) -> None:
     if not names:
-        raise errors.bad_param("The parameter metric is required")
+        raise error_bodies.bad_param("The parameter metric is required")
     for index, name in enumerate(names):
         if name in DEPRECATED:
-            raise errors.deprecated_metric(name)
+            raise error_bodies.deprecated_metric(name)
         if name in OTHER_MEDIA:
-            raise errors.unsupported_metric(name)
+            raise error_bodies.unsupported_metric(name)
         if name not in STORY_METRICS:
-            raise errors.invalid_metric(index, STORY_METRICS)
+            raise error_bodies.invalid_metric(index, STORY_METRICS)
     if breakdown is None:
         return
     if breakdown not in BREAKDOWNS.values():
         allowed = ", ".join(sorted(BREAKDOWNS.values()))
-        raise errors.bad_param(f"breakdown[0] must be one of the following values: {allowed}")
+        raise error_bodies.bad_param(f"breakdown[0] must be one of the following values: {allowed}")
     if any(BREAKDOWNS.get(name) != breakdown for name in names):
-        raise errors.unknown_error()
+        raise error_bodies.unknown_error()
 
 
 def insights(ctx: Ctx) -> dict[str, Any]:
@@ -163,18 +169,18 @@ def insights(ctx: Ctx) -> dict[str, Any]:
     _check_metrics(names, breakdown)
     refused = [name for name in names if name in story.refuses]
     if refused:  # the whole call fails, naming one metric (a client retries without it)
-        raise errors.api_error(400, 100, NOT_FOR_MEDIA.format(metric=refused[0]))
+        raise error_bodies.api_error(400, 100, NOT_FOR_MEDIA.format(metric=refused[0]))
     if "facebook_views" in names:  # MINS: throws unless the story was shared to Facebook
-        raise errors.api_error(
+        raise error_bodies.api_error(
             400, 100, "(#100) The facebook_views metric is unavailable: not shared to Facebook"
         )
     now = ctx.now()
     if not story.alive(now):
         if ctx.world.config.expired_insights == "error":
-            raise errors.object_not_found(story.id)
+            raise error_bodies.object_not_found(story.id)
         return {"data": []}
     if story.viewers < 5:
-        raise errors.not_enough_viewers()
+        raise error_bodies.not_enough_viewers()
     counts = story.counts(now)
     return {"data": [_item(story.id, name, counts, breakdown) for name in names]}
 
@@ -184,9 +190,7 @@ def _item(media_id: str, name: str, counts: dict[str, int], breakdown: str | Non
     title, description = TITLES[name]
     total: dict[str, Any] = {"value": value}
     if breakdown is not None:
-        prefix, actions = (
-            ("nav", metrics.NAVIGATION) if name == "navigation" else ("pa", metrics.PROFILE_ACTIONS)
-        )
+        prefix, actions = ("nav", NAVIGATION) if name == "navigation" else ("pa", PROFILE_ACTIONS)
         results = [
             {"dimension_values": [action], "value": counts[f"{prefix}:{action}"]}
             for action in actions
@@ -209,7 +213,7 @@ def refresh(ctx: Ctx) -> dict[str, Any]:
     tokens only, at least 24 h old and unexpired (the pipeline checked expiry)."""
     token = ctx.token
     if token is None or token.kind != "instagram":
-        raise errors.invalid_token()
+        raise error_bodies.invalid_token()
     return refresh_grant(ctx)
 
 
@@ -218,7 +222,19 @@ def refresh_grant(ctx: Ctx) -> dict[str, Any]:
     token = ctx.token
     assert token is not None
     if ctx.now() - token.issued_at < timedelta(hours=24):
-        raise errors.token_too_young()
-    new = ctx.world.refresh_token(token)
+        raise error_bodies.token_too_young()
+    new = ctx.world.tokens.refresh_token(token)
     expires_in = round((new.expires_at - new.issued_at).total_seconds()) if new.expires_at else 0
     return {"access_token": new.value, "token_type": "bearer", "expires_in": expires_in}
+
+
+def debug_token(ctx: Ctx) -> dict[str, Any]:
+    """GET /debug_token?input_token=...: what Meta knows of a token, for the app or a
+    developer of it only (metasim.world.tokens)."""
+    assert ctx.token is not None  # the pipeline checked it
+    if not ctx.world.tokens.may_debug(ctx.token):
+        raise error_bodies.api_error(400, 100, NOT_ALLOWED)
+    value = ctx.params.get("input_token")
+    if not value:
+        raise error_bodies.api_error(400, 100, "(#100) The parameter input_token is required")
+    return {"data": ctx.world.tokens.debug_token_data(value)}

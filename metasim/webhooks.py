@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from metasim.entities import ThreadsPost
+from metasim.world.entities import ThreadsPost
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 

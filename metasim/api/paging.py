@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
-from metasim import errors
+from metasim.api import error_bodies
 
 T = TypeVar("T")
 SortKey = tuple[int, str]
@@ -33,7 +33,7 @@ def decode_cursor(cursor: str) -> SortKey:
         rank, _, ident = raw.partition(":")
         return (int(rank), ident)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise errors.bad_param("Invalid cursor") from None
+        raise error_bodies.bad_param("Invalid cursor") from None
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def limit_param(value: str | None, *, default: int, maximum: int | None = None) 
     try:
         limit = int(value)
     except ValueError:
-        raise errors.bad_param("Param limit must be a number") from None
+        raise error_bodies.bad_param("Param limit must be a number") from None
     if limit <= 0:
         return default
     return min(limit, maximum) if maximum else limit

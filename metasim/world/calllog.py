@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from metasim.entities import Call
+from metasim.world.entities import Call
 
 
 class CallLog:
