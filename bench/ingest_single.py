@@ -73,7 +73,7 @@ class Deliveries:
         }
 
     def body(self) -> bytes:
-        """The next body: an array-wrapped envelope as in Meta's sample (META-API.md §2)."""
+        """The next body: an array-wrapped envelope as in Meta's sample (https://developers.facebook.com/docs/instagram-platform/webhooks)."""
         first = self._seq * ENTRIES_PER_BODY
         self._seq += 1
         entries = [self._entry(first + k) for k in range(ENTRIES_PER_BODY)]

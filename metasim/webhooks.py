@@ -4,7 +4,8 @@ The signature is HMAC-SHA256 of the exact body bytes keyed with the app secret, 
 `sha256=<lowercase hex>` (GS). Meta serialises with non-ASCII escaped (`\\u00e4`, MSG), so
 `encode` does the same; a receiver must verify the raw bytes, never re-serialised JSON.
 story_insights comes array-wrapped in Meta's samples and as a bare object in GS; Threads
-deliveries use their own envelope (META-API.md §1, §2, §5). Pure code, no I/O.
+deliveries use their own envelope (https://developers.facebook.com/docs/threads/webhooks).
+Pure code, no I/O.
 """
 
 from __future__ import annotations

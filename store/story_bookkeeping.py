@@ -23,7 +23,8 @@ from store.due_captures import LIVE, MISSED, insert_media
 
 ACTIVE = "active"
 REAUTH_REQUIRED = "reauth_required"
-# "Stories are only available for 24 hours" (META-API.md §3): their insights go with them.
+# "Stories are only available for 24 hours": their insights go with them
+# (https://developers.facebook.com/documentation/instagram-platform/reference/instagram-media/insights).
 STORY_LIFETIME = timedelta(hours=24)
 _media = table_of(Media)
 _account = table_of(Account)

@@ -32,7 +32,8 @@ IG_USER = "17841405309211844"
 MEDIA = "18023345989012587"
 IG_TOKEN = "EAABsbCS1iHgBAKZCZCw9ZBZCZBWZCZAZBQ1x2y3z4"
 THREADS_TOKEN = "THQVJYeUk4NWpZAXZAqQ2xRLWFzbmFjZA1BlU"
-# Meta's own sample (META-API.md §2), array-wrapped as Meta sends it.
+# Meta's own sample, array-wrapped as Meta sends it
+# (https://developers.facebook.com/docs/instagram-platform/webhooks).
 STORY_INSIGHTS = json.dumps(
     [{"entry": [{"changes": [{"field": "story_insights",
       "value": {"media_id": MEDIA, "exits": 1, "replies": 0, "reach": 17,

@@ -30,7 +30,8 @@ from workers.webhooks.process import process_delivery_sync
 
 IG = "17841405309211844"
 MEDIA = "18023345989012587"
-# Meta's sample value (META-API.md §2) with replies withheld (-1, "fewer than 5").
+# Meta's sample value with replies withheld (-1, "fewer than 5"):
+# https://developers.facebook.com/docs/instagram-platform/webhooks
 STORY = {
     "media_id": MEDIA,
     "exits": 1,

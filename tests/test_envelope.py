@@ -14,7 +14,7 @@ from workers.webhooks.envelope import Change, UnparseableDelivery, parse_body
 
 IG = "instagram"  # the Meta app's route
 
-# Meta's story_insights sample (META-API.md §2).
+# Meta's story_insights sample (https://developers.facebook.com/docs/instagram-platform/webhooks).
 STORY = {
     "media_id": "18023345989012587",
     "exits": 1,

@@ -264,8 +264,9 @@ async def test_connection_errors_are_transient_and_carry_no_url() -> None:
 
 # --- Over real HTTP -------------------------------------------------------------------------
 # A stand-in Graph server (Starlette under uvicorn) that answers like Meta does in
-# META-API.md §3-4, with a call log and queued faults. To be replaced by metasim's fixture
-# once the simulator lands; the tests below only use .url, .calls and .faults.
+# https://developers.facebook.com/documentation/instagram-platform/reference/instagram-media/insights
+# and https://developers.facebook.com/docs/graph-api/overview/rate-limiting, with a call log
+# and queued faults; the tests below only use .url, .calls and .faults.
 
 IG_USER = "17841405309211844"
 DEPRECATED = {"impressions", "exits", "taps_forward", "taps_back"}

@@ -38,7 +38,8 @@ from workers.meta.transport import MetaTransport, TokenGrant, make_http_client, 
 TOKEN = "THAAG-secret-threads-token-0123456789"
 BASE = "https://graph.threads.net"
 
-# Shapes from META-API.md §5 (TINS): a time series, totals, link totals, demographics.
+# Shapes from https://developers.facebook.com/docs/threads/insights: a time series, totals,
+# link totals, demographics.
 USER_BODY: dict[str, Any] = {
     "data": [
         {"name": "views", "period": "day", "title": "views", "description": "profile views",

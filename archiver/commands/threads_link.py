@@ -1,8 +1,10 @@
 """`archiver accounts threads | backfill`: link, change or unlink an account's Threads
 profile after `accounts add`, and run the `views` history backfill again.
 
-A link is stored with how it was established (META-API.md §6): `connected_threads_user`
-when Instagram itself names the profile, `operator` when the operator does. Either way the
+A link is stored with how it was established: `connected_threads_user` when Instagram itself
+names the profile
+(https://developers.facebook.com/documentation/instagram-platform/instagram-graph-api/reference/ig-user/connected_threads_user),
+`operator` when the operator does. Either way the
 token's own /me must agree, so a token of another profile is never stored.
 """
 

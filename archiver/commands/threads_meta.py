@@ -47,7 +47,7 @@ CONNECTED = "connected_threads_user"
 
 @dataclass(frozen=True)
 class Link:
-    """The Threads profile to store and how the link was established (META-API.md §6)."""
+    """The Threads profile to store and how the link was established (https://developers.facebook.com/documentation/instagram-platform/instagram-graph-api/reference/ig-user/connected_threads_user)."""
 
     threads_user_id: str
     source: str

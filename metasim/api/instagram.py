@@ -1,6 +1,6 @@
 """Instagram Graph API routes (graph.facebook.com and graph.instagram.com look alike here).
 
-Rules from META-API.md §3 (MINS = the IG media insights reference):
+Rules from Meta's media insights reference (MINS, https://developers.facebook.com/documentation/instagram-platform/reference/instagram-media/insights):
 - /stories lists only unexpired stories (24 h after `timestamp`), newest first, paginated.
 - Insights of a story: deprecated metrics and metrics of other media types are (#100)
   errors naming only that metric; unknown names get "metric[i] must be one of ..."; a
@@ -127,7 +127,7 @@ def _user_values(ig_user_id: str, username: str) -> dict[str, Any]:
 
 def me(ctx: Ctx) -> dict[str, Any]:
     """GET /me with an IG token. With IG Login `id` is app-scoped and `user_id` is the
-    professional account id that webhooks carry (META-API.md §1)."""
+    professional account id that webhooks carry (https://developers.facebook.com/docs/graph-api/webhooks/getting-started)."""
     found = ctx.world.account(ctx.owner or "")
     fields = parse_fields(ctx.params.get("fields"), USER_FIELDS, "IGUser")
     values = _user_values(found.ig_user_id, found.username)

@@ -1,4 +1,5 @@
-"""Threads API routes (graph.threads.net, /v1.0/), after META-API.md §5 (TINS = Threads insights).
+"""Threads API routes (graph.threads.net, /v1.0/), after Meta's Threads insights page
+(TINS, https://developers.facebook.com/docs/threads/insights).
 
 - /{threads-user-id}/threads: limit default 25, max 100; `before`/`after` cursors (not
   both); `since` >= 1688540400. The user's replies are not listed (they have their own

@@ -1,8 +1,8 @@
 """When each story and Threads post is captured: pure slot arithmetic, no I/O.
 
 A story lives 24 hours from its `timestamp`
-(https://developers.facebook.com/docs/instagram-platform/reference/instagram-media/insights,
-META-API.md §3), after which its insights are gone. Its captures are named slots:
+(https://developers.facebook.com/docs/instagram-platform/reference/instagram-media/insights),
+after which its insights are gone. Its captures are named slots:
 
 - `first`: at discovery, at once;
 - `s1`, `s2`, ...: regular captures at `posted_at + k * snapshot_seconds`;

@@ -66,7 +66,8 @@ _PLAIN = (
 )
 
 # THE table: first major API version a row applies to -> the calls of one story snapshot.
-# v22.0 is the oldest version Meta still serves (changelog versions table, META-API.md §3).
+# v22.0 is the oldest version Meta still serves (the versions table of
+# https://developers.facebook.com/docs/graph-api/changelog).
 # A newer version that changes the set gets a new row; older rows stay for pinned versions.
 STORY_METRIC_SETS: Final[dict[int, tuple[InsightsCall, ...]]] = {
     22: (

@@ -1,7 +1,7 @@
 """The Threads API client (graph.threads.net/v1.0): posts, post and user insights, tokens.
 
 Requests go through workers.meta.transport.MetaTransport (pacer key `threads:<threads_user_id>`);
-parsing is pure. Rules from META-API.md §5 (TINS = the Threads insights page):
+parsing is pure. Rules from https://developers.facebook.com/docs/threads/insights (TINS):
 - user insights: `views` is a daily time series, likes/replies/reposts/quotes/followers_count
   are totals, `clicks` are per-URL `link_total_values`, `follower_demographics` needs exactly
   one breakdown; `since` earlier than 1712991600 is rejected, so it is clamped, never sent.
@@ -170,7 +170,8 @@ class ThreadsClient:
     """Threads API calls for one worker process; holds no token of its own.
 
     The pacer key is `threads:<threads_user_id>`: a Threads profile has its own budget
-    ("4800 * impressions" per app and user, META-API.md §5), apart from its Instagram twin.
+    ("4800 * impressions" per app and user, https://developers.facebook.com/docs/threads/overview),
+    apart from its Instagram twin.
     """
 
     def __init__(

@@ -1,6 +1,7 @@
 """Pure parsing of Meta webhook bodies into a flat list of changes (no I/O, no database).
 
-Two envelope families exist (META-API.md §1, §5):
+Two envelope families exist (https://developers.facebook.com/docs/graph-api/webhooks/getting-started,
+https://developers.facebook.com/docs/threads/webhooks):
 - Graph webhooks: `{"object": ..., "entry": [{"id", "time", "changes"|"messaging"|...}]}`,
   bare as in Meta's getting-started page or wrapped in a JSON array as in its Instagram
   samples (https://developers.facebook.com/docs/graph-api/webhooks/getting-started).
@@ -35,7 +36,8 @@ _SHOWN = 40  # characters of a foreign `object` quoted in the reason
 MAX_ID_CHARS = 64  # the archive's id and metric name columns (String(64))
 
 # entry.time is seconds in `changes` samples and milliseconds in messaging samples
-# (META-API.md §1); no seconds value reaches 10**11 before the year 5000.
+# (https://developers.facebook.com/docs/graph-api/webhooks/getting-started); no seconds value
+# reaches 10**11 before the year 5000.
 _MILLISECONDS_FROM = 10**11
 
 
