@@ -23,6 +23,7 @@ from workers.meta.api_errors import (
     Throttled,
     error_from_response,
 )
+from workers.meta.clients import build_clients
 from workers.meta.pacing import Pacer
 from workers.meta.threads_api import (
     INSIGHTS_SINCE_FLOOR,
@@ -185,7 +186,7 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 async def client(sim: RunningSim, redis: Redis) -> AsyncIterator[ThreadsClient]:
     settings = make_settings("sqlite://", None, **sim.settings_overrides())
     async with make_http_client(settings) as http:
-        yield ThreadsClient.from_settings(http, settings, redis, minute_seconds=0.02)
+        yield build_clients(http, settings, redis, minute_seconds=0.02).threads
 
 
 @pytest.fixture

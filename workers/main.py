@@ -48,8 +48,8 @@ from workers.captures.threads_polls import POLL_MAX_TRIES, poll_threads
 from workers.captures.threads_posts import capture_threads_post
 from workers.captures.tick import schedule_due
 from workers.captures.token_refresh import refresh_tokens
-from workers.meta.graph_api import GraphClient, make_http_client
-from workers.meta.threads_api import ThreadsClient
+from workers.meta.clients import build_clients
+from workers.meta.graph_api import make_http_client
 from workers.runtime.context import Context, close_db_threads, make_db_threads
 from workers.runtime.reclaim import Member
 from workers.webhooks.process import DELIVERY_MAX_TRIES, process_delivery
@@ -202,8 +202,8 @@ def make_startup(
         ctx["db_threads"] = make_db_threads(threads)
         if meta_clients:
             http = ctx["http"] = make_http_client(settings)
-            ctx["graph"] = GraphClient.from_settings(http, settings, ctx.get("redis"))
-            ctx["threads"] = ThreadsClient.from_settings(http, settings, ctx.get("redis"))
+            clients = build_clients(http, settings, ctx.get("redis"))
+            ctx["graph"], ctx["threads"] = clients.graph, clients.threads
 
     return startup
 

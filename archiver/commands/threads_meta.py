@@ -1,8 +1,8 @@
 """The Meta side of `accounts threads | backfill`: which Threads profile a token belongs to,
 and the `views` history backfill with its progress bar.
 
-Clients are built as the worker builds them (workers.meta.transport.make_http_client, the
-`from_settings` constructors), with the shared Redis pacer when REDIS_URL is set, so a
+Clients are built as the worker builds them (workers.meta.transport.make_http_client,
+workers.meta.clients.build_clients), with the shared Redis pacer when REDIS_URL is set, so a
 command never calls an account the workers are holding back. A Meta error becomes one line
 and an exit code of its own (6: Meta refused, fix the token or the request; 7: throttled or
 unavailable, try later), never with a token in it. Command handlers import this module
@@ -18,7 +18,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import IO
 
-import httpx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.engine import Engine
@@ -37,8 +36,9 @@ from models.accounts import Account
 from store.threads_bookkeeping import flag_threads_reauth
 from workers.captures.threads_polls import backfill_views
 from workers.meta.api_errors import AuthError, MetaError, Throttled, Transient
-from workers.meta.graph_api import GraphClient, IgAccount
-from workers.meta.threads_api import ThreadsAccount, ThreadsClient
+from workers.meta.clients import MetaClients, build_clients
+from workers.meta.graph_api import IgAccount
+from workers.meta.threads_api import ThreadsAccount
 from workers.meta.transport import make_http_client
 
 OPERATOR = "operator"
@@ -77,14 +77,8 @@ def explain(
     return MetaRefused(f"{what}: {exc}")
 
 
-@dataclass(frozen=True)
-class Clients:
-    http: httpx.AsyncClient
-    redis: Redis | None
-
-
 @asynccontextmanager
-async def meta_clients(settings: Settings) -> AsyncIterator[Clients]:
+async def open_clients(settings: Settings) -> AsyncIterator[MetaClients]:
     """The worker's HTTP client, plus Redis for the shared pauses when REDIS_URL is set."""
     try:
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
@@ -93,7 +87,7 @@ async def meta_clients(settings: Settings) -> AsyncIterator[Clients]:
         raise ConfigError(msg) from None
     http = make_http_client(settings)
     try:
-        yield Clients(http, redis)
+        yield build_clients(http, settings, redis)
     except RedisError as exc:
         msg = f"Redis unavailable (REDIS_URL, for the shared pauses): {exc.__class__.__name__}"
         raise StoreUnavailable(msg) from None
@@ -103,21 +97,21 @@ async def meta_clients(settings: Settings) -> AsyncIterator[Clients]:
             await redis.aclose()
 
 
-async def _connected(settings: Settings, clients: Clients, account: IgAccount) -> str | None:
+async def _connected(clients: MetaClients, account: IgAccount) -> str | None:
     """The Threads user Instagram says is connected (Facebook Login only, else None)."""
-    graph = GraphClient.from_settings(clients.http, settings, clients.redis)
     try:
-        return await graph.connected_threads_user(account)
+        return await clients.graph.connected_threads_user(account)
     except MetaError as exc:
         what = f"looking up connected_threads_user of IG user {account.ig_user_id}"
         raise explain(exc, what, [account.ig_token]) from exc
 
 
-async def _me(settings: Settings, clients: Clients, token: str, claimed: str | None) -> str:
+async def _me(clients: MetaClients, token: str, claimed: str | None) -> str:
     """The Threads user id the token belongs to (/me): the token checked on the way."""
-    client = ThreadsClient.from_settings(clients.http, settings, clients.redis)
     try:
-        body = await client.me(ThreadsAccount(claimed or "me", token), fields="id,username")
+        body = await clients.threads.me(
+            ThreadsAccount(claimed or "me", token), fields="id,username"
+        )
     except MetaError as exc:
         raise explain(exc, "checking the Threads token (/me)", [token]) from exc
     found = body.get("id")
@@ -130,9 +124,9 @@ async def _me(settings: Settings, clients: Clients, token: str, claimed: str | N
 async def _find(
     settings: Settings, account: IgAccount, token: str, claimed: str | None, lookup: bool
 ) -> Link:
-    async with meta_clients(settings) as clients:
-        connected = await _connected(settings, clients, account) if lookup else None
-        own = await _me(settings, clients, token, claimed or connected)
+    async with open_clients(settings) as clients:
+        connected = await _connected(clients, account) if lookup else None
+        own = await _me(clients, token, claimed or connected)
     if claimed is not None and own != claimed:
         msg = f"the Threads token belongs to Threads user {own}, not {claimed}: nothing changed"
         raise ConflictError(msg)
@@ -159,10 +153,9 @@ def find_threads_user(
 
 
 async def _backfill(settings: Settings, engine: Engine, account: Account, bar: ProgressBar) -> int:
-    async with meta_clients(settings) as clients:
-        client = ThreadsClient.from_settings(clients.http, settings, clients.redis)
+    async with open_clients(settings) as clients:
         return await backfill_views(
-            engine=engine, client=client, account=account, progress=bar.update
+            engine=engine, client=clients.threads, account=account, progress=bar.update
         )
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-import httpx
 from redis.asyncio import Redis
 
 from core.config import Settings
@@ -133,16 +132,11 @@ class GraphClient:
 
     @classmethod
     def from_settings(
-        cls,
-        http: httpx.AsyncClient,
-        settings: Settings,
-        redis: Redis | None,
-        *,
-        minute_seconds: float | None = None,
+        cls, transport: MetaTransport, settings: Settings, redis: Redis | None
     ) -> GraphClient:
-        """The worker's client: hosts and version from Settings, pauses and drops in Redis."""
+        """The worker's client: hosts and version from Settings, dropped metrics in Redis."""
         return cls(
-            MetaTransport.from_settings(http, settings, redis, minute_seconds=minute_seconds),
+            transport,
             facebook_url=settings.facebook_graph_url,
             instagram_url=settings.instagram_graph_url,
             version=settings.graph_api_version,

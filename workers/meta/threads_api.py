@@ -17,9 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-import httpx
-from redis.asyncio import Redis
-
 from core.config import Settings
 from store.recording import UNAVAILABLE, MetricRow
 from workers.meta.api_errors import InvalidMetric
@@ -188,17 +185,10 @@ class ThreadsClient:
         self.max_pages = max(1, max_pages)
 
     @classmethod
-    def from_settings(
-        cls,
-        http: httpx.AsyncClient,
-        settings: Settings,
-        redis: Redis | None,
-        *,
-        minute_seconds: float | None = None,
-    ) -> ThreadsClient:
-        """The worker's client: host and version from Settings, pauses shared in Redis."""
+    def from_settings(cls, transport: MetaTransport, settings: Settings) -> ThreadsClient:
+        """The worker's client: host and version from Settings."""
         return cls(
-            MetaTransport.from_settings(http, settings, redis, minute_seconds=minute_seconds),
+            transport,
             base_url=settings.threads_graph_url,
             version=settings.threads_api_version,
         )
