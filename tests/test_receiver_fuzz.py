@@ -15,14 +15,13 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from core.config import Settings
-from models.accounts import Account
 from receiver.app import create_app
 from receiver.signature import sign
 from tests.conftest import APP_SECRET, THREADS_SECRET
 from tests.test_deliveries import IG, add_delivery, delivery_row
+from tests.test_delivery_platform import add_account
 from tests.test_receiver import serve
 from workers.webhooks.process import process_delivery_sync
 
@@ -233,17 +232,7 @@ def test_random_signed_bodies_end_in_a_known_state(
 @pytest.fixture
 def registered(engine: Engine) -> Engine:
     """The database with an account on both platforms, so bodies reach the writing paths."""
-    with Session(engine) as session:
-        session.add(
-            Account(
-                name="shop",
-                ig_user_id=IG,
-                ig_token="EAAtoken-0123456789",
-                threads_user_id="2500",
-                threads_token="THtoken-0123456789",
-            )
-        )
-        session.commit()
+    add_account(engine)
     return engine
 
 
