@@ -22,6 +22,8 @@ COPY models ./models
 COPY jobqueue ./jobqueue
 COPY store ./store
 COPY reports ./reports
+COPY export ./export
+COPY dashboard ./dashboard
 COPY receiver ./receiver
 COPY workers ./workers
 COPY metasim ./metasim

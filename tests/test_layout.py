@@ -20,11 +20,12 @@ LAYERS: list[tuple[str, ...]] = [
     ("jobqueue",),
     ("store",),
     ("reports",),
+    ("export",),
     ("workers.meta",),
     ("workers.runtime",),
     ("workers.webhooks", "workers.captures"),
     ("workers",),
-    ("receiver",),
+    ("receiver", "dashboard"),
     ("metasim",),  # the demo runs the simulator; the simulator imports nothing of ours
     ("archiver",),
 ]

@@ -1,0 +1,1 @@
+"""The read-only dashboard: accounts, story curves, Threads users and posts, deliveries."""

@@ -1,0 +1,1 @@
+"""Rows of the archive out as files: CSV, JSON lines, Parquet, streamed."""
