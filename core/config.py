@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     # The ops listener (/metrics, detailed /readyz, /healthz); METRICS_PORT=0 turns it off.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9100, ge=0, lt=65536)
+    # `archiver dashboard`: read-only pages on a listener of their own, never the webhook port.
+    # Beyond loopback it needs DASHBOARD_TOKEN (basic auth password or bearer token).
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(8001, gt=0, lt=65536)
+    dashboard_token: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod

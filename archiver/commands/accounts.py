@@ -126,7 +126,7 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
         _insert(engine, account, args)
         _print_added(account)
         if linked and not args.no_backfill:
-            from archiver.commands.threads_meta import run_backfill
+            from archiver.threads_meta import run_backfill
 
             run_backfill(settings, engine, account)
     finally:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from archiver.commands import SubParsers
-    from archiver.commands.threads_meta import Link
+    from archiver.threads_meta import Link
     from core.config import Settings
     from models.accounts import Account
 
@@ -121,7 +121,7 @@ def _store_link(engine: Engine, account_id: int, link: Link, token: str) -> Acco
 
 
 def _link(args: argparse.Namespace, settings: Settings, engine: Engine) -> Account:
-    from archiver.commands.threads_meta import find_threads_user
+    from archiver.threads_meta import find_threads_user
     from models.accounts import mask_token
     from workers.meta.graph_api import IgAccount
 
@@ -169,7 +169,7 @@ def run_threads(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         account = _link(args, settings, engine)
         if not args.no_backfill:
-            from archiver.commands.threads_meta import run_backfill
+            from archiver.threads_meta import run_backfill
 
             run_backfill(settings, engine, account)
     finally:
@@ -178,7 +178,7 @@ def run_threads(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_backfill_command(args: argparse.Namespace, settings: Settings) -> int:
-    from archiver.commands.threads_meta import run_backfill
+    from archiver.threads_meta import run_backfill
 
     engine = open_database(settings)
     try:
