@@ -109,13 +109,36 @@ def recent_media(conn: Connection, account_id: int, subject_type: str) -> list[R
     return list(conn.execute(stmt))
 
 
-def threads_days(conn: Connection, threads_user_id: str) -> list[Row[Any]]:
-    """A Threads profile's rows of the `threads_user_daily` view, by day."""
+@dataclass(frozen=True)
+class Day:
+    """One row of the `threads_user_daily` view."""
+
+    day: str
+    metric: str
+    breakdown: str | None
+    dimension: str | None
+    value: float | None
+    flag: str | None
+
+
+def threads_days(conn: Connection, threads_user_id: str) -> list[Day]:
+    """A Threads profile's rows of the `threads_user_daily` view, by day (the view's values come
+    back as Decimal on PostgreSQL: made float here)."""
     stmt = sa.text(
         "SELECT day, metric, breakdown, dimension, value, flag FROM threads_user_daily "
         "WHERE threads_user_id = :user ORDER BY day, metric, breakdown, dimension"
     )
-    return list(conn.execute(stmt, {"user": threads_user_id}))
+    return [
+        Day(
+            str(r.day),
+            r.metric,
+            r.breakdown,
+            r.dimension,
+            None if r.value is None else float(r.value),
+            r.flag,
+        )
+        for r in conn.execute(stmt, {"user": threads_user_id})
+    ]
 
 
 def threads_owner(conn: Connection, threads_user_id: str) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 from core.redaction import scrub
 from dashboard.charts import Point, Series, line_chart
 from dashboard.html import Html, export_links, heading, page, table, text
-from dashboard.queries import Value
+from dashboard.queries import Day, Value
 
 BELOW_THRESHOLD = "below_threshold"
 
@@ -20,11 +20,11 @@ def withheld(value: float | None, flag: str | None) -> bool:
     return value is None or flag == BELOW_THRESHOLD
 
 
-def shown(value: float | None, flag: str | None) -> Html:
+def shown(value: float | None, flag: str | None) -> Html | float:
     """A value as a cell: the number, or `withheld (<flag>)` in its own style."""
     if withheld(value, flag):
         return Html(f'<span class="withheld">withheld ({text(flag or "no value")})</span>')
-    return text(value) if flag is None else Html(f"{text(value)} ({text(flag)})")
+    return Html(f"{text(value)} ({text(flag)})") if flag else float(value or 0.0)
 
 
 def series_key(value: Value) -> str:
@@ -35,7 +35,7 @@ def series_key(value: Value) -> str:
 
 def version_table(values: list[Value], final_id: int | None, keys: list[str]) -> Html:
     """One row per version (captured, slot, API or webhook, final?), one column per series."""
-    cells: dict[int, dict[str, Html]] = {}
+    cells: dict[int, dict[str, Html | float]] = {}
     heads: dict[int, Value] = {}
     for value in values:
         heads.setdefault(value.snapshot_id, value)
@@ -120,11 +120,11 @@ def day_point(day: str, value: float | None, flag: str | None) -> Point:
     return Point(at, None if withheld(value, flag) else value, "api", f"{day}")
 
 
-def threads_user_page(user_id: str, owner: str | None, rows: list[Any]) -> Html:
+def threads_user_page(user_id: str, owner: str | None, rows: list[Day]) -> Html:
     """Daily views and followers as curves, every plain metric by day, the latest demographics."""
     plain = [r for r in rows if r.breakdown is None]
     metrics = sorted({r.metric for r in plain})
-    by_day: dict[str, dict[str, Html]] = {}
+    by_day: dict[str, dict[str, Html | float]] = {}
     for r in plain:
         by_day.setdefault(str(r.day), {})[r.metric] = shown(r.value, r.flag)
     charts = [
@@ -147,7 +147,7 @@ def threads_user_page(user_id: str, owner: str | None, rows: list[Any]) -> Html:
     )
 
 
-def demographics(rows: list[Any]) -> list[Html]:
+def demographics(rows: list[Day]) -> list[Html]:
     """follower_demographics of the newest day that has them, by breakdown."""
     found = [r for r in rows if r.metric == "follower_demographics"]
     if not found:
@@ -161,5 +161,5 @@ def demographics(rows: list[Any]) -> list[Html]:
     ]
 
 
-def _demography_order(row: Any) -> tuple[str, float]:
+def _demography_order(row: Day) -> tuple[str, float]:
     return (str(row.breakdown), -(row.value or 0.0))
