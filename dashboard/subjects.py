@@ -71,7 +71,7 @@ def curves(values: list[Value], final_id: int | None) -> list[Html]:
         )
         by_chart.setdefault(chart, {}).setdefault(series_key(value), []).append(point)
     sections: list[Html] = []
-    for chart, lines in by_chart.items():
+    for chart, lines in sorted(by_chart.items(), key=lambda item: (" by " in item[0], item[0])):
         keys = list(lines)
         mine = [v for v in values if series_key(v) in lines]
         sections += [

@@ -43,6 +43,8 @@ POLL = 0.25
 NEXT_STEPS = """\
 Next:
   README.md        how it works, every setting, the SQL views and more example queries
+  archiver dashboard  what `archiver run` archives, as web pages on http://127.0.0.1:8001:
+                   each story's curves across its versions, Threads profiles, deliveries
   archiver run     the same pieces for real: set META_APP_SECRET and META_VERIFY_TOKEN, then
                    `archiver accounts add --name N --ig-user-id ID --ig-token T`"""
 
