@@ -32,6 +32,7 @@ from models.db import create_db_engine
 from reports.coverage import account_statuses, delivery_counts
 from reports.figures import Counters, read_counters
 from reports.overdue import overdue_grace
+from reports.pauses import read_pauses
 
 log = logging.getLogger(__name__)
 REDIS_TIMEOUT = 2.0  # the accounts page shows pauses as unknown rather than wait longer
@@ -54,8 +55,10 @@ async def accounts(request: Request) -> Response:
     def render() -> Html:
         grace = overdue_grace(state.settings.schedule_tick_seconds)
         statuses = account_statuses(state.engine, now=now, grace=grace)
+        ids = [account.ig_user_id for account in statuses]
+        pauses = read_pauses(state.settings.redis_url, ids)
         with state.engine.connect() as conn:
-            return accounts_page(conn, statuses, counters, now)
+            return accounts_page(conn, statuses, counters, pauses, now)
 
     return html(await run_in_threadpool(render))
 

@@ -9,14 +9,10 @@ from sqlalchemy.engine import Connection
 from core.redaction import scrub
 from dashboard.html import Html, export_links, heading, link, page, path, table, text
 from dashboard.queries import failed_deliveries, recent_media
-from reports.coverage import AccountStatus, Deliveries
+from reports.coverage import AccountStatus, Deliveries, days_left
 from reports.figures import Counters
+from reports.pauses import PauseReport
 from store.story_bookkeeping import REAUTH_REQUIRED
-
-
-def days_left(expires_at: datetime | None, now: datetime) -> int | None:
-    """Whole days until a token expires (negative once it has); None when unknown."""
-    return None if expires_at is None else int((expires_at - now).total_seconds() // 86400)
 
 
 def token_cell(account: AccountStatus, now: datetime) -> Html:
@@ -65,11 +61,24 @@ ACCOUNT_HEADERS = (
     "live",
     "IG token days left",
     "needs re-auth",
+    "throttle pauses",
     "Threads profile",
 )
 
 
-def account_row(account: AccountStatus, now: datetime) -> list[object]:
+def account_pauses_cell(account: AccountStatus, pauses: PauseReport) -> Html:
+    """The account's throttle pauses by reason, and the time left of a current one."""
+    if pauses.by_ig_user is None:
+        return text(f"unknown ({pauses.unknown_because})")
+    mine = pauses.by_ig_user.get(account.ig_user_id)
+    if mine is None or not mine.total:
+        return text("none")
+    counts = ", ".join(f"{reason}: {n}" for reason, n in sorted(mine.counts.items()))
+    now = f"; paused for {mine.paused_for_seconds:.0f} s" if mine.paused_for_seconds else ""
+    return text(counts + now)
+
+
+def account_row(account: AccountStatus, pauses: PauseReport, now: datetime) -> list[object]:
     threads = account.threads
     return [
         Html(f'<a href="#a{account.id}">{text(account.name)}</a>'),
@@ -80,6 +89,7 @@ def account_row(account: AccountStatus, now: datetime) -> list[object]:
         account.stories.live,
         token_cell(account, now),
         reauth_cell(account),
+        account_pauses_cell(account, pauses),
         None
         if threads is None
         else link(path("threads", "users", threads.threads_user_id), threads.threads_user_id),
@@ -87,10 +97,15 @@ def account_row(account: AccountStatus, now: datetime) -> list[object]:
 
 
 def accounts_page(
-    conn: Connection, accounts: list[AccountStatus], counters: Counters | None, now: datetime
+    conn: Connection,
+    accounts: list[AccountStatus],
+    counters: Counters | None,
+    pauses: PauseReport,
+    now: datetime,
 ) -> Html:
+    rows = [account_row(a, pauses, now) for a in accounts]
     sections = [
-        table(ACCOUNT_HEADERS, [account_row(a, now) for a in accounts], "accounts"),
+        table(ACCOUNT_HEADERS, rows, "accounts"),
         Html(
             f"<p>Throttle pauses since the workers started, all accounts: Instagram "
             f"{pauses_cell(counters, 'instagram')}; Threads {pauses_cell(counters, 'threads')}</p>"

@@ -284,3 +284,10 @@ def delivery_counts(engine: Engine) -> Deliveries:
         counts = {str(row[0]): int(row[1]) for row in conn.execute(by_status)}
         oldest_pending = conn.execute(oldest).scalar_one()
     return Deliveries(by_status=counts, oldest_pending_at=oldest_pending)
+
+
+def days_left(expires_at: datetime | None, now: datetime) -> int | None:
+    """Whole days until the token expires (negative once it has); None when unknown."""
+    if expires_at is None:
+        return None
+    return int((expires_at - now).total_seconds() // 86400)

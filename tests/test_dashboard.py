@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
+import redis
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 
@@ -17,11 +18,13 @@ from core.config import Settings
 from core.errors import ConfigError
 from dashboard.app import create_dashboard
 from dashboard.auth import is_loopback
+from reports.pauses import PAUSE_COUNTS_KEY, PAUSE_KEY
 from tests import dashboard_data as data
 from tests.conftest import make_settings
 from tests.servers import ServerThread
 
 TOKEN = "dash-token-0123456789"
+SHOP_IG = "17841400000000001"
 
 
 @pytest.fixture
@@ -49,6 +52,26 @@ def test_accounts_page_shows_coverage_tokens_and_reauth(client: httpx.Client) ->
     assert "yes (Instagram: token expired)" in page
     assert f"/stories/{data.STORY}" in page
     assert f"/threads/users/{data.THREADS_USER}" in page
+
+
+def test_accounts_page_shows_each_accounts_throttle_pauses(
+    engine: Engine, database_url: str, redis_url: str
+) -> None:
+    """Pause counts by reason and the time left of a current pause, per account, from the
+    workers' Redis keys; without Redis they are unknown, never zero."""
+    data.fill(engine)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.hset(PAUSE_COUNTS_KEY.format(SHOP_IG), mapping={"throttled": 2, "slowdown": 1})
+        client.set(PAUSE_KEY.format(SHOP_IG), "1", px=120_000)
+    finally:
+        client.close()
+    with serve(create_dashboard(make_settings(database_url, redis_url))) as http:
+        row = re.search(r"<tr><td><a href=\"#a\d+\">shop</a>.*?</tr>", http.get("/").text)
+    assert row is not None
+    assert re.search(r"slowdown: 1, throttled: 2; paused for 1[12]\d s", row.group(0))
+    with serve(create_dashboard(make_settings(database_url, None))) as http:
+        assert "unknown (" in http.get("/").text
 
 
 def test_story_page_has_every_version_the_final_and_withheld_values(client: httpx.Client) -> None:

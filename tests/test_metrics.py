@@ -12,7 +12,6 @@ from redis.asyncio import Redis
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from archiver.status.pauses import THREADS_APP_PAUSE_KEY
 from core.config import Settings
 from models.accounts import Account
 from models.db import create_db_engine
@@ -21,6 +20,7 @@ from models.types import utcnow
 from receiver.metrics import labels, number
 from reports.figures import APP_PAUSE_KEYS, JOB_FAILURES_KEY, read_gauges, stat_field
 from reports.overdue import FINAL_SLOT, KINDS, overdue_grace, overdue_seconds
+from reports.pauses import THREADS_APP_PAUSE_KEY
 from tests.conftest import REDIS_URL, make_settings
 from tests.test_receiver import serve_ops
 from workers.captures.slots import FINAL

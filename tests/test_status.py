@@ -17,13 +17,13 @@ import redis.asyncio
 from sqlalchemy.engine import Engine
 
 from archiver.cli import main
-from archiver.status.pauses import APP_PAUSE_KEY, PAUSE_COUNTS_KEY, PAUSE_KEY
 from core.config import get_settings
 from models.accounts import Account, MetricUnavailable
 from models.db import session_scope
 from models.deliveries import FAILED, PROCESSED, RECEIVED, WebhookDelivery
 from models.snapshots import Media
 from models.types import utcnow
+from reports.pauses import APP_PAUSE_KEY, PAUSE_COUNTS_KEY, PAUSE_KEY
 from store.recording import MetricRow, Subject, record_snapshot
 from tests.conftest import REDIS_URL
 from workers.meta.pacing import Pacer

@@ -14,11 +14,11 @@ import pytest
 import redis
 from sqlalchemy.engine import Engine
 
-from archiver.status.pauses import THREADS_APP_PAUSE_KEY
 from models.db import session_scope
 from models.snapshots import Media
 from models.types import utcnow
 from reports.figures import APP_PAUSE_KEYS, JOB_FAILURES_KEY
+from reports.pauses import THREADS_APP_PAUSE_KEY
 from tests.test_status import IG_TOKEN, SHOP, STUDIO, Status, account_block, add_account
 from tests.test_status import status_runner as runner
 

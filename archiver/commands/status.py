@@ -1,7 +1,7 @@
 """`archiver status`: what is being captured, coverage, failures, token expiry.
 
 The figures come from the database (reports.coverage) and, for throttle pauses and failed jobs,
-from Redis (archiver.status.pauses); the `--json` document and the text report are built in
+from Redis (reports.pauses); the `--json` document and the text report are built in
 archiver/status/. Tokens are never read, and the whole report goes through the one scrubber
 (core.redaction) before it is printed, so a token Meta quoted in an error, even one stored
 before errors were scrubbed on the way in, is never shown.
@@ -45,11 +45,11 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
     from archiver.logs import known_secrets
     from archiver.status.as_json import as_json
     from archiver.status.as_text import as_text, plaintext_line
-    from archiver.status.pauses import read_pauses
     from core.redaction import scrub, scrub_json
     from models.types import utcnow
     from reports.coverage import account_statuses, delivery_counts
     from reports.overdue import overdue_grace
+    from reports.pauses import read_pauses
     from store.token_keys import plaintext_count
 
     now = utcnow()

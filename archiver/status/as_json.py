@@ -7,7 +7,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from archiver.status.pauses import PauseReport
+from reports.coverage import days_left
+from reports.pauses import PauseReport
 
 if TYPE_CHECKING:
     from reports.coverage import AccountStatus, Deliveries, ThreadsStatus
@@ -24,13 +25,6 @@ def safe(text: str | None) -> str | None:
         return None
     flat = scrub(" ".join(text.split()))
     return flat if len(flat) <= ERROR_CHARS else flat[: ERROR_CHARS - 1] + "…"
-
-
-def days_left(expires_at: datetime | None, now: datetime) -> int | None:
-    """Whole days until the token expires (negative once it has); None when unknown."""
-    if expires_at is None:
-        return None
-    return int((expires_at - now).total_seconds() // 86400)
 
 
 def as_json(

@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from archiver.status.as_json import days_left, safe, totals
-from archiver.status.pauses import PauseReport, Pauses
+from archiver.status.as_json import safe, totals
+from reports.coverage import days_left
+from reports.pauses import PauseReport, Pauses
 
 if TYPE_CHECKING:
     from reports.coverage import AccountStatus, Deliveries, ThreadsStatus
