@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,9 +25,9 @@ def bare_env() -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", ""), "PYTHONUNBUFFERED": "1", "PYTHONUTF8": "1"}
 
 
-def start_demo(cwd: Path) -> subprocess.Popen[str]:
+def start_demo(cwd: Path, *options: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "archiver", "demo"],
+        [sys.executable, "-m", "archiver", "demo", *options],
         cwd=cwd,
         env=bare_env(),
         stdout=subprocess.PIPE,
@@ -57,7 +59,7 @@ def test_demo_captures_stories_a_webhook_version_and_queries_them(tmp_path: Path
     """Exit 0 within a minute: final capture, webhook version, SQL result; nothing left over."""
     (tmp_path / ".env").write_text("DATABASE_URL=postgresql://nowhere/x\nREDIS_URL=redis://x:1\n")
     started = time.monotonic()
-    demo = start_demo(tmp_path)
+    demo = start_demo(tmp_path, "--keep", "kept.db")
     output, _ = demo.communicate(timeout=DEMO_LIMIT + 30)
     elapsed = time.monotonic() - started
     assert demo.returncode == 0, output
@@ -68,6 +70,22 @@ def test_demo_captures_stories_a_webhook_version_and_queries_them(tmp_path: Path
     assert "FROM metric_history" in output
     assert re.search(r"^18\d+\s+\d+\s+\d+\s+\d+", output, re.MULTILINE), output  # a result row
     assert_left_nothing(output)
+    # --keep: the archive stays behind for the dashboard, and the last lines say how to open it
+    kept = tmp_path / "kept.db"
+    with contextlib.closing(sqlite3.connect(kept)) as db:
+        (snapshots,) = db.execute("SELECT count(*) FROM snapshot").fetchone()
+    assert snapshots >= 3
+    assert f"DATABASE_URL=sqlite:///{kept} archiver dashboard" in output
+
+
+def test_keep_refuses_an_existing_file_before_the_tour(tmp_path: Path) -> None:
+    (tmp_path / "kept.db").write_text("mine")
+    demo = start_demo(tmp_path, "--keep", "kept.db")
+    output, _ = demo.communicate(timeout=30)
+    assert demo.returncode != 0
+    assert "--keep kept.db: the file exists" in output
+    assert "everything lives in" not in output
+    assert (tmp_path / "kept.db").read_text() == "mine"
 
 
 def test_ctrl_c_stops_the_demo_and_cleans_up(tmp_path: Path) -> None:

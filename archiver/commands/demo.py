@@ -60,6 +60,12 @@ def register(subparsers: SubParsers) -> None:
         "Needs no settings and ignores the environment. Takes about 20 seconds.",
     )
     demo.add_argument("--verbose", action="store_true", help="show the components' logs")
+    demo.add_argument(
+        "--keep",
+        type=Path,
+        metavar="FILE",
+        help="keep the tour's archive as this SQLite file, to browse with `archiver dashboard`",
+    )
     demo.set_defaults(handler=run_demo, needs_settings=False)
 
 
@@ -82,17 +88,41 @@ class Stage:
 def run_demo(args: argparse.Namespace, _settings: Settings | None) -> int:
     """The tour; the environment's settings are ignored on purpose (see DemoSettings)."""
     started = time.monotonic()
+    if args.keep is not None and args.keep.exists():
+        msg = f"--keep {args.keep}: the file exists; give a new name"
+        raise ArchiverError(msg)
     workdir = Path(tempfile.mkdtemp(prefix="archiver-demo-"))
     print(f"archiver demo: everything lives in {workdir} and is removed at the end", flush=True)
     try:
         with contextlib.ExitStack() as stack:
             stage = _set_up(stack, workdir, verbose=args.verbose, started=started)
             run_async(tour(stage))
+        if args.keep is not None:
+            keep(workdir / "archiver.db", args.keep)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         print(f"stopped everything; removed {workdir}", flush=True)
     print(f"\nDone in {time.monotonic() - started:.0f} s.\n{NEXT_STEPS}", flush=True)
+    if args.keep is not None:
+        print(dashboard_hint(args.keep), flush=True)
     return 0
+
+
+def keep(database: Path, target: Path) -> None:
+    """Copy the tour's SQLite archive (WAL folded in) to `target`, for the dashboard."""
+    import sqlite3
+
+    with (
+        contextlib.closing(sqlite3.connect(database)) as source,
+        contextlib.closing(sqlite3.connect(target)) as copy,
+    ):
+        source.backup(copy)
+    print(f"kept the archive as {target}", flush=True)
+
+
+def dashboard_hint(kept: Path) -> str:
+    url = f"sqlite:///{kept.resolve()}"
+    return f"\nBrowse what the tour captured:\n  DATABASE_URL={url} archiver dashboard"
 
 
 def _set_up(stack: contextlib.ExitStack, workdir: Path, *, verbose: bool, started: float) -> Stage:
