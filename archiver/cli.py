@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from archiver.commands import accounts, db, demo, replay, run, serve, status, worker
+from archiver.commands import accounts, db, demo, export, replay, run, serve, status, worker
 from archiver.logs import setup_logging
 from core.errors import ArchiverError
 from core.redaction import scrub
@@ -47,7 +47,7 @@ def build_parser() -> ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=ArgumentParser
     )
-    for module in (demo, run, serve, worker, db, accounts, replay, status):
+    for module in (demo, run, serve, worker, db, accounts, replay, status, export):
         module.register(commands)
     return parser
 
