@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,11 +21,11 @@ from sqlalchemy.engine import Engine
 
 from core.errors import NotFoundError
 from export.parquet import MISSING, ParquetUnavailable, require_pyarrow, write_parquet
-from export.query import SPECS, VIEWS, ExportQuery, InvalidExport
+from export.query import SPECS, VIEWS, ExportQuery, InvalidExport, Kind
 from export.stream import batches
 from export.writers import media_type, write_csv, write_export, write_jsonl
 from models.accounts import Account
-from models.db import session_scope
+from models.db import create_db_engine, session_scope
 from models.snapshots import Media
 from models.views import (
     METRIC_HISTORY_COLUMNS,
@@ -84,7 +83,8 @@ def archive(engine: Engine) -> Engine:
         )
         session.add_all([shop, other])
         session.flush()
-        assert shop.id is not None and other.id is not None
+        assert shop.id is not None
+        assert other.id is not None
         session.add_all([_media(shop.id, "instagram", "story", STORY),
                          _media(other.id, "instagram", "story", OTHER_STORY),
                          _media(shop.id, "threads", "threads_post", POST)])  # fmt: skip
@@ -94,8 +94,8 @@ def archive(engine: Engine) -> Engine:
             MetricRow("navigation", 2, breakdown=NAV, dimension="tap_forward")])  # fmt: skip
         _capture(session, story, "webhook", DAY, [MetricRow("reach", 85)])
         user = Subject(shop.id, "threads", "threads_user", THREADS_USER)
-        _capture(session, user, "u1", 2 * DAY, [
-            MetricRow("views", 40, end_time=T0 + DAY), MetricRow("followers_count", 12)])  # fmt: skip
+        daily = [MetricRow("views", 40, end_time=T0 + DAY), MetricRow("followers_count", 12)]
+        _capture(session, user, "u1", 2 * DAY, daily)
         _capture(session, Subject(shop.id, "threads", "threads_post", POST), "p1",
                  timedelta(hours=1), [MetricRow("views", 1.5)])  # fmt: skip
         _capture(session, Subject(other.id, "instagram", "story", OTHER_STORY), "first",
@@ -246,3 +246,122 @@ def test_missing_pyarrow_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> N
         require_pyarrow()
     assert str(caught.value) == MISSING
     assert caught.value.exit_code == 2
+
+
+class Counted:
+    """Batches of `size` rows, counting how many have been handed out, and checking at each
+    request that the writer wrote the previous batch out before asking for this one."""
+
+    def __init__(self, out: io.BytesIO, batches: int, size: int) -> None:
+        self.out, self.total, self.size = out, batches, size
+        self.handed = 0
+        self.sizes: list[int] = []  # bytes written when each batch was asked for
+
+    def __iter__(self) -> Iterator[list[tuple[object, ...]]]:
+        for n in range(self.total):
+            self.sizes.append(self.out.getbuffer().nbytes)
+            self.handed += 1
+            yield [(n * self.size + i, T0, float(i), None) for i in range(self.size)]
+
+
+ROW: tuple[tuple[str, Kind], ...] = (
+    ("id", "int"),
+    ("at", "timestamp"),
+    ("value", "float"),
+    ("flag", "text"),
+)
+
+
+@pytest.mark.parametrize("writer", [write_csv, write_jsonl, write_parquet])
+def test_writers_hold_one_batch_at_a_time(writer: Any) -> None:
+    """Each batch is written out before the next is asked for: memory holds one batch."""
+    out = io.BytesIO()
+    source = Counted(out, batches=5, size=200)
+    seen: list[int] = []
+    assert writer(ROW, source, out, seen.append) == 1000
+    assert seen == [200, 400, 600, 800, 1000]  # progress after every batch
+    grew = [after > before for before, after in zip(source.sizes, source.sizes[1:], strict=False)]
+    assert grew == [True] * 4
+    fmt = {write_csv: "csv", write_jsonl: "jsonl", write_parquet: "parquet"}[writer]
+    assert len(read(fmt, out.getvalue())) == 1000
+
+
+def test_parquet_writes_a_row_group_per_batch() -> None:
+    out = io.BytesIO()
+    write_parquet(ROW, Counted(out, batches=3, size=50), out)
+    assert pq.ParquetFile(io.BytesIO(out.getvalue())).metadata.num_row_groups == 3
+
+
+def test_the_database_is_read_in_batches(engine: Engine) -> None:
+    """batches() hands the rows over `size` at a time (a server-side cursor on PostgreSQL)."""
+    with session_scope(engine) as session:
+        account = Account(name="shop", ig_user_id="1784", ig_token="EAAtoken1")
+        session.add(account)
+        session.flush()
+        assert account.id is not None
+        subject = Subject(account.id, "instagram", "story", STORY)
+        rows = [MetricRow(f"m{i}", i) for i in range(250)]
+        _capture(session, subject, "first", timedelta(0), rows)
+    sizes = [len(batch) for batch in batches(engine, ExportQuery(), size=100)]
+    assert sizes == [100, 100, 50]
+
+
+def _cli(url: str, tmp_path: Path, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "archiver", "export", *args],
+        env=env_for(url), cwd=tmp_path, capture_output=True, timeout=60, check=False, **kwargs,
+    )  # fmt: skip
+
+
+def test_cli_to_a_pipe_and_to_a_file(archive: Engine, database_url: str, tmp_path: Path) -> None:
+    """CSV to standard output (silent stderr in a pipe); Parquet to --output; filters apply."""
+    piped = _cli(database_url, tmp_path, "--metric", "views", "--platform", "instagram")
+    assert (piped.returncode, piped.stderr) == (0, b"")
+    rows = read("csv", piped.stdout)
+    assert {(row["subject_id"], row["value"]) for row in rows} == {(STORY, "9"), (OTHER_STORY, "3")}
+    target = tmp_path / "out.parquet"
+    done = _cli(database_url, tmp_path, "--format", "parquet", "-o", str(target), "--view",
+                "story_final")  # fmt: skip
+    assert (done.returncode, done.stderr, done.stdout) == (0, b"", b"")
+    final = read("jsonl", export(archive, "jsonl", view="story_final"))
+    assert pq.read_table(target).to_pylist() == read(
+        "parquet", export(archive, "parquet", view="story_final")
+    )
+    assert len(final) > 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
+
+
+def test_cli_errors_are_one_line(archive: Engine, database_url: str, tmp_path: Path) -> None:
+    """A filter the view lacks exits 2, an unknown account 3; no output file is left."""
+    bad = _cli(database_url, tmp_path, "--view", "story_final", "--platform", "threads",
+               "-o", str(tmp_path / "x.csv"))  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.decode().count("\n") == 1
+    assert b"story_final cannot be filtered by platform 'threads'" in bad.stderr
+    assert list(tmp_path.glob("x.csv*")) == list(tmp_path.glob(".x.csv*")) == []
+    missing = _cli(database_url, tmp_path, "--account", "nobody")
+    assert (missing.returncode, missing.stdout) == (3, b"")
+
+
+def test_cli_stops_quietly_when_the_reader_leaves(sqlite_url: str, tmp_path: Path) -> None:
+    """`archiver export | head -c 10`: the reader leaves mid-stream; exit 0, stderr silent."""
+    engine = create_db_engine(sqlite_url)
+    with session_scope(engine) as session:
+        account = Account(name="shop", ig_user_id="1784", ig_token="EAAtoken1")
+        session.add(account)
+        session.flush()
+        assert account.id is not None
+        rows = [MetricRow(f"metric_{i}", i) for i in range(5000)]  # ~1 MB, beyond a pipe buffer
+        _capture(session, Subject(account.id, "instagram", "story", STORY), "first", DAY, rows)
+    engine.dispose()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archiver", "export", "--format", "jsonl"],
+        env=env_for(sqlite_url), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    assert proc.stdout.read(10) == b'{"account_'
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""
+    proc.stderr.close()
