@@ -76,7 +76,7 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
                 stack.callback(progress.close)
             write_export(engine, query, args.format, out, progress=progress)
             out.flush()
-            if args.output != "-":
+            if out.name != args.output and args.output != "-":
                 os.replace(out.name, args.output)  # a failed export leaves no partial file
     finally:
         engine.dispose()
@@ -85,9 +85,12 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
 
 def _open_output(path: str, fmt: str, stack: ExitStack) -> BinaryIO:
     """The binary stream to write: standard output, or a temporary file beside `path` that
-    is renamed to it once the export is complete (and removed when it is not)."""
+    is renamed to it once the export is complete (and removed when it is not); a device or
+    a named pipe is written directly."""
+    target = Path(path)
+    if path != "-" and target.exists() and not target.is_file():
+        return cast(BinaryIO, stack.enter_context(open(path, "wb")))  # /dev/null, a FIFO
     if path != "-":
-        target = Path(path)
         try:
             part = tempfile.NamedTemporaryFile(  # noqa: SIM115  # the stack closes it
                 dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
