@@ -77,7 +77,7 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
             write_export(engine, query, args.format, out, progress=progress)
             out.flush()
             if out.name != args.output and args.output != "-":
-                os.replace(out.name, args.output)  # a failed export leaves no partial file
+                _publish(out.name, args.output)
     finally:
         engine.dispose()
     return 0
@@ -105,6 +105,15 @@ def _open_output(path: str, fmt: str, stack: ExitStack) -> BinaryIO:
         msg = "parquet is binary: redirect it (> FILE) or use --output FILE"
         raise ConfigError(msg)
     return sys.stdout.buffer
+
+
+def _publish(part: str, path: str) -> None:
+    """Give the complete file its name (a failed export leaves none) and the mode a file
+    created by `open` would have had (the temporary file is private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(part, 0o666 & ~umask)
+    os.replace(part, path)
 
 
 def _discard(part: Path) -> None:
