@@ -13,7 +13,18 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from archiver.commands import accounts, dashboard, db, demo, replay, run, serve, status, worker
+from archiver.commands import (
+    accounts,
+    dashboard,
+    db,
+    demo,
+    export,
+    replay,
+    run,
+    serve,
+    status,
+    worker,
+)
 from archiver.logs import setup_logging
 from core.errors import ArchiverError
 from core.redaction import scrub
@@ -47,7 +58,7 @@ def build_parser() -> ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=ArgumentParser
     )
-    for module in (demo, run, serve, worker, db, accounts, replay, status, dashboard):
+    for module in (demo, run, serve, worker, db, accounts, replay, status, export, dashboard):
         module.register(commands)
     return parser
 

@@ -1,4 +1,5 @@
-"""One module per command group, each with `register(subparsers)`; shared helpers live here.
+"""One module per command group, each with `register(subparsers)`; shared helpers live here
+(opening the database; naming an account by --name or --id and finding it).
 
 Command modules import the heavy parts (SQLAlchemy, receiver, workers) inside their handlers,
 so `archiver --help` works, and fast, whatever is installed or broken.
@@ -11,12 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.errors import ConfigError, StoreUnavailable
+from core.errors import ConfigError, NotFoundError, StoreUnavailable
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+    from sqlmodel import Session
 
     from core.config import Settings
+    from models.accounts import Account
 
     Handler = Callable[[argparse.Namespace, Settings], int]
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -81,3 +84,37 @@ def open_database(settings: Settings) -> Engine:
         msg = f"the database schema is missing or out of date: {UPGRADE_FIRST}"
         raise ConfigError(msg)
     return engine
+
+
+def text(value: str) -> str:
+    """argparse type: a non-empty value without spaces (ids, names, tokens).
+
+    The message never repeats the value: it may be a token.
+    """
+    if not value.strip() or value != value.strip():
+        msg = "must be non-empty, without leading or trailing spaces"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def add_which(parser: argparse.ArgumentParser) -> None:
+    """--name or --id: how every command on one account names it."""
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--name", type=text, help="the account's name")
+    which.add_argument("--id", type=int, help="the account's id (see `accounts list`)")
+
+
+def find_account(session: Session, args: argparse.Namespace) -> Account:
+    from sqlmodel import select
+
+    from models.accounts import Account
+
+    if args.id is not None:
+        found = session.get(Account, args.id)
+        missing = f"no account with id {args.id}"
+    else:
+        found = session.exec(select(Account).where(Account.name == args.name)).first()
+        missing = f"no account named {args.name!r}"
+    if found is None:
+        raise NotFoundError(missing)
+    return found

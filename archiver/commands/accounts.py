@@ -12,8 +12,15 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from archiver.commands import add_command, keys, open_database, threads_link
-from archiver.commands.account_args import add_which, find_account, text
+from archiver.commands import (
+    add_command,
+    add_which,
+    find_account,
+    keys,
+    open_database,
+    text,
+    threads_link,
+)
 from archiver.token_input import IG, THREADS, add_token_options, given, read_token
 from core.errors import ConflictError
 

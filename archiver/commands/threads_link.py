@@ -14,8 +14,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from archiver.commands import add_command, open_database
-from archiver.commands.account_args import add_which, find_account, text
+from archiver.commands import add_command, add_which, find_account, open_database, text
 from archiver.token_input import THREADS, add_token_options, given, read_token
 from core.errors import ConflictError, NotFoundError
 
