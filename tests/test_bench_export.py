@@ -1,4 +1,4 @@
-"""Smoke run of bench/export.py --quick on SQLite: it fills, exports every format, checks the
+"""Smoke run of bench/exporting.py --quick on SQLite: it fills, exports every format, checks the
 row counts itself and prints one figure line per run. No timing assertions."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "export.py"
+SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "exporting.py"
 LINE = r"^  sqlite +{rows} rows  {fmt} +[\d,]+ rows/s +[\d.]+ s  peak RSS +[\d.]+ MB  file .*MB$"
 
 
