@@ -1,5 +1,6 @@
-"""The Meta side of `accounts threads | backfill`: which Threads profile a token belongs to,
-and the `views` history backfill with its progress bar.
+"""The Meta side of the `accounts` commands: whether tokens are Meta's and own the ids given
+(`add`, `update`), which Threads profile a token belongs to (`threads`), and the `views`
+history backfill with its progress bar.
 
 Clients are built as the worker builds them (workers.meta.transport.make_http_client,
 workers.meta.clients.build_clients), with the shared Redis pacer when REDIS_URL is set, so a
@@ -35,7 +36,14 @@ from core.errors import (
 from models.accounts import Account
 from store.threads_bookkeeping import flag_threads_reauth
 from workers.captures.threads_polls import backfill_views
-from workers.meta.api_errors import AuthError, MetaError, Throttled, Transient
+from workers.meta.api_errors import (
+    AuthError,
+    MetaError,
+    ObjectNotFound,
+    PermissionDenied,
+    Throttled,
+    Transient,
+)
 from workers.meta.clients import MetaClients, build_clients
 from workers.meta.graph_api import IgAccount
 from workers.meta.threads_api import ThreadsAccount
@@ -119,6 +127,45 @@ async def _me(clients: MetaClients, token: str, claimed: str | None) -> str:
         msg = "the Threads API answered /me without an id"
         raise MetaRefused(msg)
     return str(found)
+
+
+async def _check_ig(clients: MetaClients, account: IgAccount) -> None:
+    """The Instagram token works and owns `account.ig_user_id`."""
+    what = f"checking the Instagram token ({account.login} login) on IG user {account.ig_user_id}"
+    try:
+        body = await clients.graph.whoami(account)
+    except (ObjectNotFound, PermissionDenied) as exc:
+        exc.redact(account.ig_token)
+        msg = f"{what}: the token cannot read this IG user (another account's token?): {exc}"
+        raise MetaRefused(msg) from exc
+    except MetaError as exc:
+        raise explain(exc, what, [account.ig_token]) from exc
+    own = str(body.get("user_id") or body.get("id") or "")
+    if own != account.ig_user_id:
+        msg = f"{what}: the token belongs to IG user {own or '?'}, not {account.ig_user_id}"
+        raise MetaRefused(msg)
+
+
+async def _check(settings: Settings, ig: IgAccount | None, threads: ThreadsAccount | None) -> None:
+    async with open_clients(settings) as clients:
+        if ig is not None:
+            await _check_ig(clients, ig)
+        if threads is not None:
+            own = await _me(clients, threads.threads_token, threads.threads_user_id)
+            if own != threads.threads_user_id:
+                msg = (
+                    f"checking the Threads token (/me): it belongs to Threads user {own}, "
+                    f"not {threads.threads_user_id}"
+                )
+                raise MetaRefused(msg)
+
+
+def check_tokens(
+    settings: Settings, *, ig: IgAccount | None, threads: ThreadsAccount | None
+) -> None:
+    """Ask Meta whether each token given works and owns its id; MetaRefused (exit 6) says
+    which does not, MetaUnavailable (exit 7) when Meta cannot say now. No token is quoted."""
+    asyncio.run(_check(settings, ig, threads))
 
 
 async def _find(

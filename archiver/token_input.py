@@ -76,6 +76,11 @@ def given(args: argparse.Namespace, source: TokenSource) -> bool:
     return _value(args, source) is not None or _file(args, source) is not None
 
 
+def supplied(args: argparse.Namespace, source: TokenSource, settings: Settings) -> bool:
+    """Whether any source holds this token: the command line or ARCHIVER_<FLAG>_TOKEN."""
+    return given(args, source) or bool(_env(source, settings))
+
+
 def read_token(
     args: argparse.Namespace,
     source: TokenSource,
@@ -84,8 +89,7 @@ def read_token(
 ) -> str:
     """The token from its one source; ConfigError (exit 2) for none, two, or a bad value."""
     value, path = _value(args, source), _file(args, source)
-    secret = getattr(settings, f"archiver_{source.flag}_token", None)
-    env = secret.get_secret_value() if secret is not None else ""
+    env = _env(source, settings)
     named = [name for name, on in ((source.option, value), (source.file_option, path),
                                    (source.env, env)) if on]  # fmt: skip
     if len(named) > 1:
@@ -104,6 +108,11 @@ def read_token(
         f"{source.file_option} PATH, or set {source.env}"
     )
     raise _usage(args, msg)
+
+
+def _env(source: TokenSource, settings: Settings) -> str:
+    secret = getattr(settings, f"archiver_{source.flag}_token", None)
+    return secret.get_secret_value() if secret is not None else ""
 
 
 def _usage(args: argparse.Namespace, message: str) -> ConfigError:

@@ -1,4 +1,4 @@
-"""`archiver accounts add | list | remove`: the accounts whose insights are captured.
+"""`archiver accounts add | update | list | remove`: the accounts whose insights are captured.
 (`accounts threads | backfill`, the Threads side after the fact, live in threads_link.)
 
 Tokens are secrets: they are read from standard input, a file or the environment as well as
@@ -21,8 +21,8 @@ from archiver.commands import (
     text,
     threads_link,
 )
-from archiver.token_input import IG, THREADS, add_token_options, given, read_token
-from core.errors import ConflictError
+from archiver.token_input import IG, THREADS, add_token_options, given, read_token, supplied
+from core.errors import ConfigError, ConflictError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from archiver.commands import SubParsers
     from core.config import Settings
     from models.accounts import Account
+    from store.access_renewal import NewAccess
 
 LOGINS = ("facebook", "instagram")
 
@@ -41,6 +42,7 @@ def register(subparsers: SubParsers) -> None:
     )
     inner = accounts.add_subparsers(dest="accounts_command", metavar="SUBCOMMAND", required=True)
     _register_add(inner)
+    _register_update(inner)
     listing = add_command(inner, "list", help_text="show the registered accounts (tokens masked)")
     listing.set_defaults(handler=run_list)
     remove = add_command(
@@ -84,7 +86,34 @@ def _register_add(inner: SubParsers) -> None:
     add.add_argument("--threads-user-id", type=text, metavar="ID", help="Threads user id")
     add_token_options(add, THREADS)
     add.add_argument("--no-backfill", action="store_true", help="skip the Threads views backfill")
+    _add_no_check(add)
     add.set_defaults(handler=run_add, check=check_add, parser=add)
+
+
+def _add_no_check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="do not ask Meta whether the tokens work and own the ids (offline use)",
+    )
+
+
+def _register_update(inner: SubParsers) -> None:
+    update = add_command(
+        inner,
+        "update",
+        help_text="replace an account's token(s); capture resumes",
+        description="Replace the Instagram and/or Threads token of an account, e.g. after "
+        "it lapsed: the side whose token is replaced leaves `reauth_required`, forgets its "
+        "failures and is polled on the next tick. Tokens come from the same sources as for "
+        "`accounts add`; each is checked against Meta first unless --no-check.",
+    )
+    add_which(update)
+    add_token_options(update, IG)
+    update.add_argument("--login", choices=LOGINS, help="the Instagram token's login type")
+    add_token_options(update, THREADS)
+    _add_no_check(update)
+    update.set_defaults(handler=run_update, parser=update)
 
 
 def check_add(args: argparse.Namespace) -> str | None:
@@ -128,6 +157,8 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
         threads_link_source="operator" if linked else None,
         threads_linked_at=utcnow() if linked else None,
     )
+    if not args.no_check:
+        _check_with_meta(settings, account)
     engine = open_database(settings)
     try:
         _insert(engine, account, args)
@@ -139,6 +170,25 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         engine.dispose()
     return 0
+
+
+def _check_with_meta(settings: Settings, account: Account, access: NewAccess | None = None) -> None:
+    """Meta's word on the tokens about to be stored (all of `account`'s, or `access`'s)."""
+    from archiver.threads_meta import check_tokens
+    from workers.meta.graph_api import IgAccount
+    from workers.meta.threads_api import ThreadsAccount
+
+    ig_token, login = account.ig_token, account.login
+    threads_token = account.threads_token
+    if access is not None:
+        ig_token, login = access.ig_token or ig_token, access.login or login
+        threads_token = access.threads_token
+    ig_side = access is None or access.ig_token is not None or access.login is not None
+    ig = IgAccount(account.ig_user_id, ig_token, login) if ig_side else None
+    threads = None
+    if threads_token is not None and account.threads_user_id is not None:
+        threads = ThreadsAccount(account.threads_user_id, threads_token)
+    check_tokens(settings, ig=ig, threads=threads)
 
 
 def _insert(engine: Engine, account: Account, args: argparse.Namespace) -> None:
@@ -166,6 +216,58 @@ def _print_added(account: Account) -> None:
         + (threads if account.threads_user_id is not None else ""),
         flush=True,
     )
+
+
+def _read_update(args: argparse.Namespace, settings: Settings) -> NewAccess:
+    """The tokens given (the Instagram one first: the first line of standard input)."""
+    from store.access_renewal import NewAccess
+
+    ig_token = read_token(args, IG, settings) if supplied(args, IG, settings) else None
+    threads = read_token(args, THREADS, settings) if supplied(args, THREADS, settings) else None
+    if ig_token is None and threads is None and args.login is None:
+        msg = (
+            "nothing to update: give --ig-token or --threads-token (`-` for standard input), "
+            "their --*-token-file, ARCHIVER_IG_TOKEN / ARCHIVER_THREADS_TOKEN, or --login "
+            f"(see `{args.parser.prog} --help`)"
+        )
+        raise ConfigError(msg)
+    return NewAccess(ig_token, args.login, threads)
+
+
+def run_update(args: argparse.Namespace, settings: Settings) -> int:
+    from models.accounts import mask_token
+    from models.db import session_scope
+    from store.access_renewal import renew_access
+
+    access = _read_update(args, settings)
+    engine = open_database(settings)
+    try:
+        with session_scope(engine) as session:
+            account = find_account(session, args)
+        assert account.id is not None
+        if access.threads_token is not None and account.threads_user_id is None:
+            msg = (
+                f"account {account.name!r} has no Threads profile: link one with "
+                "`archiver accounts threads`"
+            )
+            raise ConfigError(msg)
+        if not args.no_check:
+            _check_with_meta(settings, account, access)
+        if not renew_access(engine, account_id=account.id, access=access):
+            msg = f"account {account.name!r} was removed meanwhile"
+            raise ConflictError(msg)
+    finally:
+        engine.dispose()
+    parts = [f"IG token {mask_token(access.ig_token)}"] if access.ig_token else []
+    parts += [f"{access.login} login"] if access.login else []
+    parts += [f"Threads token {mask_token(access.threads_token)}"] if access.threads_token else []
+    checked = "not checked (--no-check)" if args.no_check else "checked with Meta"
+    print(
+        f"updated account {account.id} {account.name!r}: {', '.join(parts)} ({checked}); "
+        "re-authorisation cleared, polls due now",
+        flush=True,
+    )
+    return 0
 
 
 HEADERS = ("ID", "NAME", "IG USER ID", "LOGIN", "STATE", "IG TOKEN", "THREADS ID", "THREADS TOKEN")

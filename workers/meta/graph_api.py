@@ -252,6 +252,18 @@ class GraphClient:
         found = first.get("threads_user_id")
         return str(found) if found else None
 
+    async def whoami(self, account: IgCredentials) -> dict[str, Any]:
+        """Who the token says it is: Instagram Login's /me (`user_id` is the professional
+        account id, https://developers.facebook.com/docs/instagram-platform/instagram-api-with-instagram-login/get-started),
+        or, with Facebook Login, the IG user itself, which only its own token can read."""
+        base = self.base_url(account)
+        if account.login == "instagram":
+            return await self._get(
+                account, f"{base}/{self.version}/me", {"fields": "user_id,username"}
+            )
+        url = f"{base}/{self.version}/{account.ig_user_id}"
+        return await self._get(account, url, {"fields": "id,username"})
+
     async def refresh_ig_token(self, account: IgCredentials) -> TokenGrant:
         """Refresh an Instagram Login long-lived token (>= 24 h old, unexpired): 60 more days."""
         if account.login != "instagram":
