@@ -189,9 +189,11 @@ def test_explicit_id_that_is_not_the_tokens_own_is_refused(
 def test_expired_threads_token_is_one_clear_line_without_the_token(
     sqlite_url: str, sim: RunningSim, tmp_path: Path
 ) -> None:
-    """An expired token stops the backfill: exit 6, one line, no traceback, token flagged."""
+    """An expired token stops the backfill: exit 6, one line, no traceback, token flagged
+    (--no-check: the check on add would refuse the token before the account is stored)."""
     sim.world.tokens.expire_token(threads_user=THREADS_USER)
-    result = archiver(*ADD, *WITH_THREADS, env=sim_env(sqlite_url, sim), cwd=tmp_path)
+    args = [*ADD, *WITH_THREADS, "--no-check"]
+    result = archiver(*args, env=sim_env(sqlite_url, sim), cwd=tmp_path)
     assert result.returncode == 6
     assert "added account 1 'brand'" in result.stdout  # the account itself is kept
     assert "Traceback" not in result.stderr
@@ -258,10 +260,11 @@ def test_backfill_without_a_threads_profile_is_not_found(
     """`accounts backfill` on an account without Threads names the command that links one."""
     env = sim_env(sqlite_url, sim)
     assert archiver(*ADD, env=env, cwd=tmp_path).returncode == 0
+    added = sim.world.log.calls()  # the check of the Instagram token
     result = archiver("accounts", "backfill", "--id", "1", env=env, cwd=tmp_path)
     assert result.returncode == 3
     assert "link one with `archiver accounts threads`" in result.stderr
-    assert sim.world.log.calls() == []
+    assert sim.world.log.calls() == added
 
 
 def test_unlink_forgets_the_profile_and_keeps_its_snapshots(

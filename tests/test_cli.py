@@ -176,6 +176,7 @@ def test_accounts_round_trip_never_shows_a_whole_token(database_url: str, tmp_pa
     added = archiver(
         "accounts", "add", "--name", "brand", "--ig-user-id", IG_USER, "--ig-token", IG_TOKEN,
         "--threads-user-id", "7001", "--threads-token", THREADS_TOKEN, "--no-backfill",
+        "--no-check",
         env=env, cwd=tmp_path,
     )  # fmt: skip
     listed = archiver("accounts", "list", env=env, cwd=tmp_path)
@@ -207,7 +208,7 @@ def test_duplicate_add_and_unknown_remove_are_clean_errors(
 ) -> None:
     """A second account with the same name or IG id is a conflict; an unknown one not found."""
     env = env_for(database_url)
-    base = ["accounts", "add", "--ig-token", IG_TOKEN]
+    base = ["accounts", "add", "--no-check", "--ig-token", IG_TOKEN]
     assert (
         archiver(*base, "--name", "a", "--ig-user-id", "1", env=env, cwd=tmp_path).returncode == 0
     )
@@ -257,7 +258,8 @@ def test_replay_processes_an_unrouted_delivery_once_its_account_exists(
     """A story_insights delivery that arrived before its account is captured by replay."""
     delivery_id = insert_delivery(database_url, STORY_INSIGHTS, UNROUTED)
     env = env_for(database_url)
-    add = ["accounts", "add", "--name", "a", "--ig-user-id", IG_USER, "--ig-token", IG_TOKEN]
+    add = ["accounts", "add", "--name", "a", "--ig-user-id", IG_USER, "--ig-token", IG_TOKEN,
+           "--no-check"]  # fmt: skip
     assert archiver(*add, env=env, cwd=tmp_path).returncode == 0
     result = archiver("replay", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -337,7 +339,8 @@ def test_run_with_embedded_redis_captures_a_delivery_and_cleans_up(tmp_path: Pat
     """REDIS_URL unset: a signed delivery becomes a snapshot; SIGTERM leaves nothing behind."""
     db_url = f"sqlite:///{tmp_path}/archiver.db"
     env = env_for(db_url)
-    add = ["accounts", "add", "--name", "a", "--ig-user-id", IG_USER, "--ig-token", IG_TOKEN]
+    add = ["accounts", "add", "--name", "a", "--ig-user-id", IG_USER, "--ig-token", IG_TOKEN,
+           "--no-check"]  # fmt: skip
     assert archiver("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
     assert archiver(*add, env=env, cwd=tmp_path).returncode == 0
     port = free_port()
@@ -375,7 +378,8 @@ def test_worker_processes_pending_deliveries_and_stops_on_term(
 ) -> None:
     """`archiver worker` sweeps up a stale pending delivery, processes it, exits 0 on TERM."""
     env = env_for(database_url, private_redis_url, SWEEP_AFTER_SECONDS="1")
-    add = ["accounts", "add", "--name", "a", "--ig-user-id", IG_USER, "--ig-token", IG_TOKEN]
+    add = ["accounts", "add", "--name", "a", "--ig-user-id", IG_USER, "--ig-token", IG_TOKEN,
+           "--no-check"]  # fmt: skip
     assert archiver(*add, env=env, cwd=tmp_path).returncode == 0
     delivery_id = insert_delivery(
         database_url, STORY_INSIGHTS, RECEIVED, received_at=utcnow() - timedelta(hours=1)

@@ -98,7 +98,7 @@ def test_new_key_and_rotate_key_commands(database_url: str, tmp_path: Path) -> N
     a new key so that the old one can be dropped; no command prints a token."""
     plain_env = env_for(database_url)
     added = archiver("accounts", "add", "--name", "shop", "--ig-user-id", "1784",
-                     "--ig-token", TOKEN, env=plain_env, cwd=tmp_path)  # fmt: skip
+                     "--ig-token", TOKEN, "--no-check", env=plain_env, cwd=tmp_path)  # fmt: skip
     assert added.returncode == 0, added.stderr
     old = archiver("accounts", "new-key", env={"PATH": plain_env["PATH"]}, cwd=tmp_path)
     new = archiver("accounts", "new-key", env={"PATH": plain_env["PATH"]}, cwd=tmp_path)

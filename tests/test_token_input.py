@@ -19,7 +19,7 @@ from core.errors import ConfigError
 from models.db import create_db_engine
 from tests.test_cli import IG_TOKEN, IG_USER, THREADS_TOKEN, archiver, env_for
 
-ADD = ["accounts", "add", "--name", "brand", "--ig-user-id", IG_USER]
+ADD = ["accounts", "add", "--no-check", "--name", "brand", "--ig-user-id", IG_USER]
 
 
 def stored_tokens(database_url: str) -> list[tuple[str, str | None]]:
