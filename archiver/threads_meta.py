@@ -34,6 +34,7 @@ from core.errors import (
     StoreUnavailable,
 )
 from models.accounts import Account
+from store.access_renewal import NewAccess
 from store.threads_bookkeeping import flag_threads_reauth
 from workers.captures.threads_polls import backfill_views
 from workers.meta.api_errors import (
@@ -166,6 +167,22 @@ def check_tokens(
     """Ask Meta whether each token given works and owns its id; MetaRefused (exit 6) says
     which does not, MetaUnavailable (exit 7) when Meta cannot say now. No token is quoted."""
     asyncio.run(_check(settings, ig, threads))
+
+
+def check_account(settings: Settings, account: Account, access: NewAccess | None = None) -> None:
+    """check_tokens for the tokens about to be stored: all of `account`'s (add), or the
+    sides `access` replaces (update)."""
+    ig_token, login = account.ig_token, account.login
+    threads_token = account.threads_token
+    if access is not None:
+        ig_token, login = access.ig_token or ig_token, access.login or login
+        threads_token = access.threads_token
+    ig_side = access is None or access.ig_token is not None or access.login is not None
+    ig = IgAccount(account.ig_user_id, ig_token, login) if ig_side else None
+    threads = None
+    if threads_token is not None and account.threads_user_id is not None:
+        threads = ThreadsAccount(account.threads_user_id, threads_token)
+    check_tokens(settings, ig=ig, threads=threads)
 
 
 async def _find(

@@ -158,7 +158,9 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
         threads_linked_at=utcnow() if linked else None,
     )
     if not args.no_check:
-        _check_with_meta(settings, account)
+        from archiver.threads_meta import check_account
+
+        check_account(settings, account)
     engine = open_database(settings)
     try:
         _insert(engine, account, args)
@@ -170,25 +172,6 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         engine.dispose()
     return 0
-
-
-def _check_with_meta(settings: Settings, account: Account, access: NewAccess | None = None) -> None:
-    """Meta's word on the tokens about to be stored (all of `account`'s, or `access`'s)."""
-    from archiver.threads_meta import check_tokens
-    from workers.meta.graph_api import IgAccount
-    from workers.meta.threads_api import ThreadsAccount
-
-    ig_token, login = account.ig_token, account.login
-    threads_token = account.threads_token
-    if access is not None:
-        ig_token, login = access.ig_token or ig_token, access.login or login
-        threads_token = access.threads_token
-    ig_side = access is None or access.ig_token is not None or access.login is not None
-    ig = IgAccount(account.ig_user_id, ig_token, login) if ig_side else None
-    threads = None
-    if threads_token is not None and account.threads_user_id is not None:
-        threads = ThreadsAccount(account.threads_user_id, threads_token)
-    check_tokens(settings, ig=ig, threads=threads)
 
 
 def _insert(engine: Engine, account: Account, args: argparse.Namespace) -> None:
@@ -252,7 +235,9 @@ def run_update(args: argparse.Namespace, settings: Settings) -> int:
             )
             raise ConfigError(msg)
         if not args.no_check:
-            _check_with_meta(settings, account, access)
+            from archiver.threads_meta import check_account
+
+            check_account(settings, account, access)
         if not renew_access(engine, account_id=account.id, access=access):
             msg = f"account {account.name!r} was removed meanwhile"
             raise ConflictError(msg)
