@@ -210,3 +210,29 @@ def test_no_check_asks_meta_nothing_and_usage_errors_are_clear(
     nothing = run_cli("accounts", "update", "--name", "shop", env=env, cwd=tmp_path)
     assert nothing.returncode == 2
     assert "nothing to update" in nothing.stderr
+
+
+def test_a_token_left_in_the_environment_is_not_rewritten_by_an_update_of_the_other(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """With ARCHIVER_IG_TOKEN set (e.g. in .env), `update --threads-token -` changes only the
+    Threads token; with no token option at all, the environment's token is the update."""
+    env = env_for(sqlite_url)
+    added = run_cli(
+        "accounts", "add", "--no-check", "--no-backfill", "--name", "shop", "--ig-user-id",
+        "1784", "--ig-token", "EAAoldoldoldold1", "--threads-user-id", THREADS_USER,
+        "--threads-token", "THold-old-old-old", env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    env["ARCHIVER_IG_TOKEN"] = NEW_TOKEN
+    args = ["accounts", "update", "--id", "1", "--no-check"]
+    threads_only = run_cli(*args, "--threads-token", "-", env=env, cwd=tmp_path,
+                           stdin=f"{THREADS_TOKEN}\n")  # fmt: skip
+    assert threads_only.returncode == 0, threads_only.stderr
+    assert column(sqlite_url, "SELECT ig_token, threads_token FROM account") == (
+        "EAAoldoldoldold1",
+        THREADS_TOKEN,
+    )
+    from_env = run_cli(*args, env=env, cwd=tmp_path)
+    assert from_env.returncode == 0, from_env.stderr
+    assert column(sqlite_url, "SELECT ig_token FROM account") == (NEW_TOKEN,)

@@ -21,7 +21,15 @@ from archiver.commands import (
     text,
     threads_link,
 )
-from archiver.token_input import IG, THREADS, add_token_options, given, read_token, supplied
+from archiver.token_input import (
+    IG,
+    THREADS,
+    TokenSource,
+    add_token_options,
+    given,
+    read_token,
+    supplied,
+)
 from core.errors import ConfigError, ConflictError
 
 if TYPE_CHECKING:
@@ -205,8 +213,15 @@ def _read_update(args: argparse.Namespace, settings: Settings) -> NewAccess:
     """The tokens given (the Instagram one first: the first line of standard input)."""
     from store.access_renewal import NewAccess
 
-    ig_token = read_token(args, IG, settings) if supplied(args, IG, settings) else None
-    threads = read_token(args, THREADS, settings) if supplied(args, THREADS, settings) else None
+    # The environment supplies a token only when the command line names none: a token left in
+    # .env must not be rewritten by an update that is about the other one.
+    on_line = given(args, IG) or given(args, THREADS)
+
+    def wanted(source: TokenSource) -> bool:
+        return given(args, source) if on_line else supplied(args, source, settings)
+
+    ig_token = read_token(args, IG, settings) if wanted(IG) else None
+    threads = read_token(args, THREADS, settings) if wanted(THREADS) else None
     if ig_token is None and threads is None and args.login is None:
         msg = (
             "nothing to update: give --ig-token or --threads-token (`-` for standard input), "
