@@ -249,7 +249,9 @@ def lane_settings(settings: Settings, lane: str = MAIN, *, cron_jobs: bool = Tru
         member.start(ctx["redis"])
 
     async def stopping(ctx: Context) -> None:
-        await member.stop(ctx["redis"])
+        redis = ctx.get("redis")  # absent when a signal stops the worker before arq connects
+        if redis is not None:
+            await member.stop(redis)
         await shutdown(ctx)
 
     # A class body cannot see the function's locals under the same names: hence the renames.
