@@ -10,8 +10,7 @@ TABLES: dict[str, str] = {
     "Meta media id.",
     "snapshot": "One capture of a subject (story, Threads post or profile), append-only; "
     "versions count 1, 2, 3 ... per subject and kind.",
-    "metric_value": "The metric values of a snapshot, one row per metric, breakdown and "
-    "dimension.",
+    "metric_value": "The metric values of a snapshot, one row per metric, breakdown and dimension.",
     "webhook_delivery": "Every signed webhook delivery, stored before it is acknowledged, and "
     "what became of it.",
     "metric_unavailable": "A metric Meta will not give for an account, so polls stop asking "
@@ -33,7 +32,7 @@ _ACCOUNT = {
     "ig_token_check_error": "What kept the last token check from answering; null: it answered.",
     "threads_user_id": "The linked Threads profile's user id; null: no Threads.",
     "threads_token": "Threads access token, encrypted like `ig_token`.",
-    "threads_link_source": "How the Threads profile was linked (`operator`: given to `accounts add`).",
+    "threads_link_source": "How the Threads profile was linked (`operator`: by `accounts add`).",
     "threads_linked_at": "When the Threads profile was linked.",
     "threads_token_expires_at": "When the Threads token expires.",
     "threads_token_refreshed_at": "When the Threads token was last refreshed.",
