@@ -46,6 +46,9 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Libraries that narrate routine steps at INFO; they speak up from WARNING unless debugging.
 CHATTY = ("alembic", "httpx")
+# Libraries that may have been given their own (coloured) handlers by an earlier
+# uvicorn.Config(log_config=...) in this process, or a level: they write through ours.
+OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def _level(name: str) -> int:
@@ -82,6 +85,11 @@ def setup_logging(settings: Settings, *, stream: IO[str] | None = None) -> loggi
     root.addHandler(handler)
     root.setLevel(level)
     quiet_logs.install()
+    for name in OWN_HANDLERS:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.WARNING if level > logging.DEBUG else level)
     return handler
