@@ -48,7 +48,7 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 CHATTY = ("alembic", "httpx")
 # Libraries that may have been given their own (coloured) handlers by an earlier
 # uvicorn.Config(log_config=...) in this process, or a level: they write through ours.
-OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+OWN_HANDLERS = ("uvicorn", "uvicorn.error")  # not .access: ours never log requests
 
 
 def _level(name: str) -> int:
