@@ -13,34 +13,42 @@ import sys
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from archiver import quiet_logs
 from core.config import Settings
 from core.errors import ConfigError
 from core.redaction import RECORD_ATTRS, RedactingFilter
 
+# Extras a library adds for its own console output, not for a log line (uvicorn's is ANSI).
+NOT_FIELDS = frozenset({"color_message"})
+
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, message, any `extra` ids, exc."""
+    """One JSON object per line: ts, level, logger, message, any `extra` ids, exc; no
+    terminal colour codes (a log collector would store them as text)."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": quiet_logs.strip_ansi(record.getMessage()),
         }
         for key, value in vars(record).items():
-            if key not in RECORD_ATTRS and not key.startswith("_"):
-                entry[key] = value
+            if key not in RECORD_ATTRS and key not in NOT_FIELDS and not key.startswith("_"):
+                entry[key] = quiet_logs.strip_ansi(value) if isinstance(value, str) else value
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
-            entry["exc"] = record.exc_text
+            entry["exc"] = quiet_logs.strip_ansi(record.exc_text)
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Libraries that narrate routine steps at INFO; they speak up from WARNING unless debugging.
 CHATTY = ("alembic", "httpx")
+# Libraries that may have been given their own (coloured) handlers by an earlier
+# uvicorn.Config(log_config=...) in this process, or a level: they write through ours.
+OWN_HANDLERS = ("uvicorn", "uvicorn.error")  # not .access: ours never log requests
 
 
 def _level(name: str) -> int:
@@ -76,6 +84,12 @@ def setup_logging(settings: Settings, *, stream: IO[str] | None = None) -> loggi
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    quiet_logs.install()
+    for name in OWN_HANDLERS:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.WARNING if level > logging.DEBUG else level)
     return handler

@@ -135,6 +135,6 @@ def _lifespan(
             if redis is not None:
                 await close_redis(redis)
             engine.dispose()
-            log.info("receiver stopped")
+            log.debug("receiver stopped")  # the one shutdown line is the signal's (serve.py)
 
     return lifespan

@@ -25,7 +25,7 @@ from store.due_captures import (
 from workers.captures.slots import FINAL
 from workers.meta.api_errors import MetaError, Throttled, Transient
 from workers.runtime.context import Context, in_thread
-from workers.runtime.failures import job_try, retry, retry_delay
+from workers.runtime.failures import job_fields, job_try, retry, retry_delay
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ async def skip_slot(
     await in_thread(ctx, advance)
     if following is not None:
         await enqueue_capture(ctx["redis"], platform, media_id, *following)
-    log.warning("%s %s: slot %s skipped: %s", platform, media_id, slot, why)
+    log.warning("%s %s: slot %s skipped: %s", platform, media_id, slot, why, extra=job_fields(ctx))
     return f"skipped {slot}: {why}"
 
 
@@ -116,9 +116,10 @@ def close(engine: Engine, platform: str, media_id: str, state: str, reason: str 
 def log_job(ctx: Context, what: str, outcome: str, started: float) -> None:
     """One line per job: what, outcome, duration and try; ids in `extra`."""
     duration_ms = round((time.monotonic() - started) * 1000, 1)
-    attempt = ctx.get("job_try")
-    extra = {"job_id": ctx.get("job_id"), "job_try": attempt, "duration_ms": duration_ms}
-    log.info("%s: %s in %.1f ms (try %s)", what, outcome, duration_ms, attempt, extra=extra)
+    extra = job_fields(ctx, duration_ms=duration_ms)
+    log.info(
+        "%s: %s in %.1f ms (try %s)", what, outcome, duration_ms, extra["job_try"], extra=extra
+    )
 
 
 def timed(ctx: Context, what: str) -> Callable[[str], str]:
@@ -130,6 +131,12 @@ def timed(ctx: Context, what: str) -> Callable[[str], str]:
         return outcome
 
     return done
+
+
+def note_account(ctx: Context, target: CaptureTarget | None) -> None:
+    """A capture's account id on the job's later log lines (it comes with the media row)."""
+    if target is not None and target.account.id is not None:
+        ctx["account_id"] = target.account.id
 
 
 Skip = Callable[[Context, CaptureTarget, str, str], Awaitable[str]]

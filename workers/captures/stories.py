@@ -57,6 +57,7 @@ from workers.captures.jobs import (
     capture_give_up,
     close,
     enqueue_capture,
+    note_account,
     retry_later,
     skip_slot,
     timed,
@@ -157,7 +158,12 @@ async def _listing_failed(ctx: Context, account_id: int, exc: MetaError) -> str:
         outcome = f"throttled, next listing in {human(wait)}"
     elif isinstance(exc, AuthError):
         if await in_thread(ctx, flag_reauth, engine, account_id=account_id, reason=error):
-            log.warning("account %s needs re-authorisation: %s", account_id, exc)
+            log.warning(
+                "account %s needs re-authorisation: %s",
+                account_id,
+                exc,
+                extra={"account_id": account_id},
+            )
         outcome = "the token needs re-authorisation"
     elif isinstance(exc, Transient):
         await _note_listing_error(ctx, error, account_id)
@@ -185,7 +191,13 @@ async def _account_failed(
         reason=reason,
         cap=cap,
     )
-    log.warning("account %s: %s; next listing in %s", account_id, reason, human(wait))
+    log.warning(
+        "account %s: %s; next listing in %s",
+        account_id,
+        reason,
+        human(wait),
+        extra={"account_id": account_id},
+    )
     return f"next listing in {human(wait)}"
 
 
@@ -223,6 +235,7 @@ async def capture_story(ctx: Context, media_id: str, slot: str) -> str:
     engine: Engine = ctx["engine"]
     done = timed(ctx, f"story {media_id} {slot}")
     target = await in_thread(ctx, capture_target, engine, PLATFORM, media_id)
+    note_account(ctx, target)
     if target is None or target.media.capture_state != LIVE or target.media.next_slot != slot:
         return done("skipped: not due (captured already, closed or unknown)")
     expires_at = target.media.expires_at
@@ -305,7 +318,12 @@ async def _capture_failed(ctx: Context, target: CaptureTarget, slot: str, exc: M
     if isinstance(exc, AuthError) and await in_thread(
         ctx, flag_reauth, engine, account_id=account_id, reason=str(exc)
     ):
-        log.warning("account %s needs re-authorisation: %s", account_id, exc)
+        log.warning(
+            "account %s needs re-authorisation: %s",
+            account_id,
+            exc,
+            extra={"account_id": account_id},
+        )
     return await _skip(ctx, target, slot, f"{type(exc).__name__}: {exc}")
 
 

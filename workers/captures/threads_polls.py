@@ -187,7 +187,13 @@ async def _back_off(
         reason=reason,
         cap=cap,
     )
-    log.warning("account %s: %s; next Threads poll in %s", account_id, reason, human(wait))
+    log.warning(
+        "account %s: %s; next Threads poll in %s",
+        account_id,
+        reason,
+        human(wait),
+        extra={"account_id": account_id},
+    )
     return f"next poll in {human(wait)}"
 
 
@@ -277,7 +283,13 @@ async def _unavailable(ctx: Context, account_id: int, metrics: list[str], exc: M
         retry_at=utcnow() + UNAVAILABLE_RETRY,
     )
     if fresh:
-        log.warning("account %s: Threads will not give %s: %s", account_id, ", ".join(fresh), exc)
+        log.warning(
+            "account %s: Threads will not give %s: %s",
+            account_id,
+            ", ".join(fresh),
+            exc,
+            extra={"account_id": account_id},
+        )
 
 
 async def _failed(ctx: Context, account_id: int, exc: MetaError, got: Collected) -> None:
@@ -288,7 +300,12 @@ async def _failed(ctx: Context, account_id: int, exc: MetaError, got: Collected)
             ctx, flag_threads_reauth, ctx["engine"], account_id=account_id, reason=str(exc)
         )
         if flagged:
-            log.warning("account %s: the Threads token needs re-authorisation: %s", account_id, exc)
+            log.warning(
+                "account %s: the Threads token needs re-authorisation: %s",
+                account_id,
+                exc,
+                extra={"account_id": account_id},
+            )
     if isinstance(exc, InvalidMetric):
         got.raw.setdefault("errors", []).append(str(exc))
     else:

@@ -30,6 +30,7 @@ from workers.captures.jobs import (
     capture_give_up,
     close,
     enqueue_capture,
+    note_account,
     retry_later,
     skip_slot,
     timed,
@@ -60,6 +61,7 @@ async def capture_threads_post(ctx: Context, media_id: str, slot: str) -> str:
     engine: Engine = ctx["engine"]
     done = timed(ctx, f"threads post {media_id} {slot}")
     target = await in_thread(ctx, capture_target, engine, PLATFORM, media_id)
+    note_account(ctx, target)
     if target is None or target.media.capture_state != TRACKED or target.media.next_slot != slot:
         return done("skipped: not due (captured already, closed or unknown)")
     account = target.account

@@ -75,8 +75,16 @@ async def schedule_due(ctx: Context) -> dict[str, int]:
     missed = await in_thread(ctx, mark_expired, engine, now=now, grace=EXPIRY_GRACE)
     if missed:
         log.warning("%d stories expired without a final snapshot", missed)
-    counts = {"story_polls": len(polls), "threads_polls": len(threads)}
-    return counts | {"captures": len(captures), "finals_promoted": len(finals), "missed": missed}
+    counts = {"story_polls": len(polls), "threads_polls": len(threads), "captures": len(captures)}
+    return logged(counts | {"finals_promoted": len(finals), "missed": missed})
+
+
+def logged(counts: dict[str, int]) -> dict[str, int]:
+    """One line per tick, at INFO only when it enqueued or closed something (an idle tick a
+    second would bury everything else)."""
+    level = logging.INFO if any(counts.values()) else logging.DEBUG
+    log.log(level, "tick: %s", counts, extra=counts)
+    return counts
 
 
 async def _superseded(redis: ArqRedis, score: int | None, now: datetime) -> bool:

@@ -60,7 +60,12 @@ async def _check_one(ctx: Context, account_id: int) -> str:
     try:
         info = await ctx["graph"].debug_token(account, app_token=token)
     except (Throttled, Transient) as exc:
-        log.info("account %s: token expiry check deferred: %s", account_id, exc)
+        log.info(
+            "account %s: token expiry check deferred: %s",
+            account_id,
+            exc,
+            extra={"account_id": account_id},
+        )
         return LATER
     except MetaError as exc:
         return await _refused(ctx, account_id, exc, by_app=token is not None)
@@ -90,10 +95,15 @@ async def _refused(ctx: Context, account_id: int, exc: MetaError, *, by_app: boo
         why += "; set META_APP_ID so that the app token asks"
     new = await in_thread(ctx, store_token_check, ctx["engine"], account_id=account_id, error=why)
     if new:
-        log.warning("account %s: token expiry unknown: %s", account_id, why)
+        log.warning(
+            "account %s: token expiry unknown: %s",
+            account_id,
+            why,
+            extra={"account_id": account_id},
+        )
     return REFUSED
 
 
 async def _flag(ctx: Context, account_id: int, reason: str) -> None:
     if await in_thread(ctx, flag_reauth, ctx["engine"], account_id=account_id, reason=reason):
-        log.warning("account %s: %s", account_id, reason)
+        log.warning("account %s: %s", account_id, reason, extra={"account_id": account_id})

@@ -52,13 +52,19 @@ async def _refresh_one(ctx: Context, account_id: int, platform: str) -> str:
         else:
             grant = await ctx["threads"].refresh_token(threads_account(account))
     except (Throttled, Transient) as exc:
-        log.info("account %s: %s token refresh deferred: %s", account_id, platform, exc)
+        log.info(
+            "account %s: %s token refresh deferred: %s",
+            account_id,
+            platform,
+            exc,
+            extra={"account_id": account_id},
+        )
         return "later"
     except MetaError as exc:
         reason = f"the {platform} token could not be refreshed: {exc}"
         flag = flag_reauth if platform == INSTAGRAM else flag_threads_reauth
         if await in_thread(ctx, flag, engine, account_id=account_id, reason=reason):
-            log.warning("account %s: %s", account_id, reason)
+            log.warning("account %s: %s", account_id, reason, extra={"account_id": account_id})
         return "failed"
     await in_thread(
         ctx,

@@ -300,7 +300,13 @@ class GraphClient:
         return [], None
 
     async def _refuse(self, media_id: str, metric: str, message: str) -> Refusal:
-        log.warning("metric %s refused for media %s: %s", metric, media_id, message)
+        log.warning(
+            "metric %s refused for media %s: %s",
+            metric,
+            media_id,
+            message,
+            extra={"media_id": media_id},
+        )
         if self.dropped is not None and await self.dropped.refuse(
             self.version, media_id, metric, reason=message
         ):

@@ -32,7 +32,8 @@ T = TypeVar("T")
 class Context(TypedDict, total=False):
     """arq's ctx: what arq puts in (redis, and per job job_id, job_try, enqueue_time, score)
     and what workers.main's startup adds (settings, engine, db_threads; the Meta clients in
-    the lanes that call Meta). Jobs called directly in tests get only the keys they read."""
+    the lanes that call Meta); arq copies it per job, so a job may note its ids in it.
+    Jobs called directly in tests get only the keys they read."""
 
     redis: ArqRedis
     job_id: str
@@ -45,6 +46,9 @@ class Context(TypedDict, total=False):
     http: httpx.AsyncClient
     graph: GraphClient
     threads: ThreadsClient
+    # What a job is about, once it knows: put on its log lines (workers.runtime.failures).
+    account_id: int
+    media_id: str
 
 
 def make_db_threads(size: int) -> ThreadPoolExecutor:

@@ -51,6 +51,25 @@ def job_try(ctx: Context) -> int:
     return int(ctx.get("job_try") or 1)
 
 
+def job_fields(ctx: Context, **more: Any) -> dict[str, Any]:
+    """The ids a job's log lines carry as fields: job_id, job_try and, once the job knows
+    them, account_id and media_id (LOG_FORMAT=json prints them)."""
+    fields: dict[str, Any] = {"job_id": ctx.get("job_id"), "job_try": job_try(ctx)}
+    if "account_id" in ctx:
+        fields["account_id"] = ctx["account_id"]
+    if "media_id" in ctx:
+        fields["media_id"] = ctx["media_id"]
+    return fields | more
+
+
+def note_subject(ctx: Context, args: tuple[Any, ...]) -> None:
+    """Note a job's subject from its first argument: an account id (int) or a media id."""
+    if args and isinstance(args[0], int):
+        ctx["account_id"] = args[0]
+    elif args and isinstance(args[0], str):
+        ctx["media_id"] = args[0]
+
+
 def retry_delay(attempt: int) -> float:
     """Seconds before the try after `attempt`: 1, 2, 4 ... capped at a minute."""
     return float(min(RETRY_CAP_SECONDS, 2 ** max(0, attempt - 1)))
@@ -93,7 +112,7 @@ async def retry(ctx: Context, function: str, delay: float, why: str) -> NoReturn
         job_try(ctx),
         why,
         delay,
-        extra={"job_id": ctx.get("job_id"), "job_try": job_try(ctx)},
+        extra=job_fields(ctx),
     )
     raise Retry(defer=max(delay, 0.5))
 
@@ -106,6 +125,7 @@ def guarded(function: str, *, max_tries: int, record: Record, give_up: GiveUp) -
         @functools.wraps(job)
         async def run(ctx: Context, *args: Any, **kwargs: Any) -> str:
             started = time.monotonic()
+            note_subject(ctx, args)
             try:
                 return await job(ctx, *args, **kwargs)
             except Retry:
@@ -118,7 +138,13 @@ def guarded(function: str, *, max_tries: int, record: Record, give_up: GiveUp) -
                     await retry(ctx, function, retry_delay(job_try(ctx)), error)
                 await count(ctx, function, GAVE_UP)
                 outcome = await give_up(ctx, error, *args, **kwargs)
-                log.warning("%s: gave up on try %d: %s", ctx.get("job_id"), job_try(ctx), outcome)
+                log.warning(
+                    "%s: gave up on try %d: %s",
+                    ctx.get("job_id"),
+                    job_try(ctx),
+                    outcome,
+                    extra=job_fields(ctx),
+                )
                 return outcome
 
         return cast(J, run)
@@ -136,7 +162,7 @@ def log_unexpected(ctx: Context, exc: Exception, started: float, *, last: bool) 
     a thousand jobs' eight tries)."""
     attempt = job_try(ctx)
     duration_ms = round((time.monotonic() - started) * 1000, 1)
-    extra = {"job_id": ctx.get("job_id"), "job_try": attempt, "duration_ms": duration_ms}
+    extra = job_fields(ctx, duration_ms=duration_ms)
     trace = f"\n{trace_of(exc)}" if attempt == 1 or last else ""
     log.error(
         "%s: unexpected %s on try %d, %s%s",
@@ -154,4 +180,9 @@ async def _best_effort(recording: Awaitable[None], ctx: Context) -> None:
     try:
         await recording
     except Exception as exc:  # the retry or give-up below matters more than the record
-        log.warning("%s: could not record the error: %s", ctx.get("job_id"), describe(exc))
+        log.warning(
+            "%s: could not record the error: %s",
+            ctx.get("job_id"),
+            describe(exc),
+            extra=job_fields(ctx),
+        )
