@@ -103,18 +103,23 @@ async def test_update_clears_reauth_and_the_next_tick_captures_again(
     assert token not in result.stdout + result.stderr
 
 
+def add_shop(env: dict[str, str], cwd: Path) -> None:
+    """Account 1, `shop`, with old Instagram and Threads tokens, unchecked."""
+    added = run_cli(
+        "accounts", "add", "--no-check", "--no-backfill", "--name", "shop", "--ig-user-id",
+        "1784", "--ig-token", "EAAoldoldoldold1", "--threads-user-id", THREADS_USER,
+        "--threads-token", "THold-old-old-old", env=env, cwd=cwd,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+
+
 def test_update_from_stdin_is_encrypted_and_clears_both_sides(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     """Both tokens from standard input (Instagram first), stored encrypted; each side's flag,
     failures and problem cleared and its next poll due now; --no-check asks no one."""
     env = env_for(sqlite_url, TOKEN_ENCRYPTION_KEY=new_key())
-    added = run_cli(
-        "accounts", "add", "--no-check", "--no-backfill", "--name", "shop", "--ig-user-id",
-        "1784", "--ig-token", "EAAoldoldoldold1", "--threads-user-id", THREADS_USER,
-        "--threads-token", "THold-old-old-old", env=env, cwd=tmp_path,
-    )  # fmt: skip
-    assert added.returncode == 0, added.stderr
+    add_shop(env, tmp_path)
     flag_reauth(sqlite_url)
     args = ["accounts", "update", "--id", "1", "--ig-token", "-", "--threads-token", "-"]
     result = run_cli(
@@ -218,12 +223,7 @@ def test_a_token_left_in_the_environment_is_not_rewritten_by_an_update_of_the_ot
     """With ARCHIVER_IG_TOKEN set (e.g. in .env), `update --threads-token -` changes only the
     Threads token; with no token option at all, the environment's token is the update."""
     env = env_for(sqlite_url)
-    added = run_cli(
-        "accounts", "add", "--no-check", "--no-backfill", "--name", "shop", "--ig-user-id",
-        "1784", "--ig-token", "EAAoldoldoldold1", "--threads-user-id", THREADS_USER,
-        "--threads-token", "THold-old-old-old", env=env, cwd=tmp_path,
-    )  # fmt: skip
-    assert added.returncode == 0, added.stderr
+    add_shop(env, tmp_path)
     env["ARCHIVER_IG_TOKEN"] = NEW_TOKEN
     args = ["accounts", "update", "--id", "1", "--no-check"]
     threads_only = run_cli(*args, "--threads-token", "-", env=env, cwd=tmp_path,
