@@ -13,11 +13,16 @@ from typing import Any
 import pytest
 from arq.utils import import_string
 from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
 
 from jobqueue.names import CONTROL_QUEUE, DELIVERIES_QUEUE, MAIN_QUEUE, PROCESS_DELIVERY
+from models.tables import table_of
+from tests.conftest import make_settings
 from tests.processes import archiver_env
 from tests.test_deliveries import add_account, add_delivery, delivery_row, story_body
 from tests.test_worker import enqueue
+from workers.main import DELIVERIES, lane_settings
+from workers.runtime.context import Context
 
 ARQ = Path(sys.executable).with_name("arq")
 
@@ -71,3 +76,24 @@ def test_arq_cli_runs_the_deliveries_lane(
     assert done.returncode == 0, done.stderr[-2000:]
     assert PROCESS_DELIVERY in done.stderr
     assert delivery_row(engine, delivery_id).status == "processed"
+
+
+@pytest.mark.anyio
+async def test_a_lane_stopped_before_arq_connected_shuts_down_cleanly(
+    sqlite_url: str, redis_url: str
+) -> None:
+    """A signal can stop a worker before arq has put Redis in ctx: the shutdown hook then
+    leaves the member registry alone and still releases what startup made, without raising."""
+    settings = make_settings(sqlite_url, redis_url)
+    hooks: dict[str, Any] = dict(vars(lane_settings(settings, DELIVERIES)))
+    ctx: Context = {}
+    await hooks["on_shutdown"](ctx)
+    assert ctx == {}
+
+
+def test_table_of_refuses_a_model_without_a_table() -> None:
+    class NotATable(SQLModel):
+        name: str
+
+    with pytest.raises(TypeError, match="NotATable is not a table model"):
+        table_of(NotATable)
