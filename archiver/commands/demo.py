@@ -46,7 +46,7 @@ Next:
   archiver dashboard  what `archiver run` archives, as web pages on http://127.0.0.1:8001:
                    each story's curves across its versions, Threads profiles, deliveries
   archiver run     the same pieces for real: set META_APP_SECRET and META_VERIFY_TOKEN, then
-                   `archiver accounts add --name N --ig-user-id ID --ig-token T`"""
+                   `archiver accounts add --name N --ig-user-id ID --ig-token -` (token on stdin)"""
 
 
 def register(subparsers: SubParsers) -> None:
