@@ -46,7 +46,7 @@ LOGINS = ("facebook", "instagram")
 
 def register(subparsers: SubParsers) -> None:
     accounts = add_command(
-        subparsers, "accounts", help_text="add, list, remove accounts; link Threads; backfill"
+        subparsers, "accounts", help_text="add, update, list, remove; link Threads; backfill"
     )
     inner = accounts.add_subparsers(dest="accounts_command", metavar="SUBCOMMAND", required=True)
     _register_add(inner)
