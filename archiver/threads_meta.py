@@ -1,6 +1,7 @@
-"""The Meta side of the `accounts` commands: whether tokens are Meta's and own the ids given
-(`add`, `update`), which Threads profile a token belongs to (`threads`), and the `views`
-history backfill with its progress bar.
+"""The Meta side of the `accounts` commands: the clients and the one-line errors they share
+(archiver.meta_checks checks the tokens of `add` and `update` with them), which Threads
+profile a token belongs to (`threads`), and the `views` history backfill with its progress
+bar.
 
 Clients are built as the worker builds them (workers.meta.transport.make_http_client,
 workers.meta.clients.build_clients), with the shared Redis pacer when REDIS_URL is set, so a
@@ -34,14 +35,11 @@ from core.errors import (
     StoreUnavailable,
 )
 from models.accounts import Account
-from store.access_renewal import NewAccess
 from store.threads_bookkeeping import flag_threads_reauth
 from workers.captures.threads_polls import backfill_views
 from workers.meta.api_errors import (
     AuthError,
     MetaError,
-    ObjectNotFound,
-    PermissionDenied,
     Throttled,
     Transient,
 )
@@ -115,7 +113,7 @@ async def _connected(clients: MetaClients, account: IgAccount) -> str | None:
         raise explain(exc, what, [account.ig_token]) from exc
 
 
-async def _me(clients: MetaClients, token: str, claimed: str | None) -> str:
+async def threads_me(clients: MetaClients, token: str, claimed: str | None) -> str:
     """The Threads user id the token belongs to (/me): the token checked on the way."""
     try:
         body = await clients.threads.me(
@@ -130,67 +128,12 @@ async def _me(clients: MetaClients, token: str, claimed: str | None) -> str:
     return str(found)
 
 
-async def _check_ig(clients: MetaClients, account: IgAccount) -> None:
-    """The Instagram token works and owns `account.ig_user_id`."""
-    what = f"checking the Instagram token ({account.login} login) on IG user {account.ig_user_id}"
-    try:
-        body = await clients.graph.whoami(account)
-    except (ObjectNotFound, PermissionDenied) as exc:
-        exc.redact(account.ig_token)
-        msg = f"{what}: the token cannot read this IG user (another account's token?): {exc}"
-        raise MetaRefused(msg) from exc
-    except MetaError as exc:
-        raise explain(exc, what, [account.ig_token]) from exc
-    own = str(body.get("user_id") or body.get("id") or "")
-    if own != account.ig_user_id:
-        msg = f"{what}: the token belongs to IG user {own or '?'}, not {account.ig_user_id}"
-        raise MetaRefused(msg)
-
-
-async def _check(settings: Settings, ig: IgAccount | None, threads: ThreadsAccount | None) -> None:
-    async with open_clients(settings) as clients:
-        if ig is not None:
-            await _check_ig(clients, ig)
-        if threads is not None:
-            own = await _me(clients, threads.threads_token, threads.threads_user_id)
-            if own != threads.threads_user_id:
-                msg = (
-                    f"checking the Threads token (/me): it belongs to Threads user {own}, "
-                    f"not {threads.threads_user_id}"
-                )
-                raise MetaRefused(msg)
-
-
-def check_tokens(
-    settings: Settings, *, ig: IgAccount | None, threads: ThreadsAccount | None
-) -> None:
-    """Ask Meta whether each token given works and owns its id; MetaRefused (exit 6) says
-    which does not, MetaUnavailable (exit 7) when Meta cannot say now. No token is quoted."""
-    asyncio.run(_check(settings, ig, threads))
-
-
-def check_account(settings: Settings, account: Account, access: NewAccess | None = None) -> None:
-    """check_tokens for the tokens about to be stored: all of `account`'s (add), or the
-    sides `access` replaces (update)."""
-    ig_token, login = account.ig_token, account.login
-    threads_token = account.threads_token
-    if access is not None:
-        ig_token, login = access.ig_token or ig_token, access.login or login
-        threads_token = access.threads_token
-    ig_side = access is None or access.ig_token is not None or access.login is not None
-    ig = IgAccount(account.ig_user_id, ig_token, login) if ig_side else None
-    threads = None
-    if threads_token is not None and account.threads_user_id is not None:
-        threads = ThreadsAccount(account.threads_user_id, threads_token)
-    check_tokens(settings, ig=ig, threads=threads)
-
-
 async def _find(
     settings: Settings, account: IgAccount, token: str, claimed: str | None, lookup: bool
 ) -> Link:
     async with open_clients(settings) as clients:
         connected = await _connected(clients, account) if lookup else None
-        own = await _me(clients, token, claimed or connected)
+        own = await threads_me(clients, token, claimed or connected)
     if claimed is not None and own != claimed:
         msg = f"the Threads token belongs to Threads user {own}, not {claimed}: nothing changed"
         raise ConflictError(msg)

@@ -12,12 +12,19 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from archiver import meta_checks
+from archiver.threads_meta import open_clients
 from core.crypto import PREFIX, new_key
+from core.errors import MetaRefused
 from metasim import World
+from metasim.world.tokens import APP_ID
+from metasim.world.tokens import APP_SECRET as SIM_APP_SECRET
+from tests.conftest import make_settings
 from tests.metasim_fixtures import RunningSim
 from tests.test_cli import env_for
 from tests.test_stories import account_row, register, story_settings, story_snapshots
 from tests.workers_harness import eventually, running_workers
+from workers.meta.graph_api import IgAccount
 
 NEW_TOKEN = "EAAnewtoken0123456789abcdefXYZ"
 THREADS_USER = "25000000000000042"
@@ -236,3 +243,58 @@ def test_a_token_left_in_the_environment_is_not_rewritten_by_an_update_of_the_ot
     from_env = run_cli(*args, env=env, cwd=tmp_path)
     assert from_env.returncode == 0, from_env.stderr
     assert column(sqlite_url, "SELECT ig_token FROM account") == (NEW_TOKEN,)
+
+
+def test_a_facebook_login_token_has_its_expiry_stored_from_debug_token(
+    sqlite_url: str, sim: RunningSim, tmp_path: Path
+) -> None:
+    """`add` asks debug_token with the app token (META_APP_ID set): the expiry and data-access
+    expiry are stored and printed at once, not a day later."""
+    account = sim.world.add_account()
+    env = sim_env(sqlite_url, sim, META_APP_ID=APP_ID, META_APP_SECRET=SIM_APP_SECRET)
+    result = run_cli("accounts", "add", "--name", "shop", "--ig-user-id", account.ig_user_id,
+                     "--ig-token", "-", env=env, cwd=tmp_path, stdin=account.token)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "the Instagram token expires " in result.stdout
+    assert ", data access until " in result.stdout
+    expires, data_access, error = column(
+        sqlite_url,
+        "SELECT ig_token_expires_at, ig_data_access_expires_at, ig_token_check_error FROM account",
+    )
+    assert expires is not None
+    assert data_access is not None
+    assert error is None
+    (call,) = sim.world.log.calls(kind="debug_token")
+    assert call.account == APP_ID  # asked with the app token
+
+
+def test_a_debug_token_that_will_not_answer_is_a_note_not_a_refusal(
+    sqlite_url: str, sim: RunningSim, tmp_path: Path
+) -> None:
+    """No app token and a user without a role on the app: the account is added, the note
+    says why its expiry is unknown and how to fix it, and the workers ask again later."""
+    account = sim.world.add_account()
+    env = sim_env(sqlite_url, sim)
+    result = run_cli("accounts", "add", "--name", "shop", "--ig-user-id", account.ig_user_id,
+                     "--ig-token", "-", env=env, cwd=tmp_path, stdin=account.token)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "token expiry not known yet: debug_token refused" in result.stderr
+    assert "set META_APP_ID" in result.stderr
+    assert account.token not in result.stdout + result.stderr
+    assert column(sqlite_url, "SELECT ig_token_expires_at FROM account") == (None,)
+
+
+@pytest.mark.anyio
+async def test_a_token_debug_token_calls_dead_is_refused(sim: RunningSim, sqlite_url: str) -> None:
+    """debug_token's `is_valid: false` is a refusal (exit 6) naming Meta's reason."""
+    account = sim.world.add_account()
+    sim.world.tokens.expire_token(account.token)
+    settings = make_settings(
+        sqlite_url, None, meta_app_id=APP_ID, meta_app_secret=SIM_APP_SECRET,
+        **sim.settings_overrides(),
+    )  # fmt: skip
+    ig = IgAccount(account.ig_user_id, account.token, "facebook")
+    async with open_clients(settings) as clients:
+        with pytest.raises(MetaRefused, match="not valid: Error validating access token") as err:
+            await meta_checks._debug(clients, settings, ig)
+    assert account.token not in str(err.value)

@@ -9,6 +9,7 @@ from the command line (archiver.token_input), stored as given and only ever show
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from archiver.commands import SubParsers
+    from archiver.meta_checks import Checked
     from core.config import Settings
     from models.accounts import Account
     from store.access_renewal import NewAccess
@@ -165,14 +167,18 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
         threads_link_source="operator" if linked else None,
         threads_linked_at=utcnow() if linked else None,
     )
+    checked = None
     if not args.no_check:
-        from archiver.threads_meta import check_account
+        from archiver.meta_checks import check_account
 
-        check_account(settings, account)
+        checked = check_account(settings, account)
     engine = open_database(settings)
     try:
         _insert(engine, account, args)
         _print_added(account)
+        said = _keep_token_info(engine, account, checked)
+        if said:
+            print(said, flush=True)
         if linked and not args.no_backfill:
             from archiver.threads_meta import run_backfill
 
@@ -207,6 +213,25 @@ def _print_added(account: Account) -> None:
         + (threads if account.threads_user_id is not None else ""),
         flush=True,
     )
+
+
+def _keep_token_info(engine: Engine, account: Account, checked: Checked | None) -> str | None:
+    """Store what debug_token said of the Facebook Login token; the line that says it."""
+    if checked is not None and checked.note is not None:
+        print(f"account {account.name!r}: {checked.note}", file=sys.stderr, flush=True)
+    if checked is None or checked.token_info is None or account.id is None:
+        return None
+    from archiver.meta_checks import describe
+    from store.token_renewal import store_token_check
+
+    info = checked.token_info
+    store_token_check(
+        engine,
+        account_id=account.id,
+        expires_at=info.expires_at,
+        data_access_expires_at=info.data_access_expires_at,
+    )
+    return f"account {account.name!r}: the Instagram token {describe(info)}"
 
 
 def _read_update(args: argparse.Namespace, settings: Settings) -> NewAccess:
@@ -249,22 +274,24 @@ def run_update(args: argparse.Namespace, settings: Settings) -> int:
                 "`archiver accounts threads`"
             )
             raise ConfigError(msg)
+        checked = None
         if not args.no_check:
-            from archiver.threads_meta import check_account
+            from archiver.meta_checks import check_account
 
-            check_account(settings, account, access)
+            checked = check_account(settings, account, access)
         if not renew_access(engine, account_id=account.id, access=access):
             msg = f"account {account.name!r} was removed meanwhile"
             raise ConflictError(msg)
+        said = _keep_token_info(engine, account, checked)
     finally:
         engine.dispose()
     parts = [f"IG token {mask_token(access.ig_token)}"] if access.ig_token else []
     parts += [f"{access.login} login"] if access.login else []
     parts += [f"Threads token {mask_token(access.threads_token)}"] if access.threads_token else []
-    checked = "not checked (--no-check)" if args.no_check else "checked with Meta"
+    how = "not checked (--no-check)" if args.no_check else "checked with Meta"
     print(
-        f"updated account {account.id} {account.name!r}: {', '.join(parts)} ({checked}); "
-        "re-authorisation cleared, polls due now",
+        f"updated account {account.id} {account.name!r}: {', '.join(parts)} ({how}); "
+        "re-authorisation cleared, polls due now" + (f"\n{said}" if said else ""),
         flush=True,
     )
     return 0
