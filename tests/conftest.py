@@ -8,6 +8,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -24,7 +25,17 @@ pytest_plugins = ["tests.metasim_fixtures"]
 PG_BASE_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def _redis_url_of_this_process() -> str:
+    """TEST_REDIS_URL (database 9 by default), one database further per pytest-xdist worker
+    (`gw1` uses 10), since tests flush their database."""
+    url = urlsplit(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    return urlunsplit(url._replace(path=f"/{int(url.path.strip('/') or 0) + worker}"))
+
+
+REDIS_URL = _redis_url_of_this_process()
 REQUIRE_POSTGRES = os.environ.get("ARCHIVER_REQUIRE_POSTGRES") == "1"
 
 APP_SECRET = "test-app-secret-0123456789"
