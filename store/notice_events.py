@@ -147,8 +147,9 @@ def failing_deliveries(conn: sa.Connection, *, now: datetime) -> list[Event]:
     latest = conn.execute(
         sa.select(_delivery.c.error).where(*recent).order_by(_delivery.c.id.desc()).limit(1)
     ).scalar_one_or_none()
+    latest = " ".join((latest or "no error").split())[:200]
     text = (
-        f"{failed} webhook deliveries failed in the last hour (latest: {latest or 'no error'}); "
+        f"{failed} webhook deliveries failed in the last hour (latest: {latest}); "
         "see `archiver status` and `archiver replay`."
     )
     return [Event(DELIVERIES_FAILING, None, "deliveries", text, {"failed": failed})]

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+import workers.notices
 from core.config import Settings
 from core.errors import ConfigError
 from models.accounts import Account
@@ -311,6 +312,25 @@ async def test_after_a_failure_the_rest_go_first_at_the_next_run(
     assert "studio" in state.posts[1]["text"]
 
 
+@pytest.mark.anyio
+async def test_a_run_past_its_budget_leaves_the_rest_due(
+    sqlite_url: str, receiver: tuple[Receiver, ServerThread], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past RUN_BUDGET no further POST starts (the first always does); the rest stay due
+    and go out at the next run."""
+    monkeypatch.setattr(workers.notices, "RUN_BUDGET", 0.0)
+    state, server = receiver
+    engine = create_db_engine(sqlite_url)
+    for name in ("shop", "studio"):
+        add_account(engine, name, state="reauth_required")
+    settings = notify_settings(sqlite_url, server.url + HOOK_PATH)
+    assert await run_once(settings, engine) == IDLE | {"added": 2, "sent": 1}
+    assert notices(engine)[1]["next_attempt_at"] <= utcnow()
+    assert await run_once(settings, engine) == IDLE | {"sent": 1}
+    engine.dispose()
+    assert len(state.posts) == 2
+
+
 def test_back_off_doubles_up_to_an_hour() -> None:
     """30 s, 60 s, 2 min ... capped at an hour, however many tries."""
     assert [retry_delay(n).total_seconds() for n in (1, 2, 3, 8, 9, 50)] == [
@@ -340,6 +360,7 @@ async def test_undeliverable_is_kept_and_shown_without_the_url(
     url = server.url + HOOK_PATH
     settings = notify_settings(database_url, url, notify_max_attempts=2)
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.INFO, logger="httpx")  # its request line quotes the URL
     assert (await run_once(settings, engine))["failed"] == 1
     make_due(engine)
     gone = f"http://127.0.0.1:{free_port()}{HOOK_PATH}"  # nothing listens there
@@ -351,6 +372,9 @@ async def test_undeliverable_is_kept_and_shown_without_the_url(
     assert row["last_error"].startswith("ConnectError")
     assert SECRET not in json.dumps(notices(engine), default=str)
     assert "HTTP 500: no route for [REDACTED]" in caplog.text
+    requests = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert requests  # httpx's request lines, the URL masked
+    assert all("POST " in line and "[REDACTED]" in line for line in requests)
     assert SECRET not in caplog.text
     env = {"DATABASE_URL": database_url, "NOTIFY_WEBHOOK_URL": url}
     code, out, err = status(**env)

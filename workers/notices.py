@@ -38,7 +38,8 @@ _ERROR_CHARS = 300
 async def send_notices(ctx: Context) -> dict[str, int]:
     """The cron job: detect, record, send. Without NOTIFY_WEBHOOK_URL it does nothing."""
     settings: Settings = ctx["settings"]
-    if settings.notify_webhook_url is None:
+    url = settings.notify_webhook_url
+    if url is None:
         return {}
     engine, now = ctx["engine"], utcnow()
     events = await in_thread(
@@ -49,37 +50,30 @@ async def send_notices(ctx: Context) -> dict[str, int]:
     due = await in_thread(ctx, claim_due, engine, now=now, limit=SEND_BATCH, lease=lease)
     counts = {"added": added, "sent": 0, "failed": 0, "undeliverable": 0}
     if due:
-        counts |= await _send(ctx, settings, due)
+        counts |= await _send(ctx, settings, url.get_secret_value(), due)
     if any(counts.values()):
         log.info("notices: %s", counts, extra=counts)
     return counts
 
 
-async def _send(ctx: Context, settings: Settings, due: Sequence[Due]) -> dict[str, int]:
-    """POST each group in turn until one fails or the run's budget is spent."""
-    guard_httpx_log(settings.notify_secrets)
+async def _send(ctx: Context, settings: Settings, url: str, due: Sequence[Due]) -> dict[str, int]:
+    """POST each group in turn until one fails or the run's budget is spent (the first
+    group is always tried)."""
+    secrets = settings.notify_secrets
+    guard_httpx_log(secrets)
     counts = {"sent": 0, "failed": 0, "undeliverable": 0}
     started, groups = time.monotonic(), grouped(due)
     async with httpx.AsyncClient(timeout=settings.notify_timeout_seconds) as client:
-        while groups and time.monotonic() - started <= RUN_BUDGET:
+        while groups and (counts["sent"] == 0 or time.monotonic() - started <= RUN_BUDGET):
             group = groups.pop(0)
             ids = [notice.id for notice in group]
-            error = await post(client, settings, payload(group))
+            error = await post(client, url, payload(group), secrets=secrets)
             if error is None:
                 await in_thread(ctx, mark_delivered, ctx["engine"], ids, now=utcnow())
                 counts["sent"] += len(ids)
                 continue
             counts["failed"] += len(ids)
-            counts["undeliverable"] += await in_thread(
-                ctx,
-                mark_failed,
-                ctx["engine"],
-                ids,
-                error=error,
-                now=utcnow(),
-                max_attempts=settings.notify_max_attempts,
-            )
-            log.warning("notice not delivered (try %d): %s", group[0].attempts + 1, error)
+            counts["undeliverable"] += await _failed(ctx, settings, group, error)
             break  # the receiver is failing: the rest wait for the next run
     if groups:
         rest = [notice.id for group in groups for notice in group]
@@ -87,18 +81,39 @@ async def _send(ctx: Context, settings: Settings, due: Sequence[Due]) -> dict[st
     return counts
 
 
-async def post(client: httpx.AsyncClient, settings: Settings, body: dict[str, Any]) -> str | None:
+async def _failed(ctx: Context, settings: Settings, group: Sequence[Due], error: str) -> int:
+    """Record a failed POST for the group; returns how many notices it gave up on."""
+    ids, tries = [notice.id for notice in group], group[0].attempts + 1
+    given_up = await in_thread(
+        ctx,
+        mark_failed,
+        ctx["engine"],
+        ids,
+        error=error,
+        now=utcnow(),
+        max_attempts=settings.notify_max_attempts,
+    )
+    log.warning("notice not delivered (try %d): %s", tries, error, extra={"notices": len(ids)})
+    if given_up:
+        log.error(
+            "%d notices undeliverable after %d tries; kept (archiver status)", given_up, tries
+        )
+    return given_up
+
+
+async def post(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], *, secrets: Sequence[str]
+) -> str | None:
     """POST `body`; None on a 2xx, else why not (scrubbed of the URL and tokens)."""
-    assert settings.notify_webhook_url is not None
-    url, secrets = settings.notify_webhook_url.get_secret_value(), settings.notify_secrets
     try:
         response = await client.post(url, json=body)
     except httpx.HTTPError as exc:
-        return scrub(f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS], secrets)
+        return scrub(f"{type(exc).__name__}: {exc}", secrets)[:_ERROR_CHARS]
     if response.is_success:
         return None
-    text = " ".join(response.text.split())[:200]
-    return scrub(f"HTTP {response.status_code}: {text}".rstrip(": "), secrets)
+    # Scrubbed whole, then cut: a cut first could leave part of the URL unrecognised.
+    text = scrub(" ".join(response.text.split()), secrets)
+    return f"HTTP {response.status_code}: {text}".rstrip(": ")[:_ERROR_CHARS]
 
 
 def grouped(due: Sequence[Due]) -> list[list[Due]]:
