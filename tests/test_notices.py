@@ -331,6 +331,38 @@ async def test_a_run_past_its_budget_leaves_the_rest_due(
     assert len(state.posts) == 2
 
 
+@pytest.mark.anyio
+async def test_a_new_expiry_date_is_a_new_notice(
+    sqlite_url: str, receiver: tuple[Receiver, ServerThread]
+) -> None:
+    """A token 3 days from expiry is told once; refreshed (60 days) nothing; near expiry
+    again with a new date, told again. Data access is told apart from the token."""
+    state, server = receiver
+    engine = create_db_engine(sqlite_url)
+    now = utcnow()
+    shop = add_account(
+        engine,
+        "shop",
+        ig_token_expires_at=now + timedelta(days=3),
+        ig_data_access_expires_at=now + timedelta(days=1),
+    )
+    settings = notify_settings(sqlite_url, server.url + HOOK_PATH, notify_token_days=5)
+    table = table_of(Account)
+    for days in (3, 60, 2):
+        with engine.begin() as conn:
+            expiry = now + timedelta(days=days)
+            conn.execute(
+                sa.update(table).where(table.c.id == shop).values(ig_token_expires_at=expiry)
+            )
+        await run_once(settings, engine)
+    rows = notices(engine)
+    engine.dispose()
+    assert [r["subject"] for r in rows] == ["instagram", "instagram_data_access", "instagram"]
+    assert rows[0]["dedupe_key"] != rows[2]["dedupe_key"]
+    assert "Instagram data access expires in 23 h" in rows[1]["text"]
+    assert len(state.posts) == 2  # one POST per kind and account and run
+
+
 def test_back_off_doubles_up_to_an_hour() -> None:
     """30 s, 60 s, 2 min ... capped at an hour, however many tries."""
     assert [retry_delay(n).total_seconds() for n in (1, 2, 3, 8, 9, 50)] == [
@@ -396,10 +428,14 @@ async def test_without_a_url_nothing_is_recorded_or_sent(sqlite_url: str, status
     add_account(engine, "shop", state="reauth_required")
     assert await run_once(make_settings(sqlite_url, None), engine) == {}
     assert notices(engine) == []
-    engine.dispose()
     code, out, _ = status(DATABASE_URL=sqlite_url)
     assert code == 0
-    assert "notices     off (NOTIFY_WEBHOOK_URL unset)" in out
+    assert "notices     off (NOTIFY_WEBHOOK_URL unset)\n" in out
+    with session_scope(engine) as session:  # left from when it was set
+        session.add(Notice(dedupe_key="k", kind="reauth", subject="instagram", text="t"))
+    engine.dispose()
+    code, out, _ = status(DATABASE_URL=sqlite_url)
+    assert "notices     off (NOTIFY_WEBHOOK_URL unset); kept: 1 pending" in out
 
 
 @pytest.mark.parametrize(
