@@ -35,12 +35,31 @@ FAILED_DELIVERIES = 5
 FAILED_WINDOW = timedelta(hours=1)
 _FIX = "replace its token with `archiver accounts update`"
 _SIDES = {"instagram": "Instagram", "threads": "Threads"}
+_EXPIRIES = ("ig_token_expires_at", "ig_data_access_expires_at", "threads_token_expires_at")
+_ACCOUNT_COLUMNS = (
+    "id",
+    "name",
+    "state",
+    "state_reason",
+    "threads_user_id",
+    "threads_state",
+    "threads_state_reason",
+    *_EXPIRIES,
+)
 
 
 def detect_events(engine: Engine, *, now: datetime, token_days: float) -> list[Event]:
     """Every event that holds now (the recorded ones included: recording skips them)."""
+    horizon = now + timedelta(days=token_days)
+    columns = [_account.c[name] for name in _ACCOUNT_COLUMNS]  # never the tokens
+    wanted = sa.or_(
+        _account.c.state == REAUTH_REQUIRED,
+        _account.c.threads_state == REAUTH_REQUIRED,
+        *(_account.c[name] <= horizon for name in _EXPIRIES),
+    )
+    stmt = sa.select(*columns).where(_account.c.state != "disabled", wanted)
     with engine.connect() as conn:
-        accounts = conn.execute(sa.select(_account).where(_account.c.state != "disabled")).all()
+        accounts = conn.execute(stmt).all()
         events = [e for row in accounts for e in _account_events(row._mapping, now, token_days)]
         events += missed_finals(conn, now=now)
         events += failing_deliveries(conn, now=now)

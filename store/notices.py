@@ -65,13 +65,26 @@ def record_events(engine: Engine, events: Iterable[Event], *, now: datetime) -> 
         if ended:
             conn.execute(sa.update(_notice).where(_notice.c.id.in_(ended)).values(resolved_at=now))
         still_open = set(open_rows.values())
+        known = _known_keys(conn, [e.key for e in events if e.key is not None])
         added = 0
         for event in events:
-            if event.key is None and (event.kind, event.account_id, event.subject) in still_open:
+            if event.key in known or (
+                event.key is None and (event.kind, event.account_id, event.subject) in still_open
+            ):
                 continue
             key = event.key or _episode_key(conn, event)
             added += _insert(conn, event, key, now)
     return added
+
+
+def _known_keys(conn: Connection, keys: list[str]) -> set[str]:
+    """Which of `keys` are recorded already (skipped: no INSERT, no sequence value spent)."""
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        stmt = sa.select(_notice.c.dedupe_key).where(_notice.c.dedupe_key.in_(chunk))
+        found.update(str(key) for key in conn.execute(stmt).scalars())
+    return found
 
 
 def _open_episodes(conn: Connection) -> dict[int, tuple[str, int | None, str]]:
@@ -82,11 +95,16 @@ def _open_episodes(conn: Connection) -> dict[int, tuple[str, int | None, str]]:
 
 
 def _episode_key(conn: Connection, event: Event) -> str:
-    """`<kind>:<account or ->:<subject>:<n>`, n counting this condition's episodes."""
+    """`<kind>:<account or ->:<subject>:<n>`, n = 1 + this condition's ended episodes: two
+    runs racing to record a new episode compute the same key whatever they see of each
+    other's open one, so the unique key lets one of them in."""
     account = _notice.c.account_id
     same = account.is_(None) if event.account_id is None else account == event.account_id
     count = sa.select(sa.func.count()).where(
-        _notice.c.kind == event.kind, _notice.c.subject == event.subject, same
+        _notice.c.kind == event.kind,
+        _notice.c.subject == event.subject,
+        same,
+        _notice.c.resolved_at.is_not(None),
     )
     episode = int(conn.execute(count).scalar_one()) + 1
     return f"{event.kind}:{event.account_id or '-'}:{event.subject}:{episode}"
