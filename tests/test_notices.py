@@ -448,6 +448,17 @@ def test_the_url_must_be_http(url: str, sqlite_url: str) -> None:
     assert url not in str(info.value)
 
 
+def test_a_bad_url_is_one_line_at_the_command_line(sqlite_url: str, status: Status) -> None:
+    """`archiver status` with NOTIFY_WEBHOOK_URL=ftp://...: exit 2, one line naming the
+    setting, the value (a secret) not quoted."""
+    url = f"ftp://hooks.example{HOOK_PATH}"
+    code, out, err = status(DATABASE_URL=sqlite_url, NOTIFY_WEBHOOK_URL=url)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1
+    assert "NOTIFY_WEBHOOK_URL: Value error, must be an http:// or https:// URL" in err
+    assert SECRET not in err
+
+
 @pytest.mark.anyio
 async def test_a_hanging_receiver_does_not_stall_the_tick(
     database_url: str, redis_url: str, receiver: tuple[Receiver, ServerThread]
