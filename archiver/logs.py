@@ -67,7 +67,8 @@ def known_secrets(settings: Settings) -> list[str]:
         settings.threads_app_secret,
         settings.threads_verify_token,
     )
-    return [value.get_secret_value() for value in values if value is not None]
+    found = [value.get_secret_value() for value in values if value is not None]
+    return found + settings.notify_secrets
 
 
 def setup_logging(settings: Settings, *, stream: IO[str] | None = None) -> logging.Handler:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -79,6 +80,12 @@ class Settings(BaseSettings):
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(8001, gt=0, lt=65536)
     dashboard_token: SecretStr | None = None
+    # Notices to operators (README: Notices): a Slack-compatible incoming webhook. Its URL
+    # carries the secret, so it is a secret; unset, nothing is detected or sent.
+    notify_webhook_url: SecretStr | None = None
+    notify_token_days: float = Field(7.0, gt=0, le=60)
+    notify_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    notify_max_attempts: int = Field(10, ge=1, le=30)
 
     @field_validator("database_url")
     @classmethod
@@ -111,6 +118,18 @@ class Settings(BaseSettings):
             raise ValueError(str(exc).removeprefix("TOKEN_ENCRYPTION_KEY ")) from None
         return value
 
+    @field_validator("notify_webhook_url")
+    @classmethod
+    def _check_notify_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """An http(s) URL with a host, or unset; the message never quotes the value."""
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parts = urlsplit(value.get_secret_value().strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            msg = "must be an http:// or https:// URL (a Slack-compatible incoming webhook)"
+            raise ValueError(msg)
+        return SecretStr(value.get_secret_value().strip())
+
     @field_validator("threads_post_snapshots")
     @classmethod
     def _check_offsets(cls, value: str) -> str:
@@ -140,6 +159,17 @@ class Settings(BaseSettings):
         """TOKEN_ENCRYPTION_KEY for models.db.create_db_engine (None: tokens in plaintext)."""
         key = self.token_encryption_key
         return key.get_secret_value() if key is not None and key.get_secret_value() else None
+
+    @property
+    def notify_secrets(self) -> list[str]:
+        """NOTIFY_WEBHOOK_URL and its path and query (Slack's secret part), to mask wherever
+        either might appear: an error quoting the URL, a log line, a stored error."""
+        if self.notify_webhook_url is None:
+            return []
+        url = self.notify_webhook_url.get_secret_value()
+        parts = urlsplit(url)
+        tail = parts.path + (f"?{parts.query}" if parts.query else "")
+        return [url, tail] if len(tail) > 1 else [url]
 
     @property
     def is_sqlite(self) -> bool:

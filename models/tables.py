@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 
 from models.accounts import Account, MetricUnavailable
 from models.deliveries import WebhookDelivery
+from models.notices import Notice
 from models.snapshots import Media, MetricValue, Snapshot
 
 metadata = SQLModel.metadata
@@ -24,6 +25,7 @@ __all__ = [
     "Media",
     "MetricUnavailable",
     "MetricValue",
+    "Notice",
     "Snapshot",
     "WebhookDelivery",
     "metadata",

@@ -55,7 +55,7 @@ def results(redis_url: str) -> list[str]:
         keys = [key.decode() for key in client.scan_iter(f"{result_key_prefix}*")]
     finally:
         client.close()
-    crons = ("schedule_due:", "refresh_tokens:", "sweep_deliveries:")
+    crons = ("schedule_due:", "refresh_tokens:", "sweep_deliveries:", "send_notices:")
     return [key for key in keys if not key.removeprefix(result_key_prefix).startswith(crons)]
 
 

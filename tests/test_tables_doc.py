@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.columns_doc import COLUMNS, TABLES
 from models.tables import metadata
-from models.tables_doc import render
+from models.tables_doc import COLUMNS, TABLES, render
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "tables.md"
 

@@ -87,7 +87,7 @@ async def test_each_lane_is_built_from_settings(sqlite_url: str, redis_url: str)
     deliveries = build_worker(settings, lane=DELIVERIES, burst=True, handle_signals=False)
     control = build_worker(settings, lane=CONTROL, burst=True, handle_signals=False)
     lanes = (main, deliveries, control)
-    assert [w.max_jobs for w in lanes] == [8, 2, 2]  # deliveries: a quarter; control: two
+    assert [w.max_jobs for w in lanes] == [8, 2, 3]  # deliveries: a quarter; control: three
     for worker in lanes:
         assert (worker.job_timeout_s, worker.burst) == (700, True)
         assert worker.redis_settings == RedisSettings.from_dsn(redis_url)
@@ -97,7 +97,8 @@ async def test_each_lane_is_built_from_settings(sqlite_url: str, redis_url: str)
     assert set(main.functions) == {POLL_STORIES, CAPTURE_STORY, POLL_THREADS, CAPTURE_THREADS_POST}
     assert main.cron_jobs == []  # a tick in the main queue would wait behind the captures
     assert set(deliveries.functions) == {PROCESS_DELIVERY, "sweep_deliveries"}
-    assert [job.name for job in control.cron_jobs] == ["schedule_due", "refresh_tokens"]
+    names = [job.name for job in control.cron_jobs]
+    assert names == ["schedule_due", "refresh_tokens", "send_notices"]
     assert control.cron_jobs[0].second == set(range(0, 60, settings.schedule_tick_seconds))
     assert deliveries.cron_jobs[0].second == {0, 10, 20, 30, 40, 50}  # every 10 s
     # Each job's timeout fits the job, and arq's in-progress key lives as long as the

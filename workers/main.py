@@ -4,7 +4,8 @@ through ctx. Every worker process runs all three lanes (workers.running):
 - MAIN (arq's default queue): story listings and captures, Threads polls and post captures;
 - DELIVERIES (jobqueue.names.DELIVERIES_QUEUE): webhook deliveries and their sweeper, so a burst
   of thousands waits in its own queue and never holds back a story's final capture;
-- CONTROL (jobqueue.names.CONTROL_QUEUE): the scheduler tick and token refresh. arq scores a
+- CONTROL (jobqueue.names.CONTROL_QUEUE): the scheduler tick, token refresh and the notices to
+  operators (workers.notices). arq scores a
   cron job at its time, so in the main queue a tick would wait behind every capture due
   before it, and the finals it enqueues (only the tick enqueues a due final) with it: with
   3,000 stories found at once, ticks ran 30 s late and finals after expiry.
@@ -50,6 +51,7 @@ from workers.captures.tick import schedule_due
 from workers.captures.token_refresh import refresh_tokens
 from workers.meta.clients import build_clients
 from workers.meta.graph_api import make_http_client
+from workers.notices import send_notices
 from workers.runtime.context import Context, close_db_threads, make_db_threads
 from workers.runtime.reclaim import Member
 from workers.webhooks.process import DELIVERY_MAX_TRIES, process_delivery
@@ -63,7 +65,7 @@ DELIVERIES = "deliveries"
 CONTROL = "control"
 LANES = (MAIN, DELIVERIES, CONTROL)
 QUEUES = {MAIN: MAIN_QUEUE, DELIVERIES: DELIVERIES_QUEUE, CONTROL: CONTROL_QUEUE}
-CONTROL_SLOTS = 2  # the tick, and a token refresh beside it
+CONTROL_SLOTS = 3  # the tick, and a token refresh and the notifier beside it
 DB_POOL_SIZE = 5  # a lane's database connections, at most (models.db doubles it as overflow)
 
 # arq fills its free job slots only when it polls the queue, and a poll that finds every slot
@@ -93,6 +95,7 @@ TICK_TIMEOUT = 120
 # arq's cron jobs have ids unique per tick; keeping their result refuses a late duplicate of
 # a tick (a worker that was stalled) that would otherwise run after the tick already ran.
 CRON_KEEP_RESULT_SECONDS = 300
+NOTICES_TIMEOUT = 90  # its POSTs stop starting after workers.notices.RUN_BUDGET (30 s)
 
 
 def lane_slots(settings: Settings, lane: str) -> int:
@@ -180,6 +183,15 @@ def make_cron_jobs(settings: Settings, lane: str = MAIN) -> list[CronJob]:
             second={30},
             run_at_startup=True,
             timeout=cap,
+            keep_result=keep,
+        ),
+        # Every 15 s, in a slot of its own: a receiver that hangs never delays a tick.
+        cron(
+            arq_job(send_notices),
+            name="send_notices",
+            second={0, 15, 30, 45},
+            run_at_startup=True,
+            timeout=min(cap, NOTICES_TIMEOUT),
             keep_result=keep,
         ),
     ]

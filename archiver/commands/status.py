@@ -35,7 +35,9 @@ def register(subparsers: SubParsers) -> None:
         "the rest); with a linked Threads profile also its link, token state and expiry, polls "
         "(overdue, problem), posts tracked / done / skipped / deleted, Threads snapshots and the "
         "metrics Meta refused; then totals, problems over all accounts, app-wide pauses, failed "
-        "jobs and the webhook deliveries by status. Tokens are never shown.",
+        "jobs and the webhook deliveries by status; last, the notices to operators (pending, "
+        "undeliverable, delivered, and the latest not delivered with their errors). Tokens "
+        "are never shown.",
     )
     status.add_argument("--json", action="store_true", help="one JSON document, for scripts")
     status.set_defaults(handler=run_status)
@@ -45,9 +47,11 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
     from archiver.logs import known_secrets
     from archiver.status.as_json import as_json
     from archiver.status.as_text import as_text, plaintext_line
+    from archiver.status.notices import notices_json, notices_lines
     from core.redaction import scrub, scrub_json
     from models.types import utcnow
     from reports.coverage import account_statuses, delivery_counts
+    from reports.notices import notice_report
     from reports.overdue import overdue_grace
     from reports.pauses import read_pauses
     from store.token_keys import plaintext_count
@@ -59,16 +63,20 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
         accounts = account_statuses(engine, now=now, grace=grace)
         deliveries = delivery_counts(engine)
         plaintext = plaintext_count(engine)
+        notices = notice_report(engine)
     finally:
         engine.dispose()
     pauses = read_pauses(settings.redis_url, [account.ig_user_id for account in accounts])
     secrets = known_secrets(settings)  # the whole report is scrubbed, rows from before too
+    notify = settings.notify_webhook_url is not None
     if args.json:
         report = as_json(accounts, deliveries, pauses, now)
         report["tokens"] = {"plaintext": plaintext, "key_set": settings.token_key is not None}
+        report["notices"] = notices_json(notices, enabled=notify)
         print(json.dumps(scrub_json(report, secrets), indent=2, default=datetime.isoformat))
     else:
         print(scrub(as_text(accounts, deliveries, pauses, now), secrets))
+        print(scrub("\n".join(notices_lines(notices, enabled=notify, now=now)), secrets))
         if plaintext:
             print(plaintext_line(plaintext, keyed=settings.token_key is not None))
     return 0
