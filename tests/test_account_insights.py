@@ -24,15 +24,9 @@ from models.types import UTCDateTime, utcnow
 from tests.conftest import make_settings
 from tests.metasim_fixtures import RunningSim
 from tests.workers_harness import eventually, job_context, running_workers
-from workers.captures.account_insights import (
-    DAY_CALLS,
-    DAYS_PER_RUN,
-    DEMOGRAPHIC_CALLS,
-    DEMOGRAPHIC_METRICS,
-    MAX_TRIES,
-    capture_account_insights,
-)
+from workers.captures.account_insights import DAYS_PER_RUN, MAX_TRIES, capture_account_insights
 from workers.meta.days import Window, closed_days, day_start, pacific
+from workers.meta.metric_sets import DAY_CALLS, DEMOGRAPHIC_CALLS, DEMOGRAPHIC_METRICS
 from workers.runtime.context import Context
 
 

@@ -25,7 +25,7 @@ Meta has no data for is stored as `unavailable` rows: never as zero.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,11 +55,16 @@ from store.backoff import (
     record_failure,
     record_success,
 )
-from store.recording import NOT_SUPPORTED, UNAVAILABLE, MetricRow, Subject, record_snapshot
+from store.recording import NOT_SUPPORTED, MetricRow, Subject, record_snapshot
 from store.story_bookkeeping import account_credentials, flag_reauth
 from workers.meta.api_errors import AuthError, InvalidMetric, MetaError, Throttled, Transient
 from workers.meta.days import Window, day_start, due_windows
-from workers.meta.metric_sets import parse_insights
+from workers.meta.metric_sets import (
+    DAY_CALLS,
+    DEMOGRAPHIC_CALLS,
+    AccountCall,
+    account_rows,
+)
 from workers.runtime.context import Context, in_thread
 from workers.runtime.failures import GAVE_UP, count, guarded, job_try, rejection, retry, retry_delay
 
@@ -73,54 +78,6 @@ AFTER_MIDNIGHT = timedelta(minutes=30)  # the daily run, after the Pacific day c
 FINAL_YIELD = timedelta(minutes=10)  # a story final due this soon goes first
 REFUSED_RETRY = timedelta(days=7)
 MAX_TRIES = 3
-
-TOTALS = (
-    "reach", "views", "accounts_engaged", "total_interactions", "likes", "comments", "shares",
-    "saved", "replies", "follows_and_unfollows", "profile_links_taps",
-)  # fmt: skip
-BY_MEDIA_PRODUCT_TYPE = (
-    "views", "reach", "total_interactions", "likes", "comments", "shares", "saved"
-)  # fmt: skip
-DEMOGRAPHIC_METRICS = (
-    "follower_demographics", "engaged_audience_demographics", "reached_audience_demographics"
-)  # fmt: skip
-DEMOGRAPHIC_TIMEFRAME = "this_month"
-
-
-@dataclass(frozen=True)
-class AccountCall:
-    """One insights request: metrics that share period, metric_type and breakdown."""
-
-    name: str
-    metrics: tuple[str, ...]
-    period: str = "day"
-    metric_type: str = "total_value"
-    breakdown: str | None = None
-    timeframe: str | None = None
-
-    def params(self, metrics: tuple[str, ...]) -> dict[str, str]:
-        params = {"metric": ",".join(metrics), "period": self.period}
-        params["metric_type"] = self.metric_type
-        if self.breakdown:
-            params["breakdown"] = self.breakdown
-        if self.timeframe:
-            params["timeframe"] = self.timeframe
-        return params
-
-
-BY_FOLLOW_TYPE = ("views", "reach", "follows_and_unfollows")
-DAY_CALLS = (
-    AccountCall("totals", TOTALS),
-    AccountCall("by_media_product_type", BY_MEDIA_PRODUCT_TYPE, breakdown="media_product_type"),
-    AccountCall("by_follow_type", BY_FOLLOW_TYPE, breakdown="follow_type"),
-    AccountCall("by_contact_button_type", ("profile_links_taps",), breakdown="contact_button_type"),
-    AccountCall("follower_count", ("follower_count",), metric_type="time_series"),
-)
-DEMOGRAPHIC_CALLS = tuple(
-    AccountCall(f"demographics_{b}", DEMOGRAPHIC_METRICS, "lifetime", breakdown=b,
-                timeframe=DEMOGRAPHIC_TIMEFRAME)
-    for b in ("age", "city", "country", "gender")
-)  # fmt: skip
 
 
 @dataclass
@@ -249,34 +206,12 @@ async def _ask(
         except MetaError as exc:
             got.stop = exc
             return
-        got.rows.extend(_rows(body, call, metrics, window))
+        got.rows.extend(account_rows(body, call, metrics, window.until if window else None))
         got.raw[call.name] = {k: v for k, v in body.items() if k != "paging"}
         break
     refused = [m for m in call.metrics if m not in metrics]
-    flagged = [MetricRow(m, None, call.breakdown, flag=NOT_SUPPORTED) for m in refused]
-    got.rows.extend(_dated(flagged, window))
-
-
-def _rows(
-    body: Any, call: AccountCall, metrics: tuple[str, ...], window: Window | None
-) -> list[MetricRow]:
-    """Meta's answer as rows. A breakdown call keeps only its breakdown rows (the totals come
-    from the plain call), and a metric it has no data for is `unavailable` under that
-    breakdown; a demographic metric has no total."""
-    rows = parse_insights(body, metrics, call.breakdown)
-    if call.breakdown is not None:
-        rows = [
-            replace(row, breakdown=call.breakdown) if row.flag == UNAVAILABLE else row
-            for row in rows
-            if row.breakdown is not None or row.flag == UNAVAILABLE
-        ]
-    return _dated(rows, window)
-
-
-def _dated(rows: list[MetricRow], window: Window | None) -> list[MetricRow]:
-    if window is None:
-        return rows
-    return [replace(row, end_time=row.end_time or window.until) for row in rows]
+    end = window.until if window else None
+    got.rows.extend(MetricRow(m, None, call.breakdown, None, end, NOT_SUPPORTED) for m in refused)
 
 
 async def _refused(ctx: Context, account_id: int, metrics: list[str], reason: str) -> None:
