@@ -16,11 +16,15 @@ from arq import Retry
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from archiver.status.as_json import problem_totals
+from archiver.status.as_text import account_lines
 from core.config import Settings
 from metasim.api.instagram_account import daily_value
 from metasim.world.entities import Call
 from models.accounts import Account, MetricUnavailable
 from models.types import UTCDateTime, utcnow
+from reports.coverage import account_statuses
+from reports.pauses import PauseReport
 from tests.conftest import make_settings
 from tests.metasim_fixtures import RunningSim
 from tests.workers_harness import eventually, job_context, running_workers
@@ -28,6 +32,9 @@ from workers.captures.account_insights import DAYS_PER_RUN, MAX_TRIES, capture_a
 from workers.meta.days import Window, closed_days, day_start, pacific
 from workers.meta.metric_sets import DAY_CALLS, DEMOGRAPHIC_CALLS, DEMOGRAPHIC_METRICS
 from workers.runtime.context import Context
+
+
+PAUSES = PauseReport(by_ig_user=None, unknown_because="not asked")
 
 
 def settings_for(engine: Engine, redis_url: str, sim: RunningSim) -> Settings:
@@ -241,6 +248,9 @@ async def test_a_5xx_is_retried_then_backs_off_and_a_success_clears_it(
         assert found.ig_insights_failures == 1
         assert found.ig_insights_problem
         assert "Meta kept failing" in found.ig_insights_problem
+        statuses = account_statuses(engine, now=utcnow(), grace=timedelta(minutes=5))
+        assert problem_totals(statuses)["accounts_with_problem"] == 1
+        assert "insights problem" in "\n".join(account_lines(statuses[0], PAUSES, utcnow()))
         sim.world.faults.clear()
         ctx["job_try"] = 1
         await capture_account_insights(ctx, aid, 1)
