@@ -33,7 +33,6 @@ from workers.meta.days import Window, closed_days, day_start, pacific
 from workers.meta.metric_sets import DAY_CALLS, DEMOGRAPHIC_CALLS, DEMOGRAPHIC_METRICS
 from workers.runtime.context import Context
 
-
 PAUSES = PauseReport(by_ig_user=None, unknown_because="not asked")
 
 
