@@ -22,13 +22,20 @@ from core.config import Settings
 from metasim.api.instagram_account import daily_value
 from metasim.world.entities import Call
 from models.accounts import Account, MetricUnavailable
+from models.snapshots import Media
 from models.types import UTCDateTime, utcnow
 from reports.coverage import account_statuses
 from reports.pauses import PauseReport
 from tests.conftest import make_settings
 from tests.metasim_fixtures import RunningSim
 from tests.workers_harness import eventually, job_context, running_workers
-from workers.captures.account_insights import DAYS_PER_RUN, MAX_TRIES, capture_account_insights
+from workers.captures.account_insights import (
+    CATCH_UP_GAP,
+    DAYS_PER_RUN,
+    HORIZON_DAYS,
+    MAX_TRIES,
+    capture_account_insights,
+)
 from workers.meta.days import Window, closed_days, day_start, pacific
 from workers.meta.metric_sets import DAY_CALLS, DEMOGRAPHIC_CALLS, DEMOGRAPHIC_METRICS
 from workers.runtime.context import Context
@@ -271,3 +278,48 @@ async def test_a_revoked_token_flags_the_account_and_stops_its_runs(
         sim.world.log.clear()
         assert (await capture_account_insights(ctx, aid, 1)).startswith("skipped")
     assert insight_calls(sim) == []
+
+
+@pytest.mark.anyio
+async def test_runs_catch_up_the_recent_days_then_wait_for_the_next_midnight(
+    engine: Engine, redis_url: str, sim: RunningSim
+) -> None:
+    """Missing days are filled DAYS_PER_RUN a run, a minute apart, back to HORIZON_DAYS;
+    then the next run is due after the next Pacific midnight, and the demographics were
+    asked once that day."""
+    async with run_ctx(engine, redis_url, sim) as (ctx, _, aid):
+        runs, due = 0, None
+        while runs < 20:
+            runs += 1
+            await capture_account_insights(ctx, aid, runs)
+            due = account_of(engine, aid).next_ig_insights_at
+            assert due is not None
+            if due - utcnow() > CATCH_UP_GAP:
+                break
+    assert runs == -(-HORIZON_DAYS // DAYS_PER_RUN)
+    assert due is not None
+    assert len({r["day"] for r in rows(engine, "ig_account_daily")}) == HORIZON_DAYS
+    assert day_start(due) == day_start(utcnow() + timedelta(hours=26))  # after next midnight
+    asked = [c for c in insight_calls(sim) if c.params["period"] == "lifetime"]
+    assert len(asked) == len(DEMOGRAPHIC_CALLS)
+
+
+@pytest.mark.anyio
+async def test_a_story_final_due_soon_goes_first(
+    engine: Engine, redis_url: str, sim: RunningSim
+) -> None:
+    """A live story of the account whose final is due within minutes: the run makes no call
+    and is due again just after that final."""
+    async with run_ctx(engine, redis_url, sim) as (ctx, _, aid):
+        final_at = utcnow() + timedelta(minutes=3)
+        with Session(engine) as session:
+            session.add(Media(account_id=aid, platform="instagram", subject_type="story",
+                              media_id="18000000000000001", capture_state="live",
+                              next_slot="final", next_capture_at=final_at))  # fmt: skip
+            session.commit()
+        outcome = await capture_account_insights(ctx, aid, 0)
+    assert outcome.startswith("deferred")
+    assert insight_calls(sim) == []
+    due = account_of(engine, aid).next_ig_insights_at
+    assert due is not None
+    assert final_at < due <= final_at + timedelta(minutes=2)
