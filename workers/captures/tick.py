@@ -67,6 +67,9 @@ async def schedule_due(ctx: Context) -> dict[str, int]:
             _job_id=threads_poll_job_id(account_id, epoch),
             _queue_name=MAIN_QUEUE,  # the tick runs in the control lane's queue
         )
+    lookahead = now + timedelta(seconds=2 * settings.schedule_tick_seconds)
+    # An account's daily insights can wait: scored at the lookahead, behind every capture this
+    # tick enqueues (workers.captures.account_insights also yields to a story final due soon).
     accounts = await in_thread(ctx, due_account_insights, engine, now=now, limit=TICK_BATCH)
     for account_id, due in accounts:
         epoch = int(due.timestamp())
@@ -75,9 +78,9 @@ async def schedule_due(ctx: Context) -> dict[str, int]:
             account_id,
             epoch,
             _job_id=account_insights_job_id(account_id, epoch),
+            _defer_until=max(due, lookahead),
             _queue_name=MAIN_QUEUE,
         )
-    lookahead = now + timedelta(seconds=2 * settings.schedule_tick_seconds)
     margin = timedelta(seconds=settings.story_final_margin_seconds)
     finals = await in_thread(
         ctx, promote_finals, engine, slot=FINAL, now=now, margin=margin, limit=TICK_BATCH
