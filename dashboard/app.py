@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from core.config import Settings
-from dashboard import queries
+from dashboard import account_insights, queries
 from dashboard.auth import TokenAuth, require_token_if_exposed
 from dashboard.exports import export
 from dashboard.html import Html, page, text
@@ -105,6 +105,22 @@ async def threads_user(request: Request) -> Response:
     return not_found(f"Threads profile {user_id}") if body is None else html(body)
 
 
+async def ig_account(request: Request) -> Response:
+    ig_user_id = request.path_params["ig_user_id"]
+
+    def render() -> Html | None:
+        with request.app.state.engine.connect() as conn:
+            owner = account_insights.account_name(conn, ig_user_id)
+            rows = account_insights.account_days(conn, ig_user_id)
+            audience = account_insights.newest_audience(conn, ig_user_id)
+        if owner is None and not rows:
+            return None
+        return account_insights.account_insights_page(ig_user_id, owner, rows, audience)
+
+    body = await run_in_threadpool(render)
+    return not_found(f"Instagram account {ig_user_id}") if body is None else html(body)
+
+
 async def deliveries(request: Request) -> Response:
     engine = request.app.state.engine
 
@@ -124,6 +140,7 @@ def create_dashboard(settings: Settings) -> Starlette:
         Route("/stories/{media_id}", _subject("instagram", "story", "Story")),
         Route("/threads/posts/{media_id}", _subject("threads", "threads_post", "Threads post")),
         Route("/threads/users/{user_id}", threads_user),
+        Route("/accounts/{ig_user_id}/insights", ig_account),
         Route("/deliveries", deliveries),
         Route("/export/{fmt}", export),
     ]

@@ -133,6 +133,10 @@ def account_media(conn: Connection, account: AccountStatus) -> list[Html]:
         Html(f'<h2 id="a{account.id}">{text(account.name)}: stories</h2>'),
         table(("story", "posted", "expires", "state", "missed because"), stories, "stories"),
         export_links(view="metric_history", account=str(account.id), subject_type="story"),
+        Html(
+            f"<p>{link(path('accounts', account.ig_user_id, 'insights'), 'Account insights')}"
+            " by day: reach, views, followers, demographics</p>"
+        ),
     ]
     posts = [
         [link(path("threads", "posts", r.media_id), r.media_id), r.posted_at, r.capture_state]

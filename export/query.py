@@ -144,6 +144,37 @@ SPECS: dict[str, ViewSpec] = {
         subject_column="media_id",
         fixed={"platform": "threads", "subject_type": "threads_post"},
     ),
+    "ig_account_daily": ViewSpec(
+        columns=(
+            ("account_id", "int"),
+            ("ig_user_id", "text"),
+            ("day", "text"),
+            *_KEY,
+            *_VALUE,
+            ("end_time", "timestamp"),
+            *_SNAPSHOT,
+        ),
+        order_by=("ig_user_id", "day", "metric", "breakdown", "dimension"),
+        time_column="day",
+        subject_column="ig_user_id",
+        fixed={"platform": "instagram", "subject_type": "ig_account"},
+    ),
+    "ig_account_demographics": ViewSpec(
+        columns=(
+            ("account_id", "int"),
+            ("ig_user_id", "text"),
+            ("day", "text"),
+            ("metric", "text"),
+            ("timeframe", "text"),
+            ("breakdown", "text"),
+            *_VALUE,
+            *_SNAPSHOT,
+        ),
+        order_by=("ig_user_id", "day", "metric", "breakdown", "dimension"),
+        time_column="day",
+        subject_column="ig_user_id",
+        fixed={"platform": "instagram", "subject_type": "ig_account"},
+    ),
 }
 VIEWS: tuple[str, ...] = tuple(SPECS)
 
@@ -157,9 +188,9 @@ _TYPES: dict[Kind, sa.types.TypeEngine[Any]] = {
 
 @dataclass(frozen=True)
 class ExportQuery:
-    """Which rows to export. Times are inclusive at `since`, exclusive at `until`; on
-    threads_user_daily they compare with the row's UTC day (`since`'s date and on, before
-    `until`'s date)."""
+    """Which rows to export. Times are inclusive at `since`, exclusive at `until`; on the
+    daily views (threads_user_daily, ig_account_daily, ig_account_demographics) they compare
+    with the row's UTC day (`since`'s date and on, before `until`'s date)."""
 
     view: str = "metric_history"
     since: datetime | None = None

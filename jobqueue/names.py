@@ -24,6 +24,7 @@ POLL_STORIES = "poll_stories"
 CAPTURE_STORY = "capture_story"
 POLL_THREADS = "poll_threads"
 CAPTURE_THREADS_POST = "capture_threads_post"
+CAPTURE_ACCOUNT_INSIGHTS = "capture_account_insights"
 
 
 def story_poll_job_id(account_id: int, due_epoch: int) -> str:
@@ -33,6 +34,11 @@ def story_poll_job_id(account_id: int, due_epoch: int) -> str:
 
 def threads_poll_job_id(account_id: int, due_epoch: int) -> str:
     return f"threads:{account_id}:{due_epoch}"
+
+
+def account_insights_job_id(account_id: int, due_epoch: int) -> str:
+    """One account insights run per account and due time (workers.captures.account_insights)."""
+    return f"ig_account:{account_id}:{due_epoch}"
 
 
 def capture_job_id(platform: str, media_id: str, slot: str) -> str:

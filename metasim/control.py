@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from metasim.api.instagram_account import set_account_insights
 from metasim.world.state import Conflict, NotFound
 from metasim.world.world import World
 
@@ -242,6 +243,7 @@ def routes(world: World) -> list[Route]:
         ("/clock", clock, ["POST"]),
         ("/reset", reset, ["POST"]),
         ("/accounts", create_accounts, ["POST"]),
+        ("/accounts/insights", set_account_insights, ["POST"]),
         ("/populate", populate, ["POST"]),
         ("/stories", create_stories, ["POST"]),
         ("/stories/refuses", refuse_metrics, ["POST"]),

@@ -68,6 +68,14 @@ class Account(SQLModel, table=True):
     # Story discovery: when /stories was last listed, and when it is due again (null: now).
     stories_polled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     next_story_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Account insights (one run per closed Meta day, workers.captures.account_insights): when
+    # it last ran, when it is due again (null: now), failures in a row and the reason shown.
+    ig_insights_polled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_ig_insights_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    ig_insights_failures: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    ig_insights_problem: str | None = Field(default=None, sa_type=ScrubbedText)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

@@ -61,6 +61,12 @@ _ACCOUNT = {
     "threads_problem": "The reason shown to operators for `threads_failures`.",
     "stories_polled_at": "When `/stories` was last listed.",
     "next_story_poll_at": "When `/stories` is due to be listed again; null: now.",
+    "ig_insights_polled_at": "When the account insights run last succeeded.",
+    "next_ig_insights_at": "When the account insights run is due again (after the next "
+    "Pacific midnight, sooner while days are missing); null: now.",
+    "ig_insights_failures": "Account insights runs that failed in a row (errors retrying "
+    "cannot fix, or transient ones that kept failing).",
+    "ig_insights_problem": "The reason shown to operators for `ig_insights_failures`.",
     "created_at": "When the account was added.",
     "updated_at": "When the row last changed.",
 }
@@ -93,9 +99,11 @@ _SNAPSHOT = {
     "id": "The snapshot id.",
     "account_id": "The account (`account.id`) captured.",
     "platform": "`instagram` or `threads`.",
-    "subject_type": "`story`, `threads_post` or `threads_user`.",
+    "subject_type": "`story`, `threads_post`, `threads_user` or `ig_account` (an Instagram "
+    "account's own insights).",
     "subject_id": "Meta's media or user id.",
-    "kind": "What was captured; `insights` for metric captures.",
+    "kind": "What was captured: `insights` for metric captures, `demographics` for the "
+    "audience breakdowns of a Threads user or Instagram account.",
     "version": "1, 2, 3 ... per (subject, kind), never reused.",
     "slot": "The schedule slot or webhook key; a retried capture of the same slot is a no-op.",
     "captured_at": "When the archiver captured it (UTC).",

@@ -340,3 +340,119 @@ THREADS_POST_LATEST_COLUMNS = (
     "value",
     "flag",
 )
+
+# --- Instagram account insights (P10, workers.captures.account_insights) ----------------------
+
+# One row per (account, Meta day, metric, breakdown, dimension) of the account-level insights
+# (`subject_type` 'ig_account'). Every value was asked for one closed Meta day (Pacific
+# midnight to midnight) and is stored with that day's end as end_time; `day` names the day
+# (its date). A day is asked once it closes and once more after 48 h (Meta's data can be
+# delayed that long): the newest version of the day wins. `flag` says why a value is null:
+# 'unavailable' (Meta answered no data for that day), 'not_supported' (Meta refused the metric
+# for this account, so it was not asked). A day with no row was not fetched (yet).
+_IG_ACCOUNT_DAILY_V1 = """
+CREATE VIEW ig_account_daily AS
+SELECT account_id, ig_user_id, day, metric, breakdown, dimension, value, flag, end_time,
+       snapshot_id, version, captured_at
+FROM (
+    SELECT s.account_id  AS account_id,
+           s.subject_id  AS ig_user_id,
+           {day}         AS day,
+           m.metric      AS metric,
+           m.breakdown   AS breakdown,
+           m.dimension   AS dimension,
+           m.value       AS value,
+           m.flag        AS flag,
+           m.end_time    AS end_time,
+           s.id          AS snapshot_id,
+           s.version     AS version,
+           s.captured_at AS captured_at,
+           ROW_NUMBER() OVER (
+               PARTITION BY s.account_id, s.subject_id, m.end_time, m.metric, m.breakdown,
+                            m.dimension
+               ORDER BY s.version DESC, m.id DESC
+           ) AS pick
+    FROM snapshot s
+    JOIN metric_value m ON m.snapshot_id = s.id
+    WHERE s.platform = 'instagram' AND s.subject_type = 'ig_account' AND s.kind = 'insights'
+      AND m.end_time IS NOT NULL
+) ranked
+WHERE pick = 1
+"""
+
+IG_ACCOUNT_DAILY_V1 = {
+    dialect: _IG_ACCOUNT_DAILY_V1.replace("{day}", day) for dialect, day in UTC_DAY_V1.items()
+}
+
+IG_ACCOUNT_DAILY_COLUMNS = (
+    "account_id",
+    "ig_user_id",
+    "day",
+    "metric",
+    "breakdown",
+    "dimension",
+    "value",
+    "flag",
+    "end_time",
+    "snapshot_id",
+    "version",
+    "captured_at",
+)
+
+# The audience demographics (follower_demographics, engaged_audience_demographics,
+# reached_audience_demographics), asked once a day per breakdown (age, city, country,
+# gender): one row per (account, UTC day of capture, metric, breakdown, dimension), the day's
+# last capture winning. They are not day windows but a state at `captured_at`: followers
+# then, and for the engaged and reached audiences the current month so far (Meta's
+# timeframe=this_month), named in `timeframe`. Meta returns at most the top 45 values of a
+# breakdown, and only people it has demographic data for.
+_IG_ACCOUNT_DEMOGRAPHICS_V1 = """
+CREATE VIEW ig_account_demographics AS
+SELECT account_id, ig_user_id, day, metric, timeframe, breakdown, dimension, value, flag,
+       snapshot_id, version, captured_at
+FROM (
+    SELECT s.account_id  AS account_id,
+           s.subject_id  AS ig_user_id,
+           {day}         AS day,
+           m.metric      AS metric,
+           CASE WHEN m.metric = 'follower_demographics' THEN 'lifetime'
+                ELSE 'this_month' END AS timeframe,
+           m.breakdown   AS breakdown,
+           m.dimension   AS dimension,
+           m.value       AS value,
+           m.flag        AS flag,
+           s.id          AS snapshot_id,
+           s.version     AS version,
+           s.captured_at AS captured_at,
+           ROW_NUMBER() OVER (
+               PARTITION BY s.account_id, s.subject_id, {day}, m.metric, m.breakdown,
+                            m.dimension
+               ORDER BY s.version DESC, m.id DESC
+           ) AS pick
+    FROM snapshot s
+    JOIN metric_value m ON m.snapshot_id = s.id
+    WHERE s.platform = 'instagram' AND s.subject_type = 'ig_account'
+      AND s.kind = 'demographics'
+) ranked
+WHERE pick = 1
+"""
+
+IG_ACCOUNT_DEMOGRAPHICS_V1 = {
+    dialect: _IG_ACCOUNT_DEMOGRAPHICS_V1.replace("{day}", day)
+    for dialect, day in UTC_DAY_V1.items()
+}
+
+IG_ACCOUNT_DEMOGRAPHICS_COLUMNS = (
+    "account_id",
+    "ig_user_id",
+    "day",
+    "metric",
+    "timeframe",
+    "breakdown",
+    "dimension",
+    "value",
+    "flag",
+    "snapshot_id",
+    "version",
+    "captured_at",
+)

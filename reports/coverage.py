@@ -109,6 +109,10 @@ class AccountStatus:
     last_error_at: datetime | None
     ig_failures: int  # errors retrying cannot fix, in a row; `ig_problem` says which
     ig_problem: str | None
+    ig_insights_polled_at: datetime | None  # account insights (one run per closed Meta day)
+    next_ig_insights_at: datetime | None
+    ig_insights_failures: int
+    ig_insights_problem: str | None
     story_poll_overdue_seconds: float | None = None  # None: no listing scheduled; 0: on time
     media_problems: MediaProblems = field(default_factory=MediaProblems)
     stories: Stories = field(default_factory=Stories)

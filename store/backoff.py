@@ -22,6 +22,7 @@ from models.types import utcnow
 
 INSTAGRAM = "instagram"
 THREADS = "threads"
+IG_INSIGHTS = "ig_insights"  # the account insights runs (workers.captures.account_insights)
 FIRST_WAIT = timedelta(minutes=1)
 LONGEST_WAIT = timedelta(hours=24)
 _ERROR_CHARS = 2000
@@ -42,6 +43,12 @@ SIDES = {
     INSTAGRAM: Side("ig_failures", "ig_problem", "next_story_poll_at", "stories_polled_at"),
     THREADS: Side(
         "threads_failures", "threads_problem", "next_threads_poll_at", "threads_polled_at"
+    ),
+    IG_INSIGHTS: Side(
+        "ig_insights_failures",
+        "ig_insights_problem",
+        "next_ig_insights_at",
+        "ig_insights_polled_at",
     ),
 }
 

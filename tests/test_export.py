@@ -28,6 +28,8 @@ from models.accounts import Account
 from models.db import create_db_engine, session_scope
 from models.snapshots import Media
 from models.views import (
+    IG_ACCOUNT_DAILY_COLUMNS,
+    IG_ACCOUNT_DEMOGRAPHICS_COLUMNS,
     METRIC_HISTORY_COLUMNS,
     STORY_FINAL_COLUMNS,
     STORY_LATEST_COLUMNS,
@@ -47,6 +49,8 @@ COLUMNS = {
     "story_final": STORY_FINAL_COLUMNS,
     "threads_user_daily": THREADS_USER_DAILY_COLUMNS,
     "threads_post_latest": THREADS_POST_LATEST_COLUMNS,
+    "ig_account_daily": IG_ACCOUNT_DAILY_COLUMNS,
+    "ig_account_demographics": IG_ACCOUNT_DEMOGRAPHICS_COLUMNS,
 }
 
 
@@ -100,6 +104,10 @@ def archive(engine: Engine) -> Engine:
                  timedelta(hours=1), [MetricRow("views", 1.5)])  # fmt: skip
         _capture(session, Subject(other.id, "instagram", "story", OTHER_STORY), "first",
                  timedelta(hours=3), [MetricRow("views", 3)])  # fmt: skip
+        ig = Subject(shop.id, "instagram", "ig_account", "1784")
+        _capture(session, ig, "run:1", 3 * DAY, [MetricRow("reach", 70, end_time=T0 + DAY)])
+        ages = Subject(shop.id, "instagram", "ig_account", "1784", "demographics")
+        _capture(session, ages, "day:1", 3 * DAY, [MetricRow("follower_demographics", 5, "age")])
     return engine
 
 

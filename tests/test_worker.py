@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from core.config import Settings
 from core.errors import ConfigError
 from jobqueue.names import (
+    CAPTURE_ACCOUNT_INSIGHTS,
     CAPTURE_STORY,
     CAPTURE_THREADS_POST,
     CONTROL_QUEUE,
@@ -94,7 +95,13 @@ async def test_each_lane_is_built_from_settings(sqlite_url: str, redis_url: str)
         assert worker.keep_result_s == 0  # a kept result would refuse the next enqueue
         assert all(job.run_at_startup and job.keep_result_s for job in worker.cron_jobs)
     assert [w.queue_name for w in lanes] == [MAIN_QUEUE, DELIVERIES_QUEUE, CONTROL_QUEUE]
-    assert set(main.functions) == {POLL_STORIES, CAPTURE_STORY, POLL_THREADS, CAPTURE_THREADS_POST}
+    assert set(main.functions) == {
+        POLL_STORIES,
+        CAPTURE_STORY,
+        POLL_THREADS,
+        CAPTURE_THREADS_POST,
+        CAPTURE_ACCOUNT_INSIGHTS,
+    }
     assert main.cron_jobs == []  # a tick in the main queue would wait behind the captures
     assert set(deliveries.functions) == {PROCESS_DELIVERY, "sweep_deliveries"}
     names = [job.name for job in control.cron_jobs]

@@ -32,6 +32,7 @@ from arq.worker import Function, Worker, create_worker, func
 from core.config import Settings, load_settings
 from core.errors import ConfigError
 from jobqueue.names import (
+    CAPTURE_ACCOUNT_INSIGHTS,
     CAPTURE_STORY,
     CAPTURE_THREADS_POST,
     CONTROL_QUEUE,
@@ -43,6 +44,8 @@ from jobqueue.names import (
 )
 from jobqueue.outbox import sweep_stale
 from models.db import create_db_engine
+from workers.captures.account_insights import MAX_TRIES as ACCOUNT_INSIGHTS_TRIES
+from workers.captures.account_insights import capture_account_insights
 from workers.captures.jobs import CAPTURE_MAX_TRIES
 from workers.captures.stories import LISTING_MAX_TRIES, capture_story, poll_stories
 from workers.captures.threads_polls import POLL_MAX_TRIES, poll_threads
@@ -137,6 +140,12 @@ def make_functions(settings: Settings, lane: str = MAIN) -> list[Function]:
             name=CAPTURE_THREADS_POST,
             timeout=capture,
             max_tries=CAPTURE_MAX_TRIES,
+        ),
+        func(
+            arq_job(capture_account_insights),
+            name=CAPTURE_ACCOUNT_INSIGHTS,
+            timeout=cap,
+            max_tries=ACCOUNT_INSIGHTS_TRIES,
         ),
     ]
 

@@ -142,6 +142,13 @@ def pause_line(account: AccountStatus, pauses: PauseReport) -> str:
     return line
 
 
+def insights_line(account: AccountStatus, now: datetime) -> str:
+    """When the account's own insights last ran and when they are due again."""
+    due = account.next_ig_insights_at
+    later = "due now" if due is None or due <= now else f"next {due:%Y-%m-%d %H:%M} UTC"
+    return f"last run {ago(account.ig_insights_polled_at, now)}; {later}"
+
+
 def instagram_fields(account: AccountStatus, now: datetime) -> list[tuple[str, str]]:
     """The Instagram side of an account block: state, token, story polling and coverage."""
     stories = account.stories
@@ -153,6 +160,10 @@ def instagram_fields(account: AccountStatus, now: datetime) -> list[tuple[str, s
         ("last story poll", poll_line(account, now)),
         *overdue_field("listing overdue", account.story_poll_overdue_seconds),
         *problem_field("problem", account.ig_problem, account.ig_failures),
+        ("account insights", insights_line(account, now)),
+        *problem_field(
+            "insights problem", account.ig_insights_problem, account.ig_insights_failures
+        ),
         (
             "stories",
             f"{stories.seen} seen: {stories.final_captured} captured before expiry, "

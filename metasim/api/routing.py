@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from metasim.api import error_bodies, instagram, threads, versions
+from metasim.api import error_bodies, instagram, instagram_account, threads, versions
 from metasim.api.request import Handler, Target
 from metasim.api.versions import Versioned
 from metasim.world.entities import Account, Story, ThreadsPost, ThreadsUser
@@ -26,6 +26,7 @@ ROUTES: Final[dict[type, tuple[str, str, dict[str | None, tuple[str, Handler]]]]
         None: ("account", instagram.account),
         "stories": ("stories", instagram.stories),
         "connected_threads_user": ("connected_threads_user", instagram.connected_threads_user),
+        "insights": ("account_insights", instagram_account.insights_of_account),
     }),
     Story: ("IGMedia", "instagram", {
         None: ("media", instagram.media),

@@ -87,6 +87,13 @@ class Account:
     threads_user_id: str | None = None
     impressions: int | None = None
     story_ids: list[str] = field(default_factory=list, repr=False)
+    # Account insights (metasim.api.instagram_account): the follower count (below 100 Meta
+    # gives no follower_count or demographics), the reach of an average day, metrics the
+    # account refuses with (#100), and Pacific days (ISO dates) whose data Meta withholds.
+    followers_count: int = 500
+    daily_reach: int = 300
+    insights_refuses: tuple[str, ...] = ()
+    withheld_days: tuple[str, ...] = ()
 
     def calls_allowed(self, default: int) -> int:
         if self.budget is not None:
@@ -103,6 +110,10 @@ class Account:
             "threads_user_id": self.threads_user_id,
             "impressions": self.impressions,
             "stories": list(self.story_ids),
+            "followers_count": self.followers_count,
+            "daily_reach": self.daily_reach,
+            "insights_refuses": list(self.insights_refuses),
+            "withheld_days": list(self.withheld_days),
         }
 
 

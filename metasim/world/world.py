@@ -94,6 +94,8 @@ class World:
         impressions: int | None = None,
         threads_user_id: str | None = None,
         stories: Iterable[Mapping[str, Any]] = (),
+        followers_count: int = 500,
+        daily_reach: int = 300,
     ) -> Account:
         """An IG professional account with its token (`login`: facebook or instagram); its
         budget per rolling window is `budget`, else 4800 * `impressions`, else the default."""
@@ -108,7 +110,8 @@ class World:
             )
             account = Account(
                 ig_id, username or f"account_{ig_id[-6:]}", tok.value, login, budget,
-                impressions=impressions,
+                impressions=impressions, followers_count=followers_count,
+                daily_reach=daily_reach,
             )  # fmt: skip
             self.state.accounts[ig_id] = account
             linked = threads_user_id or next(

@@ -19,13 +19,16 @@ from sqlalchemy.engine import Engine
 
 from core.config import Settings
 from jobqueue.names import (
+    CAPTURE_ACCOUNT_INSIGHTS,
     MAIN_QUEUE,
     POLL_STORIES,
     POLL_THREADS,
+    account_insights_job_id,
     story_poll_job_id,
     threads_poll_job_id,
 )
 from models.types import utcnow
+from store.account_insights import due_account_insights
 from store.due_captures import due_captures, promote_finals
 from store.story_bookkeeping import due_polls, mark_expired
 from store.threads_bookkeeping import due_threads_polls
@@ -65,6 +68,19 @@ async def schedule_due(ctx: Context) -> dict[str, int]:
             _queue_name=MAIN_QUEUE,  # the tick runs in the control lane's queue
         )
     lookahead = now + timedelta(seconds=2 * settings.schedule_tick_seconds)
+    # An account's daily insights can wait: scored at the lookahead, behind every capture this
+    # tick enqueues (workers.captures.account_insights also yields to a story final due soon).
+    accounts = await in_thread(ctx, due_account_insights, engine, now=now, limit=TICK_BATCH)
+    for account_id, due in accounts:
+        epoch = int(due.timestamp())
+        await redis.enqueue_job(
+            CAPTURE_ACCOUNT_INSIGHTS,
+            account_id,
+            epoch,
+            _job_id=account_insights_job_id(account_id, epoch),
+            _defer_until=max(due, lookahead),
+            _queue_name=MAIN_QUEUE,
+        )
     margin = timedelta(seconds=settings.story_final_margin_seconds)
     finals = await in_thread(
         ctx, promote_finals, engine, slot=FINAL, now=now, margin=margin, limit=TICK_BATCH
@@ -76,6 +92,7 @@ async def schedule_due(ctx: Context) -> dict[str, int]:
     if missed:
         log.warning("%d stories expired without a final snapshot", missed)
     counts = {"story_polls": len(polls), "threads_polls": len(threads), "captures": len(captures)}
+    counts["account_insights"] = len(accounts)
     return logged(counts | {"finals_promoted": len(finals), "missed": missed})
 
 

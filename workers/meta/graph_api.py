@@ -195,6 +195,14 @@ class GraphClient:
         raw = {key: value for key, value in body.items() if key != "paging"}
         return parse_insights(body, call.metrics, call.breakdown), raw
 
+    async def account_insights(
+        self, account: IgCredentials, params: Mapping[str, str], metrics: Sequence[str]
+    ) -> dict[str, Any]:
+        """GET /{ig-user-id}/insights with `params` (metric, period, metric_type, breakdown,
+        timeframe, since, until): Meta's body (workers.captures.account_insights reads it)."""
+        url = f"{self.base_url(account)}/{self.version}/{account.ig_user_id}/insights"
+        return await self._get(account, url, params, metrics=metrics)
+
     async def story_insights(
         self,
         account: IgCredentials,

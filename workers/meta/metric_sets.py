@@ -169,3 +169,77 @@ def parse_insights(
 def flagged_rows(metrics: Sequence[str], flag: str) -> list[MetricRow]:
     """Null values with a reason, e.g. below_threshold after error 10 "Not enough viewers"."""
     return [MetricRow(metric, None, flag=flag) for metric in metrics]
+
+
+# --- Instagram account insights (workers.captures.account_insights) ---------------------------
+# GET /{ig-user-id}/insights, https://developers.facebook.com/docs/instagram-platform/api-reference/instagram-user/insights
+# Interaction metrics: period=day, metric_type=total_value, breakdowns media_product_type,
+# follow_type, contact_button_type as each supports; follower_count: time_series, alone;
+# demographics: period=lifetime, one breakdown (age, city, country, gender) and a timeframe.
+# `impressions` (deprecated from v22) and the profile click metrics removed in v21
+# (profile_views, website_clicks, ...) are not asked on any version.
+
+TOTALS = (
+    "reach", "views", "accounts_engaged", "total_interactions", "likes", "comments", "shares",
+    "saved", "replies", "follows_and_unfollows", "profile_links_taps",
+)  # fmt: skip
+BY_MEDIA_PRODUCT_TYPE = (
+    "views", "reach", "total_interactions", "likes", "comments", "shares", "saved"
+)  # fmt: skip
+DEMOGRAPHIC_METRICS = (
+    "follower_demographics", "engaged_audience_demographics", "reached_audience_demographics"
+)  # fmt: skip
+DEMOGRAPHIC_TIMEFRAME = "this_month"
+
+
+@dataclass(frozen=True)
+class AccountCall:
+    """One insights request: metrics that share period, metric_type and breakdown."""
+
+    name: str
+    metrics: tuple[str, ...]
+    period: str = "day"
+    metric_type: str = "total_value"
+    breakdown: str | None = None
+    timeframe: str | None = None
+
+    def params(self, metrics: tuple[str, ...]) -> dict[str, str]:
+        params = {"metric": ",".join(metrics), "period": self.period}
+        params["metric_type"] = self.metric_type
+        if self.breakdown:
+            params["breakdown"] = self.breakdown
+        if self.timeframe:
+            params["timeframe"] = self.timeframe
+        return params
+
+
+BY_FOLLOW_TYPE = ("views", "reach", "follows_and_unfollows")
+DAY_CALLS = (
+    AccountCall("totals", TOTALS),
+    AccountCall("by_media_product_type", BY_MEDIA_PRODUCT_TYPE, breakdown="media_product_type"),
+    AccountCall("by_follow_type", BY_FOLLOW_TYPE, breakdown="follow_type"),
+    AccountCall("by_contact_button_type", ("profile_links_taps",), breakdown="contact_button_type"),
+    AccountCall("follower_count", ("follower_count",), metric_type="time_series"),
+)
+DEMOGRAPHIC_CALLS = tuple(
+    AccountCall(f"demographics_{b}", DEMOGRAPHIC_METRICS, "lifetime", breakdown=b,
+                timeframe=DEMOGRAPHIC_TIMEFRAME)
+    for b in ("age", "city", "country", "gender")
+)  # fmt: skip
+
+
+def account_rows(
+    body: Any, call: AccountCall, metrics: Sequence[str], end_time: datetime | None
+) -> list[MetricRow]:
+    """An account insights answer as rows, dated `end_time` (the day asked) unless Meta
+    dated them. A breakdown call keeps only its breakdown rows (the totals come from the
+    plain call), and a metric it has no data for is `unavailable` under that breakdown; a
+    demographic metric has no total."""
+    rows = parse_insights(body, metrics, call.breakdown)
+    if call.breakdown is not None:
+        rows = [
+            replace(row, breakdown=call.breakdown) if row.flag == UNAVAILABLE else row
+            for row in rows
+            if row.breakdown is not None or row.flag == UNAVAILABLE
+        ]
+    return [replace(row, end_time=row.end_time or end_time) for row in rows]

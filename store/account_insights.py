@@ -1,0 +1,119 @@
+"""Instagram account insights bookkeeping: which accounts are due a run, which closed days are
+stored already (read back from the snapshots, so there is no second copy to drift), metrics
+Meta refused for an account, and a story final that the run should leave the budget to.
+
+Snapshots are of subject_type `ig_account` (subject_id: the IG user id): kind `insights`
+holds closed-day values (end_time: the day's end), kind `demographics` the daily audience
+breakdowns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from models.accounts import Account, MetricUnavailable
+from models.snapshots import Media, MetricValue, Snapshot
+from models.tables import table_of
+from store.due_captures import LIVE
+
+PLATFORM = "instagram"
+SUBJECT = "ig_account"
+INSIGHTS = "insights"
+DEMOGRAPHICS = "demographics"
+ACTIVE = "active"
+_account = table_of(Account)
+
+
+def due_account_insights(
+    engine: Engine, *, now: datetime, limit: int
+) -> list[tuple[int, datetime]]:
+    """Active accounts whose insights run is due: (account id, due; when added if never)."""
+    due = sa.func.coalesce(_account.c.next_ig_insights_at, _account.c.created_at)
+    stmt = (
+        sa.select(_account.c.id, due)
+        .where(_account.c.state == ACTIVE, due <= now)
+        .order_by(due)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return [(int(row[0]), row[1]) for row in rows]
+
+
+def _account_snapshots(ig_user_id: str, kind: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        col(Snapshot.platform) == PLATFORM,
+        col(Snapshot.subject_type) == SUBJECT,
+        col(Snapshot.subject_id) == ig_user_id,
+        col(Snapshot.kind) == kind,
+    )
+
+
+def stored_days(engine: Engine, *, ig_user_id: str, since: datetime) -> dict[datetime, datetime]:
+    """For each stored day's end (end_time) since `since`, when its newest values were
+    captured: which closed days are stored, and how settled."""
+    stmt = (
+        select(col(MetricValue.end_time), sa.func.max(col(Snapshot.captured_at)))
+        .join(Snapshot, col(Snapshot.id) == col(MetricValue.snapshot_id))
+        .where(*_account_snapshots(ig_user_id, INSIGHTS), col(MetricValue.end_time) >= since)
+        .group_by(col(MetricValue.end_time))
+    )
+    with Session(engine) as session:
+        rows = session.exec(stmt).all()
+    return {end: captured for end, captured in rows if end is not None}
+
+
+def last_demographics_at(engine: Engine, *, ig_user_id: str) -> datetime | None:
+    stmt = select(sa.func.max(col(Snapshot.captured_at))).where(
+        *_account_snapshots(ig_user_id, DEMOGRAPHICS)
+    )
+    with Session(engine) as session:
+        return session.exec(stmt).one()
+
+
+def refused_metrics(engine: Engine, *, account_id: int, now: datetime) -> set[str]:
+    """Account metrics not to ask for now: Meta refused them (#100) until `retry_at`."""
+    stmt = select(MetricUnavailable.metric).where(
+        col(MetricUnavailable.account_id) == account_id,
+        col(MetricUnavailable.platform) == PLATFORM,
+        sa.or_(col(MetricUnavailable.retry_at).is_(None), col(MetricUnavailable.retry_at) > now),
+    )
+    with Session(engine) as session:
+        return set(session.exec(stmt).all())
+
+
+def refuse_metric(
+    engine: Engine, *, account_id: int, metric: str, reason: str, retry_at: datetime
+) -> bool:
+    """Record that Meta refused `metric` for the account until `retry_at`; True when new."""
+    where = (
+        col(MetricUnavailable.account_id) == account_id,
+        col(MetricUnavailable.platform) == PLATFORM,
+        col(MetricUnavailable.metric) == metric,
+    )
+    with Session(engine) as session:
+        row = session.exec(select(MetricUnavailable).where(*where)).first()
+        fresh = row is None
+        row = row or MetricUnavailable(account_id=account_id, platform=PLATFORM, metric=metric)
+        row.reason, row.retry_at = reason[:2000], retry_at
+        session.add(row)
+        session.commit()
+    return fresh
+
+
+def next_final_due(engine: Engine, *, account_id: int, until: datetime) -> datetime | None:
+    """When the account's next story final is due, if one is due by `until`: the run leaves
+    the account's budget to it (a story's last chance beats a day that can wait)."""
+    stmt = select(sa.func.min(col(Media.next_capture_at))).where(
+        col(Media.account_id) == account_id,
+        col(Media.platform) == PLATFORM,
+        col(Media.capture_state) == LIVE,
+        col(Media.next_slot) == "final",
+        col(Media.next_capture_at) <= until,
+    )
+    with Session(engine) as session:
+        return session.exec(stmt).one()
