@@ -27,9 +27,13 @@ _VERSION = re.compile(r"^v\d+(\.\d+)?$")
 
 
 def endpoint_of(path: str) -> str:
-    """A request path as a low-cardinality template: the version dropped, every id (anything
-    but a lowercase edge name) as `{id}`: `/v21.0/1784/stories` -> `/{id}/stories`."""
-    parts = [p for p in path.split("/") if p and not _VERSION.match(p)]
+    """A request path as a low-cardinality template: what follows the API version (the whole
+    path when it has none), every id (anything but a lowercase edge name) as `{id}`:
+    `/v21.0/1784/stories` -> `/{id}/stories`."""
+    parts = [p for p in path.split("/") if p]
+    versions = [n for n, part in enumerate(parts) if _VERSION.match(part)]
+    if versions:
+        parts = parts[versions[0] + 1 :]
     return "/" + "/".join(p if _EDGE.match(p) else "{id}" for p in parts)
 
 

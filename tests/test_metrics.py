@@ -54,6 +54,7 @@ def test_endpoints_are_templates_without_ids() -> None:
     assert endpoint_of("/v1.0/me") == "/me"
     assert endpoint_of("/refresh_access_token") == "/refresh_access_token"
     assert endpoint_of("/v1.0/3141-odd.id/threads_insights") == "/{id}/threads_insights"
+    assert endpoint_of("/simulated/v21.0/17841405309211844/stories") == "/{id}/stories"
 
 
 async def _worker_activity(redis_url: str) -> None:
