@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from models.deliveries import PENDING_STATES, WebhookDelivery
 from models.tables import table_of
 from models.types import utcnow
+from reports.worker_metrics import without_created_series
 
 STORED = "stored"
 DUPLICATE = "duplicate"
@@ -45,7 +46,7 @@ class ReceiverMetrics:
     """The receiver's families in `registry`; one instance per app (`app.state.metrics`)."""
 
     def __init__(self, registry: CollectorRegistry, platforms: Iterable[str]) -> None:
-        disable_created_metrics()  # no `_created` series beside every counter (library-wide)
+        without_created_series()
         self.deliveries = Counter(
             "archiver_deliveries_total",
             "Webhook deliveries received, by outcome.",

@@ -26,6 +26,12 @@ _EDGE = re.compile(r"^[a-z_]+$")  # `stories`, `insights`, `me`, `refresh_access
 _VERSION = re.compile(r"^v\d+(\.\d+)?$")
 
 
+def without_created_series() -> None:
+    """No `_created` series beside every counter and histogram: they double the exposition
+    for nothing Prometheus needs (prometheus_client's switch is library-wide)."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
 def endpoint_of(path: str) -> str:
     """A request path as a low-cardinality template: what follows the API version (the whole
     path when it has none), every id (anything but a lowercase edge name) as `{id}`:
@@ -41,7 +47,7 @@ class WorkerMetrics:
     """The families one worker process exports; every figure has one method that counts it."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        disable_created_metrics()  # no `_created` series beside every counter (library-wide)
+        without_created_series()
         self.registry = registry
         self.calls = Counter(
             "archiver_meta_calls_total",
