@@ -59,16 +59,20 @@ def read_redis(client: redis.Redis) -> RedisFigures:
 class ArchiveCollector(Collector):
     """The archive-wide gauges, for a process's registry (`registry.register(collector)`)."""
 
-    def __init__(self, engine: Engine, redis_url: str | None, *, grace: timedelta) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        redis_url: str | None,
+        *,
+        grace: timedelta,
+        timeout: float = READ_TIMEOUT,
+    ) -> None:
         self.engine = engine
         self.grace = grace
-        self.redis = (
-            redis.Redis.from_url(
-                redis_url, socket_timeout=READ_TIMEOUT, socket_connect_timeout=READ_TIMEOUT
-            )
-            if redis_url
-            else None
-        )
+        self.timeout = timeout
+        # The scrape stops waiting after `timeout`; the reading thread a little later.
+        sockets = {"socket_timeout": 2 * timeout, "socket_connect_timeout": 2 * timeout}
+        self.redis = redis.Redis.from_url(redis_url, **sockets) if redis_url else None
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="metrics-read")
 
     def close(self) -> None:
@@ -78,21 +82,21 @@ class ArchiveCollector(Collector):
             self.redis.close()
 
     def collect(self) -> Iterable[Metric]:
+        """Both stores read at once, each within READ_TIMEOUT."""
         database = self._pool.submit(read_gauges, self.engine, grace=self.grace)
+        queues = self._pool.submit(read_redis, self.redis) if self.redis is not None else None
         found = self._bounded("database", database.result)
         if found is not None:
             yield from database_families(found)
-        if self.redis is not None:
-            queues = self._pool.submit(read_redis, self.redis)
-            figures = self._bounded("redis", queues.result)
-            if figures is not None:
-                yield from redis_families(figures)
+        figures = self._bounded("redis", queues.result) if queues is not None else None
+        if figures is not None:
+            yield from redis_families(figures)
 
     def _bounded(self, store: str, result: Callable[[float], T]) -> T | None:
         try:
-            return result(READ_TIMEOUT)
+            return result(self.timeout)
         except FutureTimeout:
-            log.warning("metrics: the %s did not answer within %.0f s", store, READ_TIMEOUT)
+            log.warning("metrics: the %s did not answer within %.1f s", store, self.timeout)
         except Exception as exc:  # a store down leaves its gauges out, the rest is served
             log.warning("metrics: %s figures unavailable: %s", store, type(exc).__name__)
         return None

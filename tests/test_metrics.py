@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -298,6 +299,32 @@ def test_a_redis_outage_still_shows_overdue_work(
     assert not [name for name in values if name.startswith("archiver_queue_depth")]
     assert [r.getMessage() for r in caplog.records] == [
         "metrics: redis figures unavailable: ConnectionError"
+    ]
+
+
+def test_a_silent_redis_is_waited_for_a_bounded_time(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis accepting connections but never answering: the scrape waits the collector's
+    timeout, serves the database gauges and leaves Redis's out, with one warning."""
+    engine = create_db_engine(sqlite_url)
+    with socket.socket() as silent, caplog.at_level(logging.WARNING):
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        collector = ArchiveCollector(engine, url, grace=GRACE, timeout=0.3)
+        registry = CollectorRegistry()
+        registry.register(collector)
+        started = time.monotonic()
+        values = samples(exposition(registry))
+        waited = time.monotonic() - started
+        collector.close()
+    engine.dispose()
+    assert 0.3 <= waited < 1.5
+    assert 'archiver_overdue{kind="story_poll"}' in values
+    assert not [name for name in values if name.startswith("archiver_queue_depth")]
+    assert [r.getMessage() for r in caplog.records] == [
+        "metrics: the redis did not answer within 0.3 s"
     ]
 
 
