@@ -57,7 +57,8 @@ def read_redis(client: redis.Redis) -> RedisFigures:
 
 
 class ArchiveCollector(Collector):
-    """The archive-wide gauges, for a process's registry (`registry.register(collector)`)."""
+    """The archive-wide gauges, for a process's registry (`registry.register(collector)`),
+    read on an engine given to it (disposed by `close`)."""
 
     def __init__(
         self,
@@ -76,10 +77,12 @@ class ArchiveCollector(Collector):
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="metrics-read")
 
     def close(self) -> None:
-        """Stop the reading threads (a read still running is not waited for)."""
+        """Stop the reading threads (a read still running is not waited for) and let the
+        connections go; the engine is the collector's own."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self.redis is not None:
             self.redis.close()
+        self.engine.dispose()
 
     def collect(self) -> Iterable[Metric]:
         """Both stores read at once, each within READ_TIMEOUT."""

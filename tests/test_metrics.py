@@ -227,7 +227,6 @@ def collector_on(database_url: str, redis_url: str | None) -> Iterator[Collector
         yield registry
     finally:
         collector.close()
-        engine.dispose()
 
 
 def exposition(registry: CollectorRegistry) -> str:
@@ -319,7 +318,6 @@ def test_a_silent_redis_is_waited_for_a_bounded_time(
         values = samples(exposition(registry))
         waited = time.monotonic() - started
         collector.close()
-    engine.dispose()
     assert 0.3 <= waited < 1.5
     assert 'archiver_overdue{kind="story_poll"}' in values
     assert not [name for name in values if name.startswith("archiver_queue_depth")]

@@ -60,7 +60,6 @@ class Exporter:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.collector.close()
-        self.collector.engine.dispose()
 
 
 def start_exporter(settings: Settings, registry: CollectorRegistry) -> Exporter | None:

@@ -87,7 +87,6 @@ async def run_all(settings: Settings) -> int:
         return await _serve_all(settings, servers, workers)
     finally:
         collector.close()
-        collector.engine.dispose()
 
 
 async def _serve_all(
