@@ -70,19 +70,21 @@ class ReceiverMetrics:
             "Failed relay passes (Redis or database down).",
             registry=registry,
         )
-        for platform in platforms:  # every outcome shows from the start, at 0
-            for outcome in OUTCOMES:
-                self.deliveries.labels(platform, outcome)
+        # Every outcome shows from the start, at 0; the children are looked up once, since
+        # `labels()` on the delivery path would cost more than the counting (~3 us a call).
+        known = list(platforms)
+        self._counted = {(p, o): self.deliveries.labels(p, o) for p in known for o in OUTCOMES}
+        self._ingested = {p: self.ingest.labels(p) for p in known}
         self.scrape = ScrapeFigures()
         registry.register(self.scrape)
 
     def count(self, platform: str, outcome: str) -> None:
-        self.deliveries.labels(platform, outcome).inc()
+        self._counted[platform, outcome].inc()
 
     def acked(self, platform: str, outcome: str, seconds: float) -> None:
         """A delivery answered 200 `seconds` after it arrived."""
-        self.count(platform, outcome)
-        self.ingest.labels(platform).observe(seconds)
+        self._counted[platform, outcome].inc()
+        self._ingested[platform].observe(seconds)
 
 
 class ScrapeFigures(Collector):
