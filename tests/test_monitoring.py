@@ -10,17 +10,20 @@ import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]  # PyYAML ships no type stubs
+from arq.connections import ArqRedis
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.engine import Engine
+from redis.asyncio import Redis
 
 from core.config import Settings
 from core.errors import ArchiverError
+from models.db import create_db_engine
+from reports.figures import CALLS_KEY, JOB_FAILURES_KEY, PAUSES_KEY
 from reports.worker_metrics import WorkerMetrics
 from tests.conftest import make_settings
 from tests.metasim_fixtures import RunningSim
@@ -31,6 +34,9 @@ from tests.test_receiver import serve_ops
 from tests.test_stories import DAY, closed, register, story_settings
 from tests.workers_harness import eventually, running_workers
 from workers.exporter import Exporter, start_exporter
+from workers.meta.pacing import Pacer
+from workers.runtime.context import Context
+from workers.runtime.failures import GAVE_UP, count, guarded
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "deploy" / "alerts.yml"
@@ -54,6 +60,12 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
+def settings(sqlite_url: str, redis_url: str) -> Settings:
+    """One backend: which families are exported does not depend on it."""
+    return make_settings(sqlite_url, redis_url)
+
+
+@pytest.fixture
 def exporter(settings: Settings) -> Iterator[tuple[Exporter, WorkerMetrics]]:
     """A worker's metrics listener on a free port, with the metrics its lanes count into."""
     registry = CollectorRegistry()
@@ -73,11 +85,13 @@ def url_of(exporter: Exporter) -> str:
 
 @pytest.mark.anyio
 async def test_a_worker_serves_its_calls_jobs_and_capture_lag(
-    engine: Engine, redis_url: str, sim: RunningSim
+    sqlite_url: str, redis_url: str, sim: RunningSim
 ) -> None:
     """A real worker captures a story's final against the simulator: its own listener shows
     the Meta calls by endpoint template (never an id) with their latency, the job's outcome,
-    the final's capture lag, and the archive-wide gauges."""
+    the final's capture lag, and the archive-wide gauges (one backend: what is measured does
+    not depend on it)."""
+    engine = create_db_engine(sqlite_url)
     ig = register(engine, sim.world)
     sim.world.add_story(ig, age_seconds=DAY - 120)
     settings = story_settings(
@@ -98,6 +112,7 @@ async def test_a_worker_serves_its_calls_jobs_and_capture_lag(
             text = (await client.get(url_of(exporter))).text
     finally:
         exporter.close()
+        engine.dispose()
     values = samples(text)
     stories = 'endpoint="/{id}/stories",platform="instagram"'
     insights = 'endpoint="/{id}/insights",platform="instagram"'
@@ -108,6 +123,57 @@ async def test_a_worker_serves_its_calls_jobs_and_capture_lag(
     assert values['archiver_capture_lag_seconds_count{kind="final",subject_type="story"}'] == 1
     assert values['archiver_media{state="final_captured",subject_type="story"}'] == 1
     assert ig not in "".join(name for name in values if name.startswith("archiver_meta"))
+
+
+async def _count_everything(redis_url: str, metrics: WorkerMetrics) -> dict[str, Any]:
+    """A call, a pause and three job runs through the places that count them."""
+    redis = Redis.from_url(redis_url)
+    try:
+        pacer = Pacer(redis, jitter=0, metrics=metrics)
+        await pacer.count_call("threads:26", "500", path="/v1.0/26/threads", seconds=0.2)
+        await pacer.pause("threads:26", 0.01, reason="throttled")
+
+        @guarded("poll_threads", max_tries=1, record=_nothing, give_up=_gave_up)
+        async def job(ctx: Context, fail: bool, count_own: bool) -> str:
+            if count_own:
+                await count(ctx, "poll_threads", GAVE_UP)
+            if fail:
+                raise KeyError("data")
+            return "done"
+
+        for fail, count_own in ((False, False), (True, False), (False, True)):
+            await job({"redis": cast(ArqRedis, redis), "metrics": metrics}, fail, count_own)
+        keys = (CALLS_KEY, PAUSES_KEY, JOB_FAILURES_KEY)
+        return {key: await redis.hgetall(key) for key in keys}
+    finally:
+        await redis.aclose()
+
+
+async def _nothing(*_args: Any) -> None:
+    """A job's `record`: nothing to keep here."""
+
+
+async def _gave_up(*_args: Any) -> str:
+    return "gave up"
+
+
+@pytest.mark.anyio
+async def test_each_figure_is_counted_once_in_both_records(redis_url: str) -> None:
+    """One place counts each figure into the process's metrics and the archive-wide Redis
+    record (status and dashboard): a call, a pause, jobs ok or given up (a job that counted
+    its own failure is not also counted ok); Redis keeps failures only."""
+    registry = CollectorRegistry()
+    found = await _count_everything(redis_url, WorkerMetrics(registry))
+    value = registry.get_sample_value
+    call = {"platform": "threads", "endpoint": "/{id}/threads", "status": "500"}
+    assert value("archiver_meta_calls_total", call) == 1
+    assert value("archiver_throttle_pauses_total", {"platform": "threads", "reason": "throttled"})
+    jobs = {o: value("archiver_jobs_total", {"function": "poll_threads", "outcome": o})
+            for o in ("ok", "gave_up")}  # fmt: skip
+    assert jobs == {"ok": 1, "gave_up": 2}
+    assert found[CALLS_KEY] == {b"threads|500": b"1"}
+    assert found[PAUSES_KEY] == {b"threads|throttled": b"1"}
+    assert found[JOB_FAILURES_KEY] == {b"poll_threads|gave_up": b"2"}
 
 
 def test_a_taken_worker_metrics_port_is_a_one_line_error(
