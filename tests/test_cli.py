@@ -359,12 +359,14 @@ def test_run_with_embedded_redis_captures_a_delivery_and_cleans_up(tmp_path: Pat
         assert post_signed(url, STORY_INSIGHTS).status_code == 200
         snapshots = f"SELECT count(*) FROM snapshot WHERE subject_id = '{MEDIA}'"
         wait_until(lambda: count_rows(db_url, snapshots) == 1, timeout=20)
-        exposed = httpx.get(f"http://127.0.0.1:{ops_port}/metrics", timeout=5).text
+        metrics_url = f"http://127.0.0.1:{ops_port}/metrics"
+        job = 'archiver_jobs_total{function="process_delivery",outcome="ok"} 1.0'
+        wait_until(lambda: job in httpx.get(metrics_url, timeout=5).text)  # counted after commit
+        exposed = httpx.get(metrics_url, timeout=5).text
     finally:
         status = stop(proc)
     # One port, one registry: the receiver's figures, the worker's and the archive's.
     assert 'archiver_deliveries_total{outcome="stored",platform="instagram"} 1.0' in exposed
-    assert 'archiver_jobs_total{function="process_delivery",outcome="ok"} 1.0' in exposed
     assert "archiver_queue_depth{" in exposed
     assert status == 0, (tmp_path / "stderr.txt").read_text()
     assert not process_alive(redis_pid)

@@ -106,8 +106,11 @@ async def test_a_worker_serves_its_calls_jobs_and_capture_lag(
     exporter = start_exporter(settings, registry)
     assert exporter is not None
     try:
+        ok = {"function": "capture_story", "outcome": "ok"}
         async with running_workers(settings, metrics=metrics):
             await eventually(lambda: closed(engine, 1), timeout=10)
+            # counted once the job returns, just after the commit that closed the story
+            await eventually(lambda: registry.get_sample_value("archiver_jobs_total", ok))
         async with httpx.AsyncClient(timeout=10) as client:
             text = (await client.get(url_of(exporter))).text
     finally:
