@@ -125,6 +125,7 @@ def worker_env(opts: Options, db_url: str, sim: Simulator) -> dict[str, str]:
         META_MINUTE_SECONDS=str(opts.minute_s),
         WORKER_MAX_JOBS=str(opts.max_jobs),
         LOG_LEVEL=opts.log_level,
+        WORKER_METRICS_PORT="0",  # several workers at once: no metrics listener each
         # The simulator's app, so that debug_token (Facebook Login token expiry) answers.
         META_APP_ID=sim_tokens.APP_ID,
         META_APP_SECRET=sim_tokens.APP_SECRET,

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     # The ops listener (/metrics, detailed /readyz, /healthz); METRICS_PORT=0 turns it off.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9100, ge=0, lt=65536)
+    # Each `archiver worker` process's own /metrics (its work and the archive-wide gauges);
+    # WORKER_METRICS_PORT=0 turns it off. `archiver run` serves all on METRICS_PORT instead.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(9101, ge=0, lt=65536)
     # `archiver dashboard`: read-only pages on a listener of their own, never the webhook port.
     # Beyond loopback it needs DASHBOARD_TOKEN (basic auth password or bearer token).
     dashboard_host: str = "127.0.0.1"

@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
@@ -21,7 +22,7 @@ from core.errors import ConfigError
 from models.db import create_db_engine
 from receiver.archive import DeliveryArchive, ThreadedArchive
 from receiver.health import health_routes, ops_routes
-from receiver.metrics import Metrics
+from receiver.metrics import ReceiverMetrics
 from receiver.pgwriter import AsyncPostgresArchive
 from receiver.relay import Relay, close_redis, create_redis
 from receiver.routes import Webhook
@@ -69,10 +70,17 @@ def open_archive(engine: Engine, *, writers: int, timeout: float) -> DeliveryArc
     raise ConfigError(msg)
 
 
-def create_app(settings: Settings, *, archive_writers: int | None = None) -> Starlette:
+def create_app(
+    settings: Settings,
+    *,
+    archive_writers: int | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Starlette:
     """The receiver; raises ConfigError when META_APP_SECRET or META_VERIFY_TOKEN is missing.
 
     `archive_writers` overrides the number of group-commit writer threads (SQLite: always 1).
+    `registry` is where its metrics go and what its ops listener serves (default: its own;
+    `archiver run` passes the one the worker counts into too).
     """
     settings.require_receiver_secrets()
     hooks = webhooks(settings)
@@ -81,7 +89,8 @@ def create_app(settings: Settings, *, archive_writers: int | None = None) -> Sta
     writers = 1 if settings.is_sqlite else archive_writers or POSTGRES_WRITERS
     app = Starlette(routes=routes, lifespan=_lifespan(settings, writers))
     app.state.settings = settings
-    app.state.metrics = Metrics(hook.platform for hook in hooks)
+    app.state.registry = registry = registry or CollectorRegistry()
+    app.state.metrics = ReceiverMetrics(registry, (hook.platform for hook in hooks))
     return app
 
 

@@ -13,14 +13,13 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from models.db import ping
 from receiver import metrics as m
-from reports.figures import WorkerStats, read_counters, read_gauges
-from reports.overdue import overdue_grace
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +80,17 @@ async def readyz_detail(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus exposition; stores, backlog, lag and the workers' figures are read now."""
+    """Prometheus exposition of the process's registry; stores and backlog are read now (and
+    in `archiver run`, the archive-wide gauges, off the event loop)."""
     state = request.app.state
-    checks, backlog, workers = await asyncio.gather(
-        check_stores(state), _backlog(state), _worker_stats(state)
-    )
-    up = {name: result == OK for name, result in checks.items() if result != NOT_CONFIGURED}
-    return Response(state.metrics.render(backlog, workers, up), media_type=m.CONTENT_TYPE)
+    checks, backlog = await asyncio.gather(check_stores(state), _backlog(state))
+    scrape = state.metrics.scrape
+    scrape.stores = {
+        name: result == OK for name, result in checks.items() if result != NOT_CONFIGURED
+    }
+    scrape.backlog = backlog
+    body = await asyncio.to_thread(generate_latest, state.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 async def _backlog(state: Any) -> m.Backlog | None:
@@ -98,25 +101,6 @@ async def _backlog(state: Any) -> m.Backlog | None:
     except Exception as exc:  # counters are still worth serving without the database
         log.warning("metrics: backlog query failed: %s", type(exc).__name__)
         return None
-
-
-async def _worker_stats(state: Any) -> WorkerStats:
-    """The workers' counters (Redis) and gauges (database); a part is left out if its store
-    fails, so a Redis outage still shows what is overdue."""
-    stats = WorkerStats()
-    grace = overdue_grace(state.settings.schedule_tick_seconds)
-    try:
-        stats.gauges = await asyncio.wait_for(
-            asyncio.to_thread(read_gauges, state.engine, grace=grace), READY_TIMEOUT
-        )
-    except Exception as exc:  # the receiver's own counters are still served
-        log.warning("metrics: database figures unavailable: %s", type(exc).__name__)
-    if getattr(state, "redis", None) is not None:
-        try:
-            stats.counters = await asyncio.wait_for(read_counters(state.redis), READY_TIMEOUT)
-        except Exception as exc:
-            log.warning("metrics: worker counters unavailable: %s", type(exc).__name__)
-    return stats
 
 
 def health_routes() -> list[BaseRoute]:

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 
 from jobqueue.outbox import enqueue_deliveries, relay_pending
 from receiver.archive import describe
-from receiver.metrics import Metrics
+from receiver.metrics import ReceiverMetrics
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Relay:
         self,
         engine: Engine,
         redis: ArqRedis,
-        metrics: Metrics,
+        metrics: ReceiverMetrics,
         *,
         mark: Mark,
         interval: float,
@@ -105,7 +105,7 @@ class Relay:
             self._catch_up = False
         else:
             moved = await self._fresh_pass()
-        self.metrics.relay_enqueued += moved
+        self.metrics.relay_enqueued.inc(moved)
         return moved
 
     async def _fresh_pass(self) -> int:
@@ -159,7 +159,7 @@ class Relay:
         await asyncio.sleep(self.coalesce)
 
     def _outage(self, exc: Exception, backoff: float) -> None:
-        self.metrics.relay_errors += 1
+        self.metrics.relay_errors.inc()
         if not self._down:
             self._down = True
             log.warning(

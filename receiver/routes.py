@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -68,7 +69,8 @@ class Webhook:
 
     async def deliver(self, request: Request) -> Response:
         """Answer 200 only once the raw body is committed (or was committed before)."""
-        counters: m.Metrics = request.app.state.metrics
+        arrived = time.perf_counter()
+        counters: m.ReceiverMetrics = request.app.state.metrics
         headers, declared = _scan_headers(request.scope["headers"])
         if declared is not None and declared > self.max_body_bytes:
             counters.count(self.platform, m.TOO_LARGE)
@@ -91,7 +93,8 @@ class Webhook:
             return PlainTextResponse(
                 "archive unavailable, retry later", status_code=503, headers={"Retry-After": "5"}
             )
-        counters.count(self.platform, m.STORED if stored else m.DUPLICATE)
+        outcome = m.STORED if stored else m.DUPLICATE
+        counters.acked(self.platform, outcome, time.perf_counter() - arrived)
         return Response(status_code=200)
 
     def routes(self) -> list[BaseRoute]:

@@ -1,8 +1,8 @@
-"""Figures the workers leave for /metrics and `archiver status`: counters the workers increment
-in Redis (Meta calls by status, throttle pauses, failed jobs) and the app-wide pauses, and
-gauges read from the database at scrape time (captures, token expiry, overdue work, accounts
-with a problem). The key names are the contract between workers and receiver, which never
-import each other.
+"""Archive-wide figures for `archiver status`, the dashboard and /metrics: counters the workers
+increment in Redis (Meta calls by status, throttle pauses, failed jobs: the cross-process
+record, kept since the archive began), the app-wide pauses, and gauges read from the database
+at scrape time (captures, token expiry, overdue work, accounts with a problem). The key names
+are the contract between the workers and their readers, which never import each other.
 """
 
 from __future__ import annotations
@@ -33,11 +33,14 @@ _account = table_of(Account)
 Counts = dict[tuple[str, str], int]
 
 
+def platform_of(key: str) -> str:
+    """The pacer's key (`ig:<id>`, `threads:<id>`, `app`, `app:threads`) -> its platform."""
+    return "threads" if key.startswith("threads") or key == "app:threads" else "instagram"
+
+
 def stat_field(key: str, label: str) -> str:
-    """The pacer's key (`ig:<id>`, `threads:<id>`, `app`, `app:threads`) and a status or
-    reason -> `instagram|200`, `threads|throttled`."""
-    platform = "threads" if key.startswith("threads") or key == "app:threads" else "instagram"
-    return f"{platform}|{label}"
+    """The pacer's key and a status or reason -> `instagram|200`, `threads|throttled`."""
+    return f"{platform_of(key)}|{label}"
 
 
 @dataclass
@@ -51,25 +54,28 @@ class Counters:
     app_paused: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Expiry:
+    """When one account's token (`what="token"`) or Facebook Login data access
+    (`what="data_access"`) runs out, on one platform."""
+
+    platform: str
+    account_id: int
+    account: str
+    what: str
+    at: datetime
+
+
 @dataclass
 class Gauges:
     """From the database, at scrape time."""
 
     captures: Counts = field(default_factory=dict)  # (subject_type, capture_state)
-    token_days: dict[str, float] = field(default_factory=dict)  # platform -> fewest days
-    data_access_days: dict[str, float] = field(default_factory=dict)
+    expiries: list[Expiry] = field(default_factory=list)  # per account and token, when known
     tokens: Counts = field(default_factory=dict)  # (platform, dated | never | unknown)
     accounts: Counts = field(default_factory=dict)  # (platform, state)
     problems: dict[str, int] = field(default_factory=dict)  # platform -> accounts
     overdue: dict[str, Overdue] = field(default_factory=dict)  # kind -> count, oldest
-
-
-@dataclass
-class WorkerStats:
-    """What the scrape read; a part is None when its store did not answer."""
-
-    counters: Counters | None = None
-    gauges: Gauges | None = None
 
 
 async def read_counters(redis: Redis) -> Counters:
@@ -99,11 +105,9 @@ def read_gauges(engine: Engine, *, grace: timedelta, now: datetime | None = None
     """Blocking (run it in a thread): every database gauge, in one connection."""
     now = now or utcnow()
     with engine.connect() as conn:
-        days, data_access = _days_left(conn, now)
         return Gauges(
             captures=_capture_counts(conn),
-            token_days=days,
-            data_access_days=data_access,
+            expiries=_expiries(conn),
             tokens=_token_expiry_counts(conn),
             accounts=_account_states(conn),
             problems=_problem_counts(conn),
@@ -119,21 +123,21 @@ def _capture_counts(conn: Connection) -> Counts:
     return {(str(kind), str(state)): int(n) for kind, state, n in conn.execute(stmt)}
 
 
-def _days_left(conn: Connection, now: datetime) -> tuple[dict[str, float], dict[str, float]]:
-    """The fewest days left on any known token expiry per platform, and on Facebook Login's
-    data access (absent when none is known)."""
+def _expiries(conn: Connection) -> list[Expiry]:
+    """Every known expiry: Instagram and Threads tokens, Facebook Login data access."""
     a = _account.c
-    stmt = sa.select(
-        sa.func.min(a.ig_token_expires_at),
-        sa.func.min(a.threads_token_expires_at),
-        sa.func.min(a.ig_data_access_expires_at),
+    columns = (
+        ("instagram", "token", a.ig_token_expires_at),
+        ("threads", "token", a.threads_token_expires_at),
+        ("instagram", "data_access", a.ig_data_access_expires_at),
     )
-    ig, threads, data_access = conn.execute(stmt).one()
-
-    def days(found: dict[str, datetime | None]) -> dict[str, float]:
-        return {p: round((at - now).total_seconds() / 86400, 2) for p, at in found.items() if at}
-
-    return days({"instagram": ig, "threads": threads}), days({"instagram": data_access})
+    found = []
+    for platform, what, column in columns:
+        stmt = sa.select(a.id, a.name, column).where(column.is_not(None)).order_by(a.id)
+        found += [
+            Expiry(platform, int(i), str(name), what, at) for i, name, at in conn.execute(stmt)
+        ]
+    return found
 
 
 def never_expires() -> sa.ColumnElement[bool]:

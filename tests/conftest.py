@@ -159,6 +159,7 @@ def make_settings(database_url: str, redis_url: str | None, **overrides: object)
         "meta_verify_token": VERIFY_TOKEN,
         "threads_app_secret": THREADS_SECRET,
         "relay_interval_seconds": 0.05,
+        "worker_metrics_port": 0,  # tests that serve worker metrics choose a free port
     }
     base.update(overrides)
     return load_settings(**base)

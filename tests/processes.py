@@ -49,6 +49,7 @@ FAST: dict[str, str] = {
     "RELAY_INTERVAL_SECONDS": "0.2",
     "LOG_LEVEL": "WARNING",
     "METRICS_PORT": "0",  # several receivers run at once: no ops listener to collide on 9100
+    "WORKER_METRICS_PORT": "0",  # nor workers on 9101
 }
 
 

@@ -52,6 +52,7 @@ def env_for(database_url: str, redis_url: str | None = None, **extra: str) -> di
         "META_VERIFY_TOKEN": VERIFY_TOKEN,
         "LOG_LEVEL": "INFO",
         "METRICS_PORT": "0",  # tests/test_receiver_limits.py covers the ops listener
+        "WORKER_METRICS_PORT": "0",  # tests/test_monitoring.py covers the worker's
     }
     if redis_url is not None:
         env["REDIS_URL"] = redis_url
@@ -343,7 +344,8 @@ def test_run_with_embedded_redis_captures_a_delivery_and_cleans_up(tmp_path: Pat
            "--no-check"]  # fmt: skip
     assert archiver("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
     assert archiver(*add, env=env, cwd=tmp_path).returncode == 0
-    port = free_port()
+    port, ops_port = free_port(), free_port()
+    env["METRICS_PORT"] = str(ops_port)
     proc = start(["run", "--port", str(port)], env, tmp_path)
     url = f"http://127.0.0.1:{port}"
     stdout = tmp_path / "stdout.txt"
@@ -357,8 +359,15 @@ def test_run_with_embedded_redis_captures_a_delivery_and_cleans_up(tmp_path: Pat
         assert post_signed(url, STORY_INSIGHTS).status_code == 200
         snapshots = f"SELECT count(*) FROM snapshot WHERE subject_id = '{MEDIA}'"
         wait_until(lambda: count_rows(db_url, snapshots) == 1, timeout=20)
+        metrics_url = f"http://127.0.0.1:{ops_port}/metrics"
+        job = 'archiver_jobs_total{function="process_delivery",outcome="ok"} 1.0'
+        wait_until(lambda: job in httpx.get(metrics_url, timeout=5).text)  # counted after commit
+        exposed = httpx.get(metrics_url, timeout=5).text
     finally:
         status = stop(proc)
+    # One port, one registry: the receiver's figures, the worker's and the archive's.
+    assert 'archiver_deliveries_total{outcome="stored",platform="instagram"} 1.0' in exposed
+    assert "archiver_queue_depth{" in exposed
     assert status == 0, (tmp_path / "stderr.txt").read_text()
     assert not process_alive(redis_pid)
     assert not socket_dir.exists()
@@ -376,8 +385,12 @@ def private_redis_url() -> Iterator[str]:
 def test_worker_processes_pending_deliveries_and_stops_on_term(
     database_url: str, private_redis_url: str, tmp_path: Path
 ) -> None:
-    """`archiver worker` sweeps up a stale pending delivery, processes it, exits 0 on TERM."""
-    env = env_for(database_url, private_redis_url, SWEEP_AFTER_SECONDS="1")
+    """`archiver worker` sweeps up a stale pending delivery, processes it, exits 0 on TERM;
+    its own port serves what it did (the job) and the archive-wide gauges."""
+    metrics_port = free_port()
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    env = env_for(database_url, private_redis_url, SWEEP_AFTER_SECONDS="1",
+                  WORKER_METRICS_PORT=str(metrics_port))  # fmt: skip
     add = ["accounts", "add", "--name", "a", "--ig-user-id", IG_USER, "--ig-token", IG_TOKEN,
            "--no-check"]  # fmt: skip
     assert archiver(*add, env=env, cwd=tmp_path).returncode == 0
@@ -393,10 +406,16 @@ def test_worker_processes_pending_deliveries_and_stops_on_term(
             lambda: count_rows(database_url, processed) or proc.poll() is not None, timeout=20
         )
         assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()
+        job = 'archiver_jobs_total{function="process_delivery",outcome="ok"} 1.0'
+        wait_until(lambda: job in httpx.get(metrics_url, timeout=5).text)
+        exposed = httpx.get(metrics_url, timeout=5).text
     finally:
         status = stop(proc)
     assert status == 0, (tmp_path / "stderr.txt").read_text()
     assert count_rows(database_url, "SELECT count(*) FROM snapshot") == 1
+    assert "# TYPE archiver_media gauge" in exposed
+    assert "archiver_queue_depth{" in exposed
+    assert "archiver_deliveries_total" not in exposed  # the receiver's, not the worker's
 
 
 def test_worker_needs_redis_url(sqlite_url: str, tmp_path: Path) -> None:

@@ -272,6 +272,22 @@ def test_metrics_stay_off_the_published_port(services: dict[str, dict[str, Any]]
     assert scrape["metrics_path"] in paths(ops_routes()) - paths(health_routes())
 
 
+def test_each_worker_is_scraped_on_its_own_port(services: dict[str, dict[str, Any]]) -> None:
+    """Every worker replica serves /metrics on WORKER_METRICS_PORT, exposed on the compose
+    network and never published; the Prometheus example finds each replica by the service
+    name on that port, and loads the alert rules that sit beside it."""
+    worker = services["worker"]
+    env = environment(worker)
+    port = env["WORKER_METRICS_PORT"]
+    assert env["WORKER_METRICS_HOST"] == "0.0.0.0"
+    assert [str(exposed) for exposed in worker["expose"]] == [port]
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    scrape = next(job for job in config["scrape_configs"] if job["job_name"] == "archiver-worker")
+    assert scrape["dns_sd_configs"] == [{"names": ["worker"], "type": "A", "port": int(port)}]
+    assert scrape["metrics_path"] == "/metrics"
+    assert all((PROMETHEUS.parent / rules).is_file() for rules in config["rule_files"])
+
+
 class _Readiness(BaseHTTPRequestHandler):
     status: ClassVar[int] = 200
     paths: ClassVar[list[str]] = []

@@ -1,27 +1,38 @@
-"""/metrics shows what the workers did and what is behind: Meta calls by status, pauses, failed
-jobs, captures, overdue work, accounts with a problem, token and data-access expiry."""
+"""Metrics read at scrape time: the archive-wide gauges a worker serves (captures, overdue work,
+accounts with a problem, token and data-access expiry per account, queue depth, app-wide
+pauses), each store's part left out when it fails; and the receiver's /metrics, which carries
+its own figures only."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from core.config import Settings
+from jobqueue.names import DELIVERIES_QUEUE, MAIN_QUEUE
 from models.accounts import Account
 from models.db import create_db_engine
 from models.snapshots import Media
 from models.types import utcnow
-from receiver.metrics import labels, number
+from reports.archive_metrics import ArchiveCollector
 from reports.figures import APP_PAUSE_KEYS, JOB_FAILURES_KEY, read_gauges, stat_field
 from reports.overdue import FINAL_SLOT, KINDS, overdue_grace, overdue_seconds
 from reports.pauses import THREADS_APP_PAUSE_KEY
-from tests.conftest import REDIS_URL, make_settings
+from reports.worker_metrics import endpoint_of
+from tests.conftest import REDIS_URL
 from tests.test_receiver import serve_ops
 from workers.captures.slots import FINAL
 from workers.meta.pacing import Pacer
@@ -37,44 +48,48 @@ def test_stat_fields_name_the_platform() -> None:
     assert stat_field("app:threads", "slowdown") == "threads|slowdown"
 
 
+def test_endpoints_are_templates_without_ids() -> None:
+    """Meta call paths become low-cardinality labels: no version, no account or media id."""
+    assert endpoint_of("/v21.0/17841405309211844/stories") == "/{id}/stories"
+    assert endpoint_of("/v21.0/18023345989012587/insights") == "/{id}/insights"
+    assert endpoint_of("/v1.0/me") == "/me"
+    assert endpoint_of("/refresh_access_token") == "/refresh_access_token"
+    assert endpoint_of("/v1.0/3141-odd.id/threads_insights") == "/{id}/threads_insights"
+    assert endpoint_of("/simulated/v21.0/17841405309211844/stories") == "/{id}/stories"
+
+
 async def _worker_activity(redis_url: str) -> None:
+    """What workers leave in Redis: calls, a pause, failed jobs."""
     redis = Redis.from_url(redis_url)
     try:
         pacer = Pacer(redis, minute_seconds=1.0)
-        for status in ("200", "200", "400", "error"):
-            await pacer.count_call("ig:1784", status)
-        await pacer.count_call("threads:2500", "200")
+        for status in ("200", "400"):
+            await pacer.count_call("ig:1784", status, path="/v21.0/1/stories", seconds=0.1)
         await pacer.pause("ig:1784", 0.01, reason="throttled")
+        await redis.hset(JOB_FAILURES_KEY, mapping={"capture_story|retry": 3})
     finally:
         await redis.aclose()
 
 
-def test_metrics_expose_worker_figures_and_no_token(
+def test_the_receiver_serves_its_own_figures_only(
     settings: Settings, engine: Engine, redis_url: str
 ) -> None:
-    """Counters from Redis and gauges from the database appear; the token never does."""
+    """The receiver's /metrics: its deliveries (every outcome from 0) and ingest histogram,
+    never the workers' calls, jobs or archive gauges, which each worker serves itself (a sum
+    over receivers and workers counts nothing twice)."""
     asyncio.run(_worker_activity(redis_url))
     with Session(engine) as session:
-        account = Account(name="shop", ig_user_id="1784", ig_token=TOKEN,
-                          ig_token_expires_at=utcnow() + timedelta(days=30))  # fmt: skip
-        session.add(account)
-        session.flush()
-        assert account.id is not None
-        for n, state in enumerate(("final_captured", "final_captured", "missed")):
-            session.add(Media(account_id=account.id, platform="instagram", subject_type="story",
-                              media_id=f"18{n}", capture_state=state))  # fmt: skip
+        add_media(session, add_account(session, "1784"), "18", utcnow())
         session.commit()
     with serve_ops(settings) as (_client, ops):
         text = ops.get("/metrics").text
-    assert 'archiver_meta_calls_total{platform="instagram",status="200"} 2' in text
-    assert 'archiver_meta_calls_total{platform="instagram",status="error"} 1' in text
-    assert 'archiver_meta_calls_total{platform="threads",status="200"} 1' in text
-    assert 'archiver_throttle_pauses_total{platform="instagram",reason="throttled"} 1' in text
-    assert 'archiver_media{subject_type="story",state="final_captured"} 2' in text
-    assert 'archiver_media{subject_type="story",state="missed"} 1' in text
-    days = next(line for line in text.splitlines() if line.startswith("archiver_token_days_left"))
-    assert 29.9 < float(days.split()[-1]) <= 30.0
-    assert TOKEN not in text
+    values = samples(text)
+    assert values['archiver_deliveries_total{outcome="stored",platform="instagram"}'] == 0
+    assert values['archiver_deliveries_total{outcome="unavailable",platform="threads"}'] == 0
+    assert "# TYPE archiver_delivery_ingest_seconds histogram" in text
+    assert values["archiver_delivery_backlog"] == 0
+    for foreign in ("meta_calls", "throttle_pauses", "jobs", "media", "overdue", "token"):
+        assert f"archiver_{foreign}" not in text
 
 
 NOW = utcnow()  # for the pure functions; database tests take the time when they start
@@ -179,55 +194,84 @@ def test_accounts_problems_and_token_expiry(engine: Engine) -> None:
         ("instagram", "unknown"): 1,
         ("threads", "dated"): 1,
     }
-    assert gauges.token_days == {"instagram": 20.0, "threads": 45.0}
-    assert gauges.data_access_days == {"instagram": 7.0}
+    expiries = {(e.platform, e.account, e.what): e.at for e in gauges.expiries}
+    assert expiries == {
+        ("instagram", "a1", "token"): now + timedelta(days=20),
+        ("threads", "a2", "token"): now + timedelta(days=45),
+        ("instagram", "a2", "data_access"): now + timedelta(days=80),
+        ("instagram", "a3", "data_access"): now + timedelta(days=7),
+    }
 
 
-async def _failures_and_app_pause(redis_url: str) -> None:
+async def _app_pause_and_queue(redis_url: str) -> None:
+    """The Threads app paused for 120 s; one job due now and one deferred per queue."""
     redis = Redis.from_url(redis_url)
     try:
-        await redis.hset(JOB_FAILURES_KEY, mapping={"capture_story|retry": 3,
-                                                    "poll_stories|gave_up": 1})  # fmt: skip
         pacer = Pacer(redis, jitter=0)
         await pacer.pause(pacer.app_of("threads:2600"), 120, reason="throttled")
+        now_ms = int(time.time() * 1000)
+        for queue in (MAIN_QUEUE, DELIVERIES_QUEUE):
+            await redis.zadd(queue, {"due": now_ms - 1000, "deferred": now_ms + 60_000})
     finally:
         await redis.aclose()
 
 
-def test_metrics_expose_failures_overdue_work_problems_and_pauses(
-    settings: Settings, engine: Engine, redis_url: str
+@contextmanager
+def collector_on(database_url: str, redis_url: str | None) -> Iterator[CollectorRegistry]:
+    """A registry holding the archive-wide collector, as a worker process serves it."""
+    engine = create_db_engine(database_url)
+    collector = ArchiveCollector(engine, redis_url, grace=GRACE)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    try:
+        yield registry
+    finally:
+        collector.close()
+
+
+def exposition(registry: CollectorRegistry) -> str:
+    return generate_latest(registry).decode()
+
+
+def test_archive_gauges_overdue_work_problems_expiry_queues_and_pauses(
+    database_url: str, engine: Engine, redis_url: str
 ) -> None:
-    """/metrics: failed jobs, oldest overdue per kind, accounts with a problem, app-wide pauses
-    per platform, data-access expiry and tokens by expiry; the token never."""
-    asyncio.run(_failures_and_app_pause(redis_url))
+    """Oldest overdue per kind, accounts with a problem, tokens by expiry kind, each account's
+    token and data-access expiry as a Unix timestamp, queue depth (deferred jobs not counted)
+    and app-wide pauses per platform; the token never."""
+    asyncio.run(_app_pause_and_queue(redis_url))
     now = utcnow()
     overdue_fleet(engine, now)
+    expires, access = now + timedelta(days=30), now + timedelta(days=60)
     with Session(engine) as session:
-        add_account(session, "9", ig_problem="permission denied (#10)",
-                    ig_data_access_expires_at=now + timedelta(days=30),
-                    ig_token_checked_at=now)  # fmt: skip
+        shop = add_account(session, "9", ig_problem="permission denied (#10)",
+                           ig_token_expires_at=expires, ig_data_access_expires_at=access,
+                           ig_token_checked_at=now)  # fmt: skip
         session.commit()
-    with serve_ops(settings) as (_client, ops):
-        text = ops.get("/metrics").text
+    with collector_on(database_url, redis_url) as registry:
+        text = exposition(registry)
     values = samples(text)
-    assert values['archiver_job_failures_total{function="capture_story",outcome="retry"}'] == 3
-    assert values['archiver_job_failures_total{function="poll_stories",outcome="gave_up"}'] == 1
+    who = f'account="a9",account_id="{shop}",platform="instagram"'
+    assert values[f"archiver_token_expiry_timestamp_seconds{{{who}}}"] == expires.timestamp()
+    assert values[f"archiver_data_access_expiry_timestamp_seconds{{{who}}}"] == access.timestamp()
     assert 119 < values['archiver_app_paused_seconds{platform="threads"}'] <= 120
     assert values['archiver_app_paused_seconds{platform="instagram"}'] == 0
+    assert values[f'archiver_queue_depth{{queue="{MAIN_QUEUE}"}}'] == 1
+    assert values[f'archiver_queue_depth{{queue="{DELIVERIES_QUEUE}"}}'] == 1
     assert 200 <= values['archiver_oldest_overdue_seconds{kind="story_capture"}'] < 230
     assert 70 <= values['archiver_oldest_overdue_seconds{kind="story_final"}'] < 100
     assert values['archiver_overdue{kind="story_capture"}'] == 2
+    assert values['archiver_media{state="missed",subject_type="story"}'] == 1
+    assert values['archiver_accounts{platform="instagram",state="reauth_required"}'] == 1
     assert values['archiver_accounts_with_problem{platform="instagram"}'] == 1
     assert values['archiver_accounts_with_problem{platform="threads"}'] == 0
-    assert 29.9 < values['archiver_data_access_days_left{platform="instagram"}'] <= 30
-    assert values['archiver_tokens{platform="instagram",expiry="never"}'] == 1
-    assert "# TYPE archiver_job_failures_total counter" in text
+    assert values['archiver_tokens{expiry="dated",platform="instagram"}'] == 1
     assert "# TYPE archiver_oldest_overdue_seconds gauge" in text
     assert TOKEN not in text
 
 
 def samples(text: str) -> dict[str, float]:
-    """The exposition's samples by `name{labels}`."""
+    """The exposition's samples by `name{labels}` (prometheus_client sorts the labels)."""
     found = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
@@ -236,38 +280,64 @@ def samples(text: str) -> dict[str, float]:
     return found
 
 
-def test_a_redis_outage_still_shows_overdue_work(sqlite_url: str) -> None:
-    """Redis down: the database gauges are served, the Redis counters are left out (not 0)."""
+def test_a_redis_outage_still_shows_overdue_work(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis down: the database gauges are served, the Redis ones are left out (not 0), and
+    the scrape logs one warning naming the store."""
     with Session(create_db_engine(sqlite_url)) as session:
         add_account(session, "1", next_story_poll_at=utcnow() - timedelta(minutes=10))
         session.commit()
-    settings = make_settings(sqlite_url, "redis://127.0.0.1:1/0")
-    with serve_ops(settings) as (_client, ops):
-        values = samples(ops.get("/metrics").text)
+    with (
+        collector_on(sqlite_url, "redis://127.0.0.1:1/0") as registry,
+        caplog.at_level(logging.WARNING),
+    ):
+        values = samples(exposition(registry))
     assert values['archiver_oldest_overdue_seconds{kind="story_poll"}'] >= 600
-    assert not [name for name in values if name.startswith("archiver_job_failures_total")]
     assert not [name for name in values if name.startswith("archiver_app_paused_seconds")]
+    assert not [name for name in values if name.startswith("archiver_queue_depth")]
+    assert [r.getMessage() for r in caplog.records] == [
+        "metrics: redis figures unavailable: ConnectionError"
+    ]
 
 
-def test_a_database_fault_still_serves_the_counters(sqlite_url: str, redis_url: str) -> None:
-    """The account table unreadable: the gauges are left out, the Redis counters still served."""
-    asyncio.run(_failures_and_app_pause(redis_url))
+def test_a_silent_redis_is_waited_for_a_bounded_time(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis accepting connections but never answering: the scrape waits the collector's
+    timeout, serves the database gauges and leaves Redis's out, with one warning."""
+    engine = create_db_engine(sqlite_url)
+    with socket.socket() as silent, caplog.at_level(logging.WARNING):
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        collector = ArchiveCollector(engine, url, grace=GRACE, timeout=0.3)
+        registry = CollectorRegistry()
+        registry.register(collector)
+        started = time.monotonic()
+        values = samples(exposition(registry))
+        waited = time.monotonic() - started
+        collector.close()
+    assert 0.3 <= waited < 1.5
+    assert 'archiver_overdue{kind="story_poll"}' in values
+    assert not [name for name in values if name.startswith("archiver_queue_depth")]
+    assert [r.getMessage() for r in caplog.records] == [
+        "metrics: the redis did not answer within 0.3 s"
+    ]
+
+
+def test_a_database_fault_still_serves_the_redis_gauges(sqlite_url: str, redis_url: str) -> None:
+    """The account table unreadable: the database gauges are left out, Redis's still served."""
+    asyncio.run(_app_pause_and_queue(redis_url))
     engine = create_db_engine(sqlite_url)
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE account RENAME TO account_gone"))
     engine.dispose()
-    with serve_ops(make_settings(sqlite_url, redis_url)) as (_client, ops):
-        response = ops.get("/metrics")
-    values = samples(response.text)
-    assert response.status_code == 200
-    assert values['archiver_job_failures_total{function="capture_story",outcome="retry"}'] == 3
+    with collector_on(sqlite_url, redis_url) as registry:
+        values = samples(exposition(registry))
+    assert 119 < values['archiver_app_paused_seconds{platform="threads"}'] <= 120
     assert not [name for name in values if name.startswith("archiver_oldest_overdue_seconds")]
-
-
-def test_exposition_numbers_and_labels() -> None:
-    """Counts print exactly (no 1e+06), seconds to the millisecond; label values escaped."""
-    assert (number(1_234_567), number(2.0), number(86400.12345)) == ("1234567", "2.0", "86400.123")
-    assert labels(function='a"b\\c\nd') == 'function="a\\"b\\\\c\\nd"'
+    assert not [name for name in values if name.startswith("archiver_media")]
 
 
 def test_overdue_rules_match_the_workers() -> None:

@@ -16,15 +16,22 @@ from arq.worker import Worker
 
 from core.config import Settings
 from reports.figures import JOB_FAILURES_KEY
+from reports.worker_metrics import WorkerMetrics
 from workers.main import build_workers, make_startup, shutdown
 from workers.running import close_workers, run_lanes
 from workers.runtime.context import Context
 
 
 @asynccontextmanager
-async def running_workers(settings: Settings, count: int = 1) -> AsyncIterator[list[Worker]]:
-    """`count` real worker processes' lanes (cron included) on this loop until the block ends."""
-    fleet = [build_workers(settings, poll_delay=0.05, handle_signals=False) for _ in range(count)]
+async def running_workers(
+    settings: Settings, count: int = 1, *, metrics: WorkerMetrics | None = None
+) -> AsyncIterator[list[Worker]]:
+    """`count` real worker processes' lanes (cron included) on this loop until the block ends;
+    with `metrics`, all of them count into it."""
+    fleet = [
+        build_workers(settings, metrics=metrics, poll_delay=0.05, handle_signals=False)
+        for _ in range(count)
+    ]
     tasks = [asyncio.create_task(run_lanes(lanes)) for lanes in fleet]
     try:
         yield [worker for lanes in fleet for worker in lanes]

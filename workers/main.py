@@ -28,6 +28,7 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.cron import CronJob
 from arq.typing import StartupShutdown, WorkerCoroutine
 from arq.worker import Function, Worker, create_worker, func
+from prometheus_client import CollectorRegistry
 
 from core.config import Settings, load_settings
 from core.errors import ConfigError
@@ -44,6 +45,7 @@ from jobqueue.names import (
 )
 from jobqueue.outbox import sweep_stale
 from models.db import create_db_engine
+from reports.worker_metrics import WorkerMetrics
 from workers.captures.account_insights import MAX_TRIES as ACCOUNT_INSIGHTS_TRIES
 from workers.captures.account_insights import capture_account_insights
 from workers.captures.jobs import CAPTURE_MAX_TRIES
@@ -207,14 +209,19 @@ def make_cron_jobs(settings: Settings, lane: str = MAIN) -> list[CronJob]:
 
 
 def make_startup(
-    settings: Settings, *, meta_clients: bool = True, slots: int | None = None
+    settings: Settings,
+    *,
+    meta_clients: bool = True,
+    slots: int | None = None,
+    metrics: WorkerMetrics | None = None,
 ) -> Hook:
-    """on_startup: the settings, a database engine and `slots` database threads (default
-    WORKER_MAX_JOBS) per lane, in ctx; the Meta clients too unless the lane makes no calls
-    (`meta_clients=False`: deliveries)."""
+    """on_startup: the settings, the process's metrics, a database engine and `slots`
+    database threads (default WORKER_MAX_JOBS) per lane, in ctx; the Meta clients too unless
+    the lane makes no calls (`meta_clients=False`: deliveries)."""
+    metrics = metrics or WorkerMetrics(CollectorRegistry())
 
     async def startup(ctx: Context) -> None:
-        ctx["settings"] = settings
+        ctx["settings"], ctx["metrics"] = settings, metrics
         threads = slots or settings.worker_max_jobs
         pool = min(DB_POOL_SIZE, threads)  # twice that with overflow: 10 for the main lane
         ctx["engine"] = create_db_engine(
@@ -223,7 +230,7 @@ def make_startup(
         ctx["db_threads"] = make_db_threads(threads)
         if meta_clients:
             http = ctx["http"] = make_http_client(settings)
-            clients = build_clients(http, settings, ctx.get("redis"))
+            clients = build_clients(http, settings, ctx.get("redis"), metrics=metrics)
             ctx["graph"], ctx["threads"] = clients.graph, clients.threads
 
     return startup
@@ -252,16 +259,23 @@ def redis_settings(settings: Settings) -> RedisSettings:
         raise ConfigError(msg) from None
 
 
-def lane_settings(settings: Settings, lane: str = MAIN, *, cron_jobs: bool = True) -> type:
+def lane_settings(
+    settings: Settings,
+    lane: str = MAIN,
+    *,
+    cron_jobs: bool = True,
+    metrics: WorkerMetrics | None = None,
+) -> type:
     """arq's WorkerSettings class for one lane (MAIN, DELIVERIES or CONTROL).
 
     It keeps no job results: the database records what was done, and a kept result would make
     arq refuse the next enqueue of the same id (a stall). `cron_jobs=False` leaves the lane's
-    cron jobs out, for a burst whose job count must be exact.
+    cron jobs out, for a burst whose job count must be exact. `metrics`: the process's (every
+    lane of a process shares them; default: a registry of the lane's own).
     """
     member = Member(lane)
     slots = lane_slots(settings, lane)
-    startup = make_startup(settings, meta_clients=lane != DELIVERIES, slots=slots)
+    startup = make_startup(settings, meta_clients=lane != DELIVERIES, slots=slots, metrics=metrics)
     crons = make_cron_jobs(settings, lane) if cron_jobs else []
     connection = redis_settings(settings)
 
@@ -302,6 +316,7 @@ def build_worker(
     lane: str = MAIN,
     cron_jobs: bool = True,
     redis_pool: ArqRedis | None = None,
+    metrics: WorkerMetrics | None = None,
     **options: Any,
 ) -> Worker:
     """The arq Worker of one lane, from its WorkerSettings; `redis_pool` (closed by the
@@ -309,14 +324,19 @@ def build_worker(
     handle_signals=False when the event loop is shared, as in `archiver run`)."""
     if redis_pool is not None:
         options |= {"redis_pool": redis_pool, "redis_settings": None}
-    return create_worker(lane_settings(settings, lane, cron_jobs=cron_jobs), **options)
+    lane_class = lane_settings(settings, lane, cron_jobs=cron_jobs, metrics=metrics)
+    return create_worker(lane_class, **options)
 
 
-def build_workers(settings: Settings, **options: Any) -> list[Worker]:
-    """One Worker per lane, for one worker process (options as for build_worker; without
-    cron jobs the control lane has nothing to run and is left out)."""
+def build_workers(
+    settings: Settings, *, metrics: WorkerMetrics | None = None, **options: Any
+) -> list[Worker]:
+    """One Worker per lane, for one worker process, all counting into `metrics` (default: a
+    registry of their own); options as for build_worker; without cron jobs the control lane
+    has nothing to run and is left out."""
+    metrics = metrics or WorkerMetrics(CollectorRegistry())
     lanes = [lane for lane in LANES if lane != CONTROL or options.get("cron_jobs", True)]
-    return [build_worker(settings, lane=lane, **options) for lane in lanes]
+    return [build_worker(settings, lane=lane, metrics=metrics, **options) for lane in lanes]
 
 
 def arq_job(job: Callable[..., Awaitable[Any]]) -> WorkerCoroutine:

@@ -29,6 +29,9 @@ from archiver.listeners import announce_when_started, make_servers, run_servers
 from core.errors import ArchiverError
 
 if TYPE_CHECKING:
+    import uvicorn
+    from arq.worker import Worker
+
     from archiver.commands import SubParsers
     from core.config import Settings
 
@@ -66,12 +69,31 @@ def run_all_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_all(settings: Settings) -> int:
+    """Receiver and worker on one loop, their metrics in one registry served on the ops
+    listener (METRICS_PORT; WORKER_METRICS_PORT is not used), the archive-wide gauges too."""
+    from prometheus_client import CollectorRegistry
+
     from receiver.app import create_app
+    from reports.worker_metrics import WorkerMetrics
+    from workers.exporter import archive_collector
     from workers.main import build_workers
+
+    registry = CollectorRegistry()
+    servers = make_servers(create_app(settings, registry=registry), settings)
+    workers = build_workers(settings, metrics=WorkerMetrics(registry), handle_signals=False)
+    collector = archive_collector(settings)
+    registry.register(collector)
+    try:
+        return await _serve_all(settings, servers, workers)
+    finally:
+        collector.close()
+
+
+async def _serve_all(
+    settings: Settings, servers: list[uvicorn.Server], workers: list[Worker]
+) -> int:
     from workers.running import close_workers, run_lanes
 
-    servers = make_servers(create_app(settings), settings)
-    workers = build_workers(settings, handle_signals=False)
     shutdown = Shutdown()
     shutdown.install()
     for server in servers:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from archiver.commands import SubParsers
     from core.config import Settings
+    from reports.worker_metrics import WorkerMetrics
 
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,24 @@ def stop_worker(current: list[Worker]) -> None:
 async def work(settings: Settings) -> int:
     """Run one worker on this loop until SIGINT/SIGTERM; the exit status says which.
 
-    Redis going away does not end the process: the worker is closed and built again with a
+    Its metrics are served on WORKER_METRICS_PORT (unless 0) for the life of the process.
+    """
+    from prometheus_client import CollectorRegistry
+
+    from reports.worker_metrics import WorkerMetrics
+    from workers.exporter import start_exporter
+
+    registry = CollectorRegistry()
+    exporter = start_exporter(settings, registry)
+    try:
+        return await _work(settings, WorkerMetrics(registry))
+    finally:
+        if exporter is not None:
+            exporter.close()
+
+
+async def _work(settings: Settings, metrics: WorkerMetrics) -> int:
+    """Redis going away does not end the process: the worker is closed and built again with a
     growing pause (up to MAX_BACKOFF), so it resumes by itself when Redis returns. The worker
     is built inside the running loop, because arq binds to the loop current at creation.
     """
@@ -97,7 +115,7 @@ async def work(settings: Settings) -> int:
     shutdown.on_stop(lambda: stop_worker(current), lambda: stop_worker(current))
     backoff = 1.0
     while shutdown.signal is None:
-        if await _run_once(settings, current, shutdown):
+        if await _run_once(settings, metrics, current, shutdown):
             backoff = 1.0
             continue
         with contextlib.suppress(TimeoutError):
@@ -106,7 +124,9 @@ async def work(settings: Settings) -> int:
     return shutdown.exit_code
 
 
-async def _run_once(settings: Settings, current: list[Worker], shutdown: Shutdown) -> bool:
+async def _run_once(
+    settings: Settings, metrics: WorkerMetrics, current: list[Worker], shutdown: Shutdown
+) -> bool:
     """One life of the worker's lanes; False when Redis failed them (the caller waits, then
     retries)."""
     from redis.exceptions import RedisError
@@ -114,7 +134,7 @@ async def _run_once(settings: Settings, current: list[Worker], shutdown: Shutdow
     from workers.main import build_workers
     from workers.running import close_worker, run_lanes
 
-    current[:] = build_workers(settings, handle_signals=False)
+    current[:] = build_workers(settings, metrics=metrics, handle_signals=False)
     try:
         await run_lanes(current)
     except asyncio.CancelledError:

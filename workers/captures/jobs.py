@@ -133,6 +133,18 @@ def timed(ctx: Context, what: str) -> Callable[[str], str]:
     return done
 
 
+def lag_seconds(due: datetime | None, captured_at: datetime) -> float | None:
+    """How long after its due time a snapshot was taken (None when no due time was set)."""
+    return None if due is None else (captured_at - due).total_seconds()
+
+
+def observe_lag(ctx: Context, subject_type: str, kind: str, lag: float | None) -> None:
+    """A new snapshot's lag in the process's capture-lag histogram (none: nothing new)."""
+    metrics = ctx.get("metrics")
+    if metrics is not None and lag is not None:
+        metrics.captured(subject_type, kind, lag)
+
+
 def note_account(ctx: Context, target: CaptureTarget | None) -> None:
     """A capture's account id on the job's later log lines (it comes with the media row)."""
     if target is not None and target.account.id is not None:

@@ -25,6 +25,7 @@ from core.config import Settings
 from jobqueue.names import CAPTURE_STORY, POLL_STORIES
 from models.db import session_scope
 from models.types import utcnow
+from reports.worker_metrics import SCHEDULED
 from store.backoff import (
     INSTAGRAM,
     LONGEST_WAIT,
@@ -57,7 +58,9 @@ from workers.captures.jobs import (
     capture_give_up,
     close,
     enqueue_capture,
+    lag_seconds,
     note_account,
+    observe_lag,
     retry_later,
     skip_slot,
     timed,
@@ -257,7 +260,8 @@ async def capture_story(ctx: Context, media_id: str, slot: str) -> str:
     except MetaError as exc:
         return done(await _capture_failed(ctx, target, slot, exc))
     taken = FINAL if now >= plan.final_due(expires_at) else slot
-    summary, following = await in_thread(ctx, _record, engine, target, taken, insights, plan)
+    summary, following, lag = await in_thread(ctx, _record, engine, target, taken, insights, plan)
+    observe_lag(ctx, "story", FINAL if taken == FINAL else SCHEDULED, lag)
     if following is not None:
         await enqueue_capture(ctx["redis"], PLATFORM, media_id, *following)
     return done(summary)
@@ -269,8 +273,9 @@ def _record(
     taken: str,
     insights: StoryInsights,
     plan: StorySchedule,
-) -> tuple[str, tuple[str, datetime] | None]:
-    """The snapshot, and in the same transaction the story's next slot or its closing."""
+) -> tuple[str, tuple[str, datetime] | None, float | None]:
+    """The snapshot, and in the same transaction the story's next slot or its closing; with
+    the seconds it came after its due time (None: no new snapshot)."""
     media = target.media
     assert media.posted_at is not None
     assert media.expires_at is not None
@@ -287,6 +292,8 @@ def _record(
             api_version=insights.api_version,
         )
         now = snapshot.captured_at
+        due = plan.final_due(media.expires_at) if taken == FINAL else media.next_capture_at
+        lag = lag_seconds(due, now) if created else None
         ids: dict[str, Any] = {"platform": PLATFORM, "media_id": media.media_id}
         if taken == FINAL and now < media.expires_at:
             close_capture(session, **ids, state=FINAL_CAPTURED, final_snapshot_id=snapshot.id)
@@ -297,7 +304,7 @@ def _record(
             slot, due = following or (None, None)
             schedule_capture(session, **ids, slot=slot, due=due)
     verb = "captured" if created else "already captured"
-    return f"{verb} {taken} as version {snapshot.version}", following
+    return f"{verb} {taken} as version {snapshot.version}", following, lag
 
 
 async def _capture_failed(ctx: Context, target: CaptureTarget, slot: str, exc: MetaError) -> str:

@@ -14,6 +14,7 @@ from core.config import Settings
 from jobqueue.names import CAPTURE_THREADS_POST
 from models.db import session_scope
 from models.types import utcnow
+from reports.worker_metrics import SCHEDULED
 from store.due_captures import (
     DONE,
     TRACKED,
@@ -30,7 +31,9 @@ from workers.captures.jobs import (
     capture_give_up,
     close,
     enqueue_capture,
+    lag_seconds,
     note_account,
+    observe_lag,
     retry_later,
     skip_slot,
     timed,
@@ -72,7 +75,8 @@ async def capture_threads_post(ctx: Context, media_id: str, slot: str) -> str:
         rows, body = await client.post_insights(threads_account(account), media_id)
     except MetaError as exc:
         return done(await _failed(ctx, target, slot, exc))
-    summary, following = await in_thread(ctx, _record, ctx, target, slot, rows, body)
+    summary, following, lag = await in_thread(ctx, _record, ctx, target, slot, rows, body)
+    observe_lag(ctx, POST, SCHEDULED, lag)
     if following is not None:
         await enqueue_capture(ctx["redis"], PLATFORM, media_id, *following)
     return done(summary)
@@ -84,8 +88,9 @@ def _record(
     slot: str,
     rows: list[MetricRow],
     body: dict[str, Any],
-) -> tuple[str, tuple[str, datetime] | None]:
-    """The snapshot and, in the same transaction, the post's next slot or its end."""
+) -> tuple[str, tuple[str, datetime] | None, float | None]:
+    """The snapshot and, in the same transaction, the post's next slot or its end; with the
+    seconds it came after its due time (None: no new snapshot)."""
     media = target.media
     following = None
     with session_scope(ctx["engine"]) as session:
@@ -100,12 +105,13 @@ def _record(
         )
         ids: dict[str, Any] = {"platform": PLATFORM, "media_id": media.media_id}
         following = _next(ctx, target, snapshot.captured_at)
+        lag = lag_seconds(media.next_capture_at, snapshot.captured_at) if created else None
         if following is None:
             close_capture(session, **ids, state=DONE)
         else:
             schedule_capture(session, **ids, slot=following[0], due=following[1])
     verb = "captured" if created else "already captured"
-    return f"{verb} {slot} as version {snapshot.version}", following
+    return f"{verb} {slot} as version {snapshot.version}", following, lag
 
 
 def _next(ctx: Context, target: CaptureTarget, now: datetime) -> tuple[str, datetime] | None:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from core.config import Settings
+    from reports.worker_metrics import WorkerMetrics
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,13 @@ def build_clients(
     redis: Redis | None,
     *,
     minute_seconds: float | None = None,
+    metrics: WorkerMetrics | None = None,
 ) -> MetaClients:
-    """The Graph and Threads clients from Settings; without Redis, no shared pauses."""
-    transport = MetaTransport.from_settings(http, settings, redis, minute_seconds=minute_seconds)
+    """The Graph and Threads clients from Settings; without Redis, no shared pauses.
+    `metrics`: the worker process's, counting every call and pause."""
+    transport = MetaTransport.from_settings(
+        http, settings, redis, minute_seconds=minute_seconds, metrics=metrics
+    )
     return MetaClients(
         GraphClient.from_settings(transport, settings, redis),
         ThreadsClient.from_settings(transport, settings),

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from redis.asyncio import Redis
 
 from reports.figures import CALLS_KEY, PAUSES_KEY, stat_field
+from reports.worker_metrics import WorkerMetrics
 from workers.meta.api_errors import AccountPaused, AppThrottled, MetaError, Throttled
 from workers.meta.usage import Usage, parse_app_usage, parse_buc_usage
 
@@ -95,8 +96,10 @@ class Pacer:
         slow_minutes: float = 5.0,
         jitter: float = 0.1,
         prefix: str = "archiver",
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.redis = redis
+        self.metrics = metrics
         self.minute_seconds = minute_seconds
         self.slow_at = slow_at
         self.slow_minutes = slow_minutes
@@ -156,11 +159,16 @@ class Pacer:
         keys = [self.pause_key(account), self.count_key(account), PAUSES_KEY]
         args: list[str | int] = [ms, resume, reason, stat_field(account, reason)]
         held = int(await self._script(keys=keys, args=args))
+        if self.metrics is not None:
+            self.metrics.paused(account, reason)
         log.warning("pausing %s for %.1fs (%s)", account, held / 1000, reason)
         return held / 1000
 
-    async def count_call(self, account: str, status: str) -> None:
-        """One Meta call answered with `status` (HTTP code, or `error` for no answer)."""
+    async def count_call(self, account: str, status: str, *, path: str, seconds: float) -> None:
+        """One Meta call to `path` answered with `status` (HTTP code, or `error` for no
+        answer) after `seconds`: the archive-wide count in Redis and this process's metrics."""
+        if self.metrics is not None:
+            self.metrics.meta_call(account, path, status, seconds)
         await self.redis.hincrby(CALLS_KEY, stat_field(account, status), 1)  # type: ignore[misc]
 
     async def pause_counts(self, account: str) -> dict[str, int]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from redis.asyncio import Redis
 from core.config import Settings
 from core.redaction import RedactingFilter, scrub
 from models.types import utcnow
+from reports.worker_metrics import WorkerMetrics
 from workers.meta.api_errors import MetaError, Transient, error_from_response, garbled_answer
 from workers.meta.pacing import Pacer
 
@@ -94,14 +96,18 @@ def next_page(
 
 
 def shared_pacer(
-    settings: Settings, redis: Redis | None, minute_seconds: float | None = None
+    settings: Settings,
+    redis: Redis | None,
+    minute_seconds: float | None = None,
+    metrics: WorkerMetrics | None = None,
 ) -> Pacer | None:
     """The pauses every worker shares through Redis (none without Redis); a throttle
-    "minute" lasts META_MINUTE_SECONDS unless a test says otherwise."""
+    "minute" lasts META_MINUTE_SECONDS unless a test says otherwise. `metrics`: the
+    process's, where the pacer counts calls and pauses."""
     if redis is None:
         return None
     minute = settings.meta_minute_seconds if minute_seconds is None else minute_seconds
-    return Pacer(redis, minute_seconds=minute)
+    return Pacer(redis, minute_seconds=minute, metrics=metrics)
 
 
 class MetaTransport:
@@ -137,9 +143,10 @@ class MetaTransport:
         redis: Redis | None,
         *,
         minute_seconds: float | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> MetaTransport:
         """The worker's transport, for either client: pauses shared in Redis (none without)."""
-        return cls(http, pacer=shared_pacer(settings, redis, minute_seconds))
+        return cls(http, pacer=shared_pacer(settings, redis, minute_seconds, metrics))
 
     def __repr__(self) -> str:
         return f"MetaTransport(max_tries={self.max_tries}, pacer={self.pacer!r})"
@@ -182,12 +189,13 @@ class MetaTransport:
         # Merge, not replace: httpx drops a URL's own query when `params` is given, and a
         # `paging.next` link carries its cursor there.
         target = httpx.URL(url).copy_merge_params(params)
+        sent = time.perf_counter()
         try:
             response = await self.http.get(target)
         except httpx.RequestError as exc:
-            await self._count(key, "error")
+            await self._count(key, target.path, "error", sent)
             return Transient(f"{type(exc).__name__}: {scrub(str(exc), (token,))}")
-        await self._count(key, str(response.status_code))
+        await self._count(key, target.path, str(response.status_code), sent)
         log.debug("GET %s -> %d", response.request.url.path, response.status_code)
         minute = self.pacer.minute_seconds if self.pacer else 60.0
         result = read_answer(response, metrics=metrics, minute_seconds=minute)
@@ -198,9 +206,10 @@ class MetaTransport:
             await self.pacer.after(key, response.headers, error)
         return result
 
-    async def _count(self, key: str, status: str) -> None:
+    async def _count(self, key: str, path: str, status: str, sent: float) -> None:
         if self.pacer is not None:
-            await self.pacer.count_call(key, status)
+            seconds = time.perf_counter() - sent
+            await self.pacer.count_call(key, status, path=path, seconds=seconds)
 
 
 def read_answer(

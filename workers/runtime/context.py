@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from core.config import Settings
+    from reports.worker_metrics import WorkerMetrics
     from workers.meta.graph_api import GraphClient
     from workers.meta.threads_api import ThreadsClient
 
@@ -46,9 +47,11 @@ class Context(TypedDict, total=False):
     http: httpx.AsyncClient
     graph: GraphClient
     threads: ThreadsClient
+    metrics: WorkerMetrics  # the process's Prometheus metrics (reports.worker_metrics)
     # What a job is about, once it knows: put on its log lines (workers.runtime.failures).
     account_id: int
     media_id: str
+    outcome: str  # set once the run's outcome is counted (workers.runtime.failures.count)
 
 
 def make_db_threads(size: int) -> ThreadPoolExecutor:

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from core.redaction import scrub
 from reports.figures import JOB_FAILURES_KEY
+from reports.worker_metrics import OK
 from store.backoff import INSTAGRAM, THREADS
 from workers.meta.api_errors import MetaError, PermissionDenied
 from workers.runtime.context import Context
@@ -94,10 +95,15 @@ def rejection(exc: MetaError, side: str) -> str:
 
 
 async def count(ctx: Context, function: str, outcome: str) -> None:
-    """One failed run of `function` in JOB_FAILURES_KEY; Redis trouble must not change the
-    job's outcome, so it is let go."""
+    """One run of `function` ended with `outcome` (ok, retry, gave_up): in the process's
+    metrics, and a failure in JOB_FAILURES_KEY too; Redis trouble must not change the job's
+    outcome, so it is let go."""
+    ctx["outcome"] = outcome
+    metrics = ctx.get("metrics")
+    if metrics is not None:
+        metrics.job(function, outcome)
     redis = ctx.get("redis")
-    if redis is None:
+    if redis is None or outcome == OK:
         return
     with contextlib.suppress(RedisError, OSError):
         await redis.hincrby(JOB_FAILURES_KEY, f"{function}|{outcome}", 1)  # type: ignore[misc]
@@ -126,8 +132,9 @@ def guarded(function: str, *, max_tries: int, record: Record, give_up: GiveUp) -
         async def run(ctx: Context, *args: Any, **kwargs: Any) -> str:
             started = time.monotonic()
             note_subject(ctx, args)
+            ctx.pop("outcome", None)
             try:
-                return await job(ctx, *args, **kwargs)
+                result = await job(ctx, *args, **kwargs)
             except Retry:
                 raise
             except Exception as exc:  # anything unplanned: see the module docstring
@@ -146,6 +153,9 @@ def guarded(function: str, *, max_tries: int, record: Record, give_up: GiveUp) -
                     extra=job_fields(ctx),
                 )
                 return outcome
+            if "outcome" not in ctx:  # the job did not count a failure of its own
+                await count(ctx, function, OK)
+            return result
 
         return cast(J, run)
 

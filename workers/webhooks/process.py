@@ -34,6 +34,7 @@ from models.deliveries import (
 )
 from models.tables import table_of
 from models.types import utcnow
+from reports.worker_metrics import OK
 from workers.runtime.context import Context, in_thread
 from workers.runtime.failures import (
     GAVE_UP,
@@ -237,6 +238,7 @@ async def process_delivery(ctx: Context, delivery_id: int) -> str:
         await count(ctx, PROCESS_DELIVERY, GAVE_UP)
         _log_job(logging.ERROR, f"gave up: {error}", started, extra)
         return f"gave up: {error}"
+    await count(ctx, PROCESS_DELIVERY, OK)
     _log_job(logging.INFO, status, started, extra)
     return status
 
