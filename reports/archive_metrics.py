@@ -154,6 +154,12 @@ def database_families(gauges: Gauges) -> Iterator[GaugeMetricFamily]:
         ["kind"],
         [([kind], found.count) for kind, found in overdue],
     )
+    yield gauge(
+        "archiver_notices",
+        "Notices to operators (NOTIFY_WEBHOOK_URL) by kind and state; archive-wide.",
+        ["kind", "state"],
+        [([k, s], n) for (k, s), n in sorted(gauges.notices.items())],
+    )
     yield from expiry_families(gauges)
 
 

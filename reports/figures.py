@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from sqlalchemy.engine import Connection, Engine
 
 from models.accounts import Account
+from models.notices import Notice
 from models.snapshots import Media
 from models.tables import table_of
 from models.types import utcnow
@@ -29,6 +30,7 @@ JOB_FAILURES_KEY = "archiver:stats:job_failures"
 APP_PAUSE_KEYS = {"instagram": "archiver:pause:app", "threads": "archiver:pause:app:threads"}
 _media = table_of(Media)
 _account = table_of(Account)
+_notice = table_of(Notice)
 
 Counts = dict[tuple[str, str], int]
 
@@ -76,6 +78,7 @@ class Gauges:
     accounts: Counts = field(default_factory=dict)  # (platform, state)
     problems: dict[str, int] = field(default_factory=dict)  # platform -> accounts
     overdue: dict[str, Overdue] = field(default_factory=dict)  # kind -> count, oldest
+    notices: Counts = field(default_factory=dict)  # (kind, pending | delivered | undeliverable)
 
 
 async def read_counters(redis: Redis) -> Counters:
@@ -112,6 +115,7 @@ def read_gauges(engine: Engine, *, grace: timedelta, now: datetime | None = None
             accounts=_account_states(conn),
             problems=_problem_counts(conn),
             overdue=overdue_work(conn, now=now, grace=grace),
+            notices=_notice_counts(conn),
         )
 
 
@@ -183,11 +187,21 @@ def _account_states(conn: Connection) -> Counts:
 
 
 def _problem_counts(conn: Connection) -> dict[str, int]:
-    """Accounts flagged with an error retrying cannot fix, per side (0 when none)."""
+    """Accounts flagged with an error retrying cannot fix, per side (0 when none); the
+    Instagram side counts story listing and account insights problems once per account."""
     a = _account.c
+    instagram = sa.or_(a.ig_problem.is_not(None), a.ig_insights_problem.is_not(None))
     stmt = sa.select(
-        sa.func.count(a.ig_problem),  # count(column) skips nulls
+        sa.func.count(sa.case((instagram, 1))),  # count() skips the nulls of an unmatched case
         sa.func.count(a.threads_problem),
     )
     ig, threads = conn.execute(stmt).one()
     return {"instagram": int(ig), "threads": int(threads)}
+
+
+def _notice_counts(conn: Connection) -> Counts:
+    """Notices to operators by (kind, state); none while NOTIFY_WEBHOOK_URL is unset."""
+    stmt = sa.select(_notice.c.kind, _notice.c.state, sa.func.count()).group_by(
+        _notice.c.kind, _notice.c.state
+    )
+    return {(str(kind), str(state)): int(n) for kind, state, n in conn.execute(stmt)}

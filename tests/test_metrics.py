@@ -25,6 +25,7 @@ from core.config import Settings
 from jobqueue.names import DELIVERIES_QUEUE, MAIN_QUEUE
 from models.accounts import Account
 from models.db import create_db_engine
+from models.notices import Notice
 from models.snapshots import Media
 from models.types import utcnow
 from reports.archive_metrics import ArchiveCollector
@@ -165,6 +166,24 @@ def test_nothing_overdue_is_zero_for_every_kind(engine: Engine) -> None:
     found = {kind: (o.count, o.oldest_seconds) for kind, o in gauges.overdue.items()}
     assert found == dict.fromkeys(KINDS, (0, 0.0))
     assert gauges.problems == {"instagram": 0, "threads": 0}
+
+
+def test_an_insights_problem_counts_its_account_once_and_notices_by_state(
+    engine: Engine,
+) -> None:
+    """The Instagram side counts an account with a listing and an insights problem once, one
+    with an insights problem only too; notices are counted by kind and state."""
+    with Session(engine) as session:
+        add_account(session, "1", ig_problem="(#10)", ig_insights_problem="(#100)")
+        add_account(session, "2", ig_insights_problem="(#100)")
+        add_account(session, "3")
+        session.add(Notice(dedupe_key="a", kind="reauth", subject="s", text="t"))
+        session.add(Notice(dedupe_key="b", kind="reauth", subject="s", text="t",
+                           state="undeliverable"))  # fmt: skip
+        session.commit()
+    gauges = read_gauges(engine, grace=GRACE, now=NOW)
+    assert gauges.problems == {"instagram": 2, "threads": 0}
+    assert gauges.notices == {("reauth", "pending"): 1, ("reauth", "undeliverable"): 1}
 
 
 def test_accounts_problems_and_token_expiry(engine: Engine) -> None:
