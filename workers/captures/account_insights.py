@@ -155,7 +155,12 @@ async def _next_run(ctx: Context, account: Account, now: datetime) -> datetime:
     """A minute away while days are still missing, else after the next Pacific midnight."""
     if await _due_days(ctx, account, now):
         return now + CATCH_UP_GAP
-    return day_start(now + timedelta(hours=26)) + AFTER_MIDNIGHT
+    return next_midnight(now) + AFTER_MIDNIGHT
+
+
+def next_midnight(now: datetime) -> datetime:
+    """The Pacific midnight that ends the Meta day holding `now` (a day is 23 to 25 h long)."""
+    return day_start(day_start(now) + timedelta(hours=26))
 
 
 async def _day(ctx: Context, account: Account, window: Window, got: Collected) -> None:
