@@ -42,6 +42,7 @@ from store.account_insights import (
     SUBJECT,
     last_demographics_at,
     next_final_due,
+    postpone,
     refuse_metric,
     refused_metrics,
     stored_days,
@@ -113,10 +114,7 @@ async def capture_account_insights(ctx: Context, account_id: int, due_epoch: int
     )
     if final is not None:  # the story's last chance first; this run waits a little
         later = max(final, now) + timedelta(minutes=1)
-        await in_thread(
-            ctx, record_error, engine, account_id=account_id, side=IG_INSIGHTS,
-            error="waiting for a story final", next_at=later,
-        )  # fmt: skip
+        await in_thread(ctx, postpone, engine, account_id=account_id, until=later)
         return f"deferred to {later:%H:%M:%S} for a story final"
     days = await _due_days(ctx, account, now)
     got = Collected()
