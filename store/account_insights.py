@@ -117,3 +117,10 @@ def next_final_due(engine: Engine, *, account_id: int, until: datetime) -> datet
     )
     with Session(engine) as session:
         return session.exec(stmt).one()
+
+
+def postpone(engine: Engine, *, account_id: int, until: datetime) -> None:
+    """Move the account's next insights run to `until` (no error: it waits its turn)."""
+    stmt = sa.update(_account).where(_account.c.id == account_id)
+    with engine.begin() as conn:
+        conn.execute(stmt.values(next_ig_insights_at=until))

@@ -30,11 +30,13 @@ from tests.conftest import make_settings
 from tests.metasim_fixtures import RunningSim
 from tests.workers_harness import eventually, job_context, running_workers
 from workers.captures.account_insights import (
+    AFTER_MIDNIGHT,
     CATCH_UP_GAP,
     DAYS_PER_RUN,
     HORIZON_DAYS,
     MAX_TRIES,
     capture_account_insights,
+    next_midnight,
 )
 from workers.meta.days import Window, closed_days, day_start, pacific
 from workers.meta.metric_sets import DAY_CALLS, DEMOGRAPHIC_CALLS, DEMOGRAPHIC_METRICS
@@ -299,9 +301,24 @@ async def test_runs_catch_up_the_recent_days_then_wait_for_the_next_midnight(
     assert runs == -(-HORIZON_DAYS // DAYS_PER_RUN)
     assert due is not None
     assert len({r["day"] for r in rows(engine, "ig_account_daily")}) == HORIZON_DAYS
-    assert day_start(due) == day_start(utcnow() + timedelta(hours=26))  # after next midnight
+    assert due - AFTER_MIDNIGHT == next_midnight(utcnow())
     asked = [c for c in insight_calls(sim) if c.params["period"] == "lifetime"]
     assert len(asked) == len(DEMOGRAPHIC_CALLS)
+
+
+@pytest.mark.parametrize(
+    ("local", "midnight"),
+    [
+        ("2026-03-07T23:30", "2026-03-08T00:00"),  # late in the evening: an hour away
+        ("2026-03-08T00:10", "2026-03-09T00:00"),  # the 23-hour day (clocks go forward)
+        ("2026-11-01T12:00", "2026-11-02T00:00"),  # the 25-hour day (clocks go back)
+    ],
+)
+def test_the_next_run_follows_the_next_pacific_midnight(local: str, midnight: str) -> None:
+    """Whatever the hour and the day's length, the daily run is due after the next midnight."""
+    zone = pacific()
+    now = datetime.fromisoformat(local).replace(tzinfo=zone)
+    assert next_midnight(now) == datetime.fromisoformat(midnight).replace(tzinfo=zone)
 
 
 @pytest.mark.anyio
@@ -320,6 +337,7 @@ async def test_a_story_final_due_soon_goes_first(
         outcome = await capture_account_insights(ctx, aid, 0)
     assert outcome.startswith("deferred")
     assert insight_calls(sim) == []
-    due = account_of(engine, aid).next_ig_insights_at
-    assert due is not None
-    assert final_at < due <= final_at + timedelta(minutes=2)
+    found = account_of(engine, aid)
+    assert found.next_ig_insights_at is not None
+    assert final_at < found.next_ig_insights_at <= final_at + timedelta(minutes=2)
+    assert found.last_error is None  # waiting its turn is no error

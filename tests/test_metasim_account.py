@@ -41,7 +41,7 @@ REFUSED = {
     "breakdown unsupported": (
         {"metric": "accounts_engaged", "period": "day", "metric_type": "total_value",
          "breakdown": "media_product_type"},
-        "Incompatible breakdown media_product_type for metric accounts_engaged",
+        "(#100) Incompatible breakdowns (media_product_type) for metric (accounts_engaged)",
     ),
     "follower_count as total": (
         {"metric": "follower_count", "period": "day", "metric_type": "total_value"},

@@ -154,7 +154,10 @@ def _check_breakdown(names: list[str], breakdown: str | None) -> None:
         raise error_bodies.bad_param(f"breakdown {breakdown} is not valid for account insights")
     for name in names:
         if breakdown not in INTERACTIONS[name][1]:
-            raise error_bodies.bad_param(f"Incompatible breakdown {breakdown} for metric {name}")
+            # Meta's wording, as public clients quote it for a media's reach by follow_type.
+            raise error_bodies.bad_param(
+                f"Incompatible breakdowns ({breakdown}) for metric ({name})"
+            )
 
 
 def _check_demographics(ctx: Ctx, names: list[str], period: str, breakdown: str | None) -> None:

@@ -42,6 +42,7 @@ from store.account_insights import (
     SUBJECT,
     last_demographics_at,
     next_final_due,
+    postpone,
     refuse_metric,
     refused_metrics,
     stored_days,
@@ -113,10 +114,7 @@ async def capture_account_insights(ctx: Context, account_id: int, due_epoch: int
     )
     if final is not None:  # the story's last chance first; this run waits a little
         later = max(final, now) + timedelta(minutes=1)
-        await in_thread(
-            ctx, record_error, engine, account_id=account_id, side=IG_INSIGHTS,
-            error="waiting for a story final", next_at=later,
-        )  # fmt: skip
+        await in_thread(ctx, postpone, engine, account_id=account_id, until=later)
         return f"deferred to {later:%H:%M:%S} for a story final"
     days = await _due_days(ctx, account, now)
     got = Collected()
@@ -155,7 +153,12 @@ async def _next_run(ctx: Context, account: Account, now: datetime) -> datetime:
     """A minute away while days are still missing, else after the next Pacific midnight."""
     if await _due_days(ctx, account, now):
         return now + CATCH_UP_GAP
-    return day_start(now + timedelta(hours=26)) + AFTER_MIDNIGHT
+    return next_midnight(now) + AFTER_MIDNIGHT
+
+
+def next_midnight(now: datetime) -> datetime:
+    """The Pacific midnight that ends the Meta day holding `now` (a day is 23 to 25 h long)."""
+    return day_start(day_start(now) + timedelta(hours=26))
 
 
 async def _day(ctx: Context, account: Account, window: Window, got: Collected) -> None:
