@@ -160,6 +160,9 @@ def make_settings(database_url: str, redis_url: str | None, **overrides: object)
         "threads_app_secret": THREADS_SECRET,
         "relay_interval_seconds": 0.05,
         "worker_metrics_port": 0,  # tests that serve worker metrics choose a free port
+        # Off unless a test is about them (tests/test_account_insights.py): every worker test
+        # would otherwise spend calls and snapshots on each account's daily insights.
+        "ig_account_insights": False,
     }
     base.update(overrides)
     return load_settings(**base)

@@ -50,6 +50,7 @@ FAST: dict[str, str] = {
     "LOG_LEVEL": "WARNING",
     "METRICS_PORT": "0",  # several receivers run at once: no ops listener to collide on 9100
     "WORKER_METRICS_PORT": "0",  # nor workers on 9101
+    "IG_ACCOUNT_INSIGHTS": "false",  # stories and deliveries only, as these tests count them
 }
 
 

@@ -38,6 +38,7 @@ from workers.captures.account_insights import (
     capture_account_insights,
     next_midnight,
 )
+from workers.captures.tick import schedule_due
 from workers.meta.days import Window, closed_days, day_start, pacific
 from workers.meta.metric_sets import DAY_CALLS, DEMOGRAPHIC_CALLS, DEMOGRAPHIC_METRICS
 from workers.runtime.context import Context
@@ -45,14 +46,15 @@ from workers.runtime.context import Context
 PAUSES = PauseReport(by_ig_user=None, unknown_because="not asked")
 
 
-def settings_for(engine: Engine, redis_url: str, sim: RunningSim) -> Settings:
+def settings_for(engine: Engine, redis_url: str, sim: RunningSim, **kw: Any) -> Settings:
     url = engine.url.render_as_string(hide_password=False)
     base: dict[str, Any] = {
         "story_poll_seconds": 3600,
         "schedule_tick_seconds": 1,
         "meta_minute_seconds": 1.0,
+        "ig_account_insights": True,
     }
-    return make_settings(url, redis_url, **(base | sim.settings_overrides()))
+    return make_settings(url, redis_url, **(base | sim.settings_overrides() | kw))
 
 
 def register(engine: Engine, sim: RunningSim, **spec: Any) -> Account:
@@ -101,6 +103,19 @@ async def run_ctx(
     assert account.id is not None
     async with job_context(settings_for(engine, redis_url, sim)) as ctx:
         yield ctx, account, account.id
+
+
+@pytest.mark.anyio
+async def test_switched_off_the_tick_enqueues_no_account_insights(
+    engine: Engine, redis_url: str, sim: RunningSim
+) -> None:
+    """IG_ACCOUNT_INSIGHTS=false: a due account gets no run and Meta no insights call."""
+    register(engine, sim)
+    async with job_context(settings_for(engine, redis_url, sim, ig_account_insights=False)) as ctx:
+        counts = await schedule_due(ctx)
+    assert counts["account_insights"] == 0
+    assert counts["story_polls"] == 1  # the same tick did its other work
+    assert insight_calls(sim) == []
 
 
 @pytest.mark.anyio

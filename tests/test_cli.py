@@ -53,6 +53,7 @@ def env_for(database_url: str, redis_url: str | None = None, **extra: str) -> di
         "LOG_LEVEL": "INFO",
         "METRICS_PORT": "0",  # tests/test_receiver_limits.py covers the ops listener
         "WORKER_METRICS_PORT": "0",  # tests/test_monitoring.py covers the worker's
+        "IG_ACCOUNT_INSIGHTS": "false",  # tests/test_account_insights.py covers them
     }
     if redis_url is not None:
         env["REDIS_URL"] = redis_url

@@ -70,7 +70,9 @@ async def schedule_due(ctx: Context) -> dict[str, int]:
     lookahead = now + timedelta(seconds=2 * settings.schedule_tick_seconds)
     # An account's daily insights can wait: scored at the lookahead, behind every capture this
     # tick enqueues (workers.captures.account_insights also yields to a story final due soon).
-    accounts = await in_thread(ctx, due_account_insights, engine, now=now, limit=TICK_BATCH)
+    accounts = []
+    if settings.ig_account_insights:
+        accounts = await in_thread(ctx, due_account_insights, engine, now=now, limit=TICK_BATCH)
     for account_id, due in accounts:
         epoch = int(due.timestamp())
         await redis.enqueue_job(
