@@ -1,5 +1,5 @@
-"""Scheduled captures of media (Instagram stories, Threads posts): what is due, and each
-capture's outcome, kept on the `media` row.
+"""Scheduled captures of media (Instagram stories, feed posts and Reels, Threads posts): what
+is due, and each capture's outcome, kept on the `media` row.
 
 The database, not Redis, says what is due (`media.next_slot`/`next_capture_at`): the
 scheduler re-enqueues from it every tick, so a Redis flush or a crashed worker costs at most
@@ -17,13 +17,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from jobqueue.names import IG_MEDIA
 from models.accounts import Account
 from models.snapshots import Media
 from models.tables import table_of
 from models.types import utcnow
 
 LIVE = "live"  # a story still being captured
-TRACKED = "tracked"  # a Threads post still being captured
+TRACKED = "tracked"  # a Threads post, feed post or Reel still being captured
 FINAL_CAPTURED = "final_captured"
 MISSED = "missed"
 DONE = "done"  # a Threads post whose schedule is over
@@ -53,23 +54,30 @@ class DueCapture:
     media_id: str
     slot: str
     due: datetime
+    subject_type: str = ""
+
+    @property
+    def job(self) -> str:
+        """The capture key (workers.captures.jobs.JOBS): feed posts and Reels are `ig_media`."""
+        return IG_MEDIA if self.subject_type in ("feed", "reel") else self.platform
 
 
 def due_captures(engine: Engine, *, until: datetime, limit: int) -> list[DueCapture]:
     """Open media whose next capture is due by `until`, soonest first."""
+    m = _media.c
     stmt = (
-        select(Media.platform, Media.media_id, Media.next_slot, Media.next_capture_at)
+        sa.select(m.platform, m.media_id, m.next_slot, m.next_capture_at, m.subject_type)
         .where(
-            col(Media.capture_state).in_(OPEN_STATES),
-            col(Media.next_capture_at).is_not(None),
-            col(Media.next_capture_at) <= until,
+            m.capture_state.in_(OPEN_STATES),
+            m.next_capture_at.is_not(None),
+            m.next_capture_at <= until,
         )
-        .order_by(col(Media.next_capture_at))
+        .order_by(m.next_capture_at)
         .limit(limit)
     )
-    with Session(engine) as session:
-        rows = session.exec(stmt).all()
-    return [DueCapture(p, m, slot, due) for p, m, slot, due in rows if slot and due]
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return [DueCapture(p, m, slot, due, kind) for p, m, slot, due, kind in rows if slot and due]
 
 
 def promote_finals(

@@ -113,9 +113,7 @@ class WorldState:
 
     # --- lookups -------------------------------------------------------------------------
 
-    def lookup(
-        self, object_id: str
-    ) -> Account | Story | IgPost | ThreadsUser | ThreadsPost | None:
+    def lookup(self, object_id: str) -> Account | Story | IgPost | ThreadsUser | ThreadsPost | None:
         """The object with this id, of whichever kind (ids are unique across kinds)."""
         with self.lock:
             return (

@@ -1,6 +1,7 @@
 """The scheduler tick (cron, every SCHEDULE_TICK_SECONDS; arq's unique cron makes one worker of
-many run each tick): enqueue every listing, poll and capture the database says is due, under
-deterministic job ids (a duplicate is a no-op), and close stories that expired uncaptured.
+many run each tick): enqueue every listing (stories; feed posts and Reels), poll and capture
+the database says is due, under deterministic job ids (a duplicate is a no-op), and close
+stories that expired uncaptured.
 
 Jobs also enqueue their own follow-ups (the next slot) for precision; the tick is what makes
 the schedule survive a Redis flush or a killed worker. Everything is enqueued at its due time,
@@ -19,14 +20,17 @@ from sqlalchemy.engine import Engine
 
 from core.config import Settings
 from jobqueue.names import (
+    LIST_IG_MEDIA,
     MAIN_QUEUE,
     POLL_STORIES,
     POLL_THREADS,
+    media_listing_job_id,
     story_poll_job_id,
     threads_poll_job_id,
 )
 from models.types import utcnow
 from store.due_captures import due_captures, promote_finals
+from store.ig_media import due_media_listings
 from store.story_bookkeeping import due_polls, mark_expired
 from store.threads_bookkeeping import due_threads_polls
 from workers.captures.jobs import enqueue_capture
@@ -54,6 +58,13 @@ async def schedule_due(ctx: Context) -> dict[str, int]:
         await redis.enqueue_job(
             POLL_STORIES, account_id, _job_id=job_id, _defer_until=due, _queue_name=MAIN_QUEUE
         )
+    listings = await in_thread(ctx, due_media_listings, engine, now=now, limit=TICK_BATCH)
+    for account_id, due in listings:
+        epoch = int(due.timestamp())
+        job_id = media_listing_job_id(account_id, epoch)
+        await redis.enqueue_job(
+            LIST_IG_MEDIA, account_id, epoch, _job_id=job_id, _queue_name=MAIN_QUEUE
+        )
     threads = await in_thread(ctx, due_threads_polls, engine, now=now, limit=TICK_BATCH)
     for account_id, due in threads:
         epoch = int(due.timestamp())
@@ -71,11 +82,12 @@ async def schedule_due(ctx: Context) -> dict[str, int]:
     )
     captures = await in_thread(ctx, due_captures, engine, until=lookahead, limit=TICK_BATCH)
     for capture in [*finals, *captures]:
-        await enqueue_capture(redis, capture.platform, capture.media_id, capture.slot, capture.due)
+        await enqueue_capture(redis, capture.job, capture.media_id, capture.slot, capture.due)
     missed = await in_thread(ctx, mark_expired, engine, now=now, grace=EXPIRY_GRACE)
     if missed:
         log.warning("%d stories expired without a final snapshot", missed)
     counts = {"story_polls": len(polls), "threads_polls": len(threads), "captures": len(captures)}
+    counts["media_listings"] = len(listings)
     return logged(counts | {"finals_promoted": len(finals), "missed": missed})
 
 

@@ -167,13 +167,20 @@ class GraphClient:
         return await self._list(account, "stories", STORY_FIELDS, MAX_PAGES)
 
     async def list_media(
-        self, account: IgCredentials, *, newer_than: datetime | None = None
+        self,
+        account: IgCredentials,
+        *,
+        newer_than: datetime | None = None,
+        on_page: Callable[[list[IgMedia]], None] | None = None,
     ) -> list[IgMedia]:
         """The account's feed posts and Reels (the /media edge, newest first), page after
         page until one reaches media older than `newer_than` (None: all, Meta's 10K most
-        recent: https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/ig-user/media)."""
+        recent: https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/ig-user/media).
+        `on_page(items)` sees each page as it comes (a backfill stores as it goes)."""
 
         def reached(items: list[IgMedia]) -> bool:
+            if on_page is not None:
+                on_page(items)
             return newer_than is not None and any(
                 m.timestamp is not None and m.timestamp < newer_than for m in items
             )
