@@ -119,8 +119,10 @@ def insert_media(session: Session, row: Media) -> bool:
         dialect.insert(_media)
         .values(values)
         .on_conflict_do_nothing(index_elements=["platform", "media_id"])
+        .returning(_media.c.id)
     )
-    return bool(session.connection().execute(stmt).rowcount)
+    # Not rowcount: with the RETURNING SQLAlchemy adds on PostgreSQL, psycopg reports -1.
+    return session.connection().execute(stmt).first() is not None
 
 
 def capture_target(engine: Engine, platform: str, media_id: str) -> CaptureTarget | None:
