@@ -22,6 +22,13 @@ from tests.metasim_fixtures import RunningSim
 from tests.workers_harness import eventually, running_workers
 
 DAY = 86400.0
+README_REELS = """
+SELECT r.media_id, r.posted_at, r.value AS reach, w.value / 1000.0 AS avg_watch_s
+FROM media_latest r
+JOIN media_latest w ON w.media_id = r.media_id AND w.metric = 'ig_reels_avg_watch_time'
+WHERE r.subject_type = 'reel' AND r.metric = 'reach' AND r.breakdown IS NULL
+ORDER BY r.value DESC
+"""
 
 
 def media_settings(engine: Engine, redis_url: str, sim: RunningSim, **kw: Any) -> Settings:
@@ -121,6 +128,10 @@ async def test_media_are_discovered_and_captured_on_their_schedule(
     assert {r["metric"] for r in reel_latest} >= {"ig_reels_avg_watch_time", "reach", "likes"}
     assert {r["version"] for r in reel_latest} == {3}
     assert {r["media_product_type"] for r in reel_latest} == {"REELS"}
+    readme = view(engine, README_REELS)  # the README's example query
+    assert [(r["media_id"], r["reach"]) for r in readme] == [
+        (reel.id, next(r["value"] for r in reel_latest if r["metric"] == "reach"))
+    ]
 
 
 @pytest.mark.anyio
