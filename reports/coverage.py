@@ -109,6 +109,8 @@ class AccountStatus:
     last_error_at: datetime | None
     ig_failures: int  # errors retrying cannot fix, in a row; `ig_problem` says which
     ig_problem: str | None
+    media_failures: int = 0  # the same for the feed and Reels listing (`/media`)
+    media_problem: str | None = None
     story_poll_overdue_seconds: float | None = None  # None: no listing scheduled; 0: on time
     media_problems: MediaProblems = field(default_factory=MediaProblems)
     stories: Stories = field(default_factory=Stories)

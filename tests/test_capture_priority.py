@@ -10,7 +10,7 @@ from arq.connections import RedisSettings, create_pool
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from jobqueue.names import capture_job_id
+from jobqueue.names import IG_MEDIA, capture_job_id
 from models.accounts import Account
 from models.snapshots import Media
 from models.types import utcnow
@@ -93,3 +93,23 @@ def test_the_tick_promotes_a_due_final_past_a_stuck_slot(engine: Engine) -> None
         "at_final": FINAL,
     }
     assert promote_finals(engine, slot=FINAL, now=now, margin=MARGIN, limit=100) == []
+
+
+@pytest.mark.anyio
+async def test_a_story_final_overtakes_waiting_feed_and_reel_captures(redis_url: str) -> None:
+    """A story's last chance beats a post's next point: feed/Reel captures overdue by ten
+    minutes still run after a final that just came due; they get ids of their own."""
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    try:
+        now = utcnow()
+        await enqueue_capture(pool, IG_MEDIA, "5", "1h", now - timedelta(minutes=10))
+        await enqueue_capture(pool, IG_MEDIA, "6", "first", now - timedelta(minutes=1))
+        assert await enqueue_capture(pool, "instagram", "7", FINAL, now)
+        queue = [job.decode() for job in await pool.zrange("arq:queue", 0, -1)]
+        assert queue == [
+            capture_job_id("instagram", "7", FINAL),
+            "ig_media:5:1h",
+            "ig_media:6:first",
+        ]
+    finally:
+        await pool.aclose()

@@ -4,6 +4,7 @@ carousel refuses, listing failures backing off and recovering, and the views."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,11 +12,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from archiver.status.as_text import instagram_fields
 from core.config import Settings
 from metasim import World
 from models.accounts import Account
 from models.snapshots import Media, Snapshot
 from models.types import utcnow
+from reports.coverage import account_statuses
 from store.due_captures import insert_media
 from tests.conftest import make_settings
 from tests.metasim_fixtures import RunningSim
@@ -138,7 +141,8 @@ async def test_media_are_discovered_and_captured_on_their_schedule(
 async def test_a_listing_refused_backs_off_visibly_and_recovers(
     engine: Engine, redis_url: str, sim: RunningSim
 ) -> None:
-    """A permission error on /media: media_problem says why and the listing waits; once
+    """A permission error on /media: media_problem (and `archiver status`) says why and the
+    listing waits; once
     granted again, the next listing finds the media and clears the problem."""
     account = register(engine, sim.world)
     post = sim.world.feed.add_media(account.ig_user_id)
@@ -148,6 +152,9 @@ async def test_a_listing_refused_backs_off_visibly_and_recovers(
         problem = account_of(engine, account.id).media_problem or ""
         assert "permission denied" in problem
         assert account_of(engine, account.id).media_failures >= 1
+        (status,) = account_statuses(engine, now=utcnow(), grace=timedelta(seconds=5))
+        shown = dict(instagram_fields(status, utcnow()))
+        assert "permission denied" in shown["feed/Reels listing"]  # archiver status
         assert post.id not in media_rows(engine)
         sim.world.budgets.allow(account.ig_user_id)
         with Session(engine) as session:  # the operator fixed it: list again now

@@ -33,7 +33,8 @@ def as_json(
     rows = []
     for account in accounts:
         row = asdict(account)
-        for name in ("state_reason", "last_error", "ig_problem", "ig_token_check_error"):
+        scrubbed = ("state_reason", "last_error", "ig_problem", "media_problem")
+        for name in (*scrubbed, "ig_token_check_error"):
             row[name] = safe(row[name])
         for problem in row["media_problems"]["listed"]:
             problem["last_error"] = safe(problem["last_error"])
@@ -103,7 +104,8 @@ def problem_totals(accounts: list[AccountStatus]) -> dict[str, int]:
     linked = [a.threads for a in accounts if a.threads is not None]
     return {
         "accounts_with_problem": sum(
-            bool(a.ig_problem or (a.threads is not None and a.threads.problem)) for a in accounts
+            bool(a.ig_problem or a.media_problem or (a.threads is not None and a.threads.problem))
+            for a in accounts
         ),
         "accounts_awaiting_reauth": sum(
             REAUTH in (a.state, a.threads.state if a.threads else None) for a in accounts

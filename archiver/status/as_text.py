@@ -153,6 +153,7 @@ def instagram_fields(account: AccountStatus, now: datetime) -> list[tuple[str, s
         ("last story poll", poll_line(account, now)),
         *overdue_field("listing overdue", account.story_poll_overdue_seconds),
         *problem_field("problem", account.ig_problem, account.ig_failures),
+        *problem_field("feed/Reels listing", account.media_problem, account.media_failures),
         (
             "stories",
             f"{stories.seen} seen: {stories.final_captured} captured before expiry, "
