@@ -1,4 +1,5 @@
-"""Metric sets per API version and product type (STORY, FEED, REELS), insights parsing, and the shared record of dropped metrics."""
+"""Metric sets per API version and product type (STORY, FEED, REELS), insights parsing, and
+the shared record of dropped metrics."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from workers.meta.metric_sets import (
     STORY_METRIC_SETS,
     DroppedMetrics,
     InsightsCall,
-    parse_insights,
     media_calls,
+    parse_insights,
     parse_time,
     story_calls,
 )
