@@ -132,7 +132,7 @@ def worker_env(opts: Options, db_url: str, sim: Simulator) -> dict[str, str]:
         META_APP_ID=sim_tokens.APP_ID,
         META_APP_SECRET=sim_tokens.APP_SECRET,
     )
-    env.update(opts.media.env(opts.poll_s) if opts.media else {"IG_MEDIA_POLL_SECONDS": "86400"})
+    env.update(opts.media.env() if opts.media else {"IG_MEDIA_POLL_SECONDS": "86400"})
     return env
 
 
@@ -259,6 +259,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     add("--media", type=int, default=0, help="feed posts and Reels per account (issue: 50)")
     add("--media-spread", type=float, default=10.0, help="media posted over the last M minutes")
     add("--media-snapshots", default="2m,5m,10m,15m", help="IG_MEDIA_SNAPSHOTS for the run")
+    add("--media-poll", type=int, default=120, help="IG_MEDIA_POLL_SECONDS for the run")
     a = p.parse_args(argv)
     if a.faults and a.minute_seconds == 60.0:
         a.minute_seconds = 5.0  # a 20 s block is then a 4-"minute" regain estimate
@@ -287,7 +288,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
         every_s=a.every,
         log_level=a.log_level,
         faults=a.faults,
-        media=MediaPlan(a.media, a.media_spread * 60, a.media_snapshots) if a.media else None,
+        media=MediaPlan(a.media, a.media_spread * 60, a.media_snapshots, a.media_poll)
+        if a.media
+        else None,
     )
 
 

@@ -42,11 +42,12 @@ class MediaPlan:
     per_account: int
     spread_s: float
     snapshots: str  # IG_MEDIA_SNAPSHOTS for the workers
+    poll_s: int = 120  # IG_MEDIA_POLL_SECONDS (production: hourly)
 
-    def env(self, poll_s: int) -> dict[str, str]:
+    def env(self) -> dict[str, str]:
         last = self.snapshots.split(",")[-1]
         return {
-            "IG_MEDIA_POLL_SECONDS": str(poll_s),
+            "IG_MEDIA_POLL_SECONDS": str(self.poll_s),
             "IG_MEDIA_SNAPSHOTS": self.snapshots,
             "IG_MEDIA_MAX_AGE": last,
         }

@@ -63,21 +63,33 @@ class DueCapture:
 
 
 def due_captures(engine: Engine, *, until: datetime, limit: int) -> list[DueCapture]:
-    """Open media whose next capture is due by `until`, soonest first."""
+    """Open media whose next capture is due by `until`: live stories first, then the tracked
+    posts, feed posts and Reels, each soonest first and at most `limit` of each.
+
+    Stories are read apart so that a backlog of posts (a backfill, an account's first
+    listing of 50 media) never pushes a story's final past the batch: a story's last chance
+    beats a post's next point. Each query walks ix_media_state_next_capture.
+    """
     m = _media.c
-    stmt = (
-        sa.select(m.platform, m.media_id, m.next_slot, m.next_capture_at, m.subject_type)
-        .where(
-            m.capture_state.in_(OPEN_STATES),
-            m.next_capture_at.is_not(None),
-            m.next_capture_at <= until,
-        )
-        .order_by(m.next_capture_at)
-        .limit(limit)
-    )
+    found: list[DueCapture] = []
     with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    return [DueCapture(p, m, slot, due, kind) for p, m, slot, due, kind in rows if slot and due]
+        for state in OPEN_STATES:
+            stmt = (
+                sa.select(m.platform, m.media_id, m.next_slot, m.next_capture_at, m.subject_type)
+                .where(
+                    m.capture_state == state,
+                    m.next_capture_at.is_not(None),
+                    m.next_capture_at <= until,
+                )
+                .order_by(m.next_capture_at)
+                .limit(limit)
+            )
+            found += [
+                DueCapture(p, mid, slot, due, kind)
+                for p, mid, slot, due, kind in conn.execute(stmt)
+                if slot and due
+            ]
+    return found
 
 
 def promote_finals(

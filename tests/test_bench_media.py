@@ -24,8 +24,8 @@ def media() -> ModuleType:
 
 def test_the_plan_compresses_the_schedule_and_ends_it(media: ModuleType) -> None:
     """The workers list every poll and stop after the plan's last slot."""
-    plan = media.MediaPlan(50, 600.0, "2m,5m,10m")
-    assert plan.env(30) == {
+    plan = media.MediaPlan(50, 600.0, "2m,5m,10m", 30)
+    assert plan.env() == {
         "IG_MEDIA_POLL_SECONDS": "30",
         "IG_MEDIA_SNAPSHOTS": "2m,5m,10m",
         "IG_MEDIA_MAX_AGE": "10m",

@@ -14,7 +14,7 @@ from jobqueue.names import IG_MEDIA, capture_job_id
 from models.accounts import Account
 from models.snapshots import Media
 from models.types import utcnow
-from store.due_captures import LIVE, MISSED, promote_finals
+from store.due_captures import LIVE, MISSED, TRACKED, due_captures, promote_finals
 from workers.captures.jobs import enqueue_capture
 from workers.captures.slots import FINAL
 
@@ -113,3 +113,27 @@ async def test_a_story_final_overtakes_waiting_feed_and_reel_captures(redis_url:
         ]
     finally:
         await pool.aclose()
+
+
+def test_a_backlog_of_media_never_pushes_a_due_final_out_of_the_tick(engine: Engine) -> None:
+    """30 feed captures due for an hour and a batch of 10: the story's final (due now) is
+    still read, first, with the feed captures after it as `ig_media` jobs."""
+    now = utcnow()
+    with Session(engine) as session:
+        account = Account(name="shop", ig_user_id="1784", ig_token="EAAtoken")
+        session.add(account)
+        session.flush()
+        assert account.id is not None
+        for n in range(30):
+            session.add(
+                Media(
+                    account_id=account.id, platform="instagram", subject_type="feed",
+                    media_id=f"f{n}", capture_state=TRACKED, next_slot="first",
+                    next_capture_at=now - timedelta(hours=1, seconds=n),
+                )
+            )  # fmt: skip
+        add_story(session, account.id, "story", now + MARGIN, next_slot=FINAL)
+        session.commit()
+    due = due_captures(engine, until=now, limit=10)
+    assert [(d.media_id, d.job) for d in due[:2]] == [("story", "instagram"), ("f29", IG_MEDIA)]
+    assert len(due) == 11
