@@ -62,9 +62,12 @@ class DueCapture:
         return IG_MEDIA if self.subject_type in ("feed", "reel") else self.platform
 
 
-def due_captures(engine: Engine, *, until: datetime, limit: int) -> list[DueCapture]:
-    """Open media whose next capture is due by `until`: live stories first, then the tracked
-    posts, feed posts and Reels, each soonest first and at most `limit` of each.
+def due_captures(
+    engine: Engine, *, until: datetime, limit: int, tracked_limit: int | None = None
+) -> list[DueCapture]:
+    """Open media whose next capture is due by `until`: live stories first (at most
+    `limit`), then the tracked posts, feed posts and Reels (at most `tracked_limit`, default
+    `limit`), each soonest first.
 
     Stories are read apart so that a backlog of posts (a backfill, an account's first
     listing of 50 media) never pushes a story's final past the batch: a story's last chance
@@ -72,6 +75,7 @@ def due_captures(engine: Engine, *, until: datetime, limit: int) -> list[DueCapt
     """
     m = _media.c
     found: list[DueCapture] = []
+    limits = {LIVE: limit, TRACKED: limit if tracked_limit is None else tracked_limit}
     with engine.connect() as conn:
         for state in OPEN_STATES:
             stmt = (
@@ -82,7 +86,7 @@ def due_captures(engine: Engine, *, until: datetime, limit: int) -> list[DueCapt
                     m.next_capture_at <= until,
                 )
                 .order_by(m.next_capture_at)
-                .limit(limit)
+                .limit(limits[state])
             )
             found += [
                 DueCapture(p, mid, slot, due, kind)

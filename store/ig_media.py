@@ -14,13 +14,14 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from models.accounts import Account
 from models.snapshots import Media
 from models.tables import table_of
-from store.due_captures import SKIPPED, TRACKED, insert_media, schedule_capture
+from store.due_captures import SKIPPED, TRACKED
 
 PLATFORM = "instagram"
 FEED = "feed"
@@ -28,6 +29,7 @@ REEL = "reel"
 SUBJECT_TYPES = {"FEED": FEED, "REELS": REEL}  # media_product_type -> subject_type
 FIRST = "first"
 _account = table_of(Account)
+_media = table_of(Media)
 
 
 @dataclass(frozen=True)
@@ -70,34 +72,47 @@ def newest_media_at(engine: Engine, *, account_id: int) -> datetime | None:
 def add_media(
     session: Session, *, account_id: int, found: list[FoundMedia], now: datetime
 ) -> list[str]:
-    """Insert the media not seen before, each due a `first` capture now; return their ids.
-    Media of a product type without a metric set are kept as skipped, with the reason."""
-    added = []
-    for media in found:
-        subject_type = SUBJECT_TYPES.get(media.product_type or "")
-        why = None
-        if subject_type is None:
-            why = f"no insights are asked for media_product_type {media.product_type}"
-        row = Media(
-            account_id=account_id,
-            platform=PLATFORM,
-            subject_type=subject_type or FEED,
-            media_id=media.media_id,
-            media_type=media.media_type,
-            media_product_type=media.product_type,
-            permalink=media.permalink,
-            caption=media.caption,
-            posted_at=media.posted_at,
-            raw=media.raw,
-            capture_state=SKIPPED if why else TRACKED,
-            missed_reason=why,
-        )
-        if insert_media(session, row) and why is None:
-            schedule_capture(
-                session, platform=PLATFORM, media_id=media.media_id, slot=FIRST, due=now
-            )
-            added.append(media.media_id)
-    return added
+    """Insert the media not seen before, each due a `first` capture now, in one statement
+    (an account's first listing brings 50 at once; a row at a time held a database thread
+    for seconds); return the ids inserted. Media of a product type without a metric set are
+    kept as skipped, with the reason."""
+    rows = {media.media_id: _row(account_id, media, now) for media in found}
+    if not rows:
+        return []
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    stmt = (
+        dialect.insert(_media)
+        .values(list(rows.values()))
+        .on_conflict_do_nothing(index_elements=["platform", "media_id"])
+        .returning(_media.c.media_id, _media.c.capture_state)
+    )
+    inserted = session.connection().execute(stmt).all()
+    added = {media_id for media_id, state in inserted if state == TRACKED}
+    return [media_id for media_id in rows if media_id in added]
+
+
+def _row(account_id: int, media: FoundMedia, now: datetime) -> dict[str, Any]:
+    subject_type = SUBJECT_TYPES.get(media.product_type or "")
+    why = None
+    if subject_type is None:
+        why = f"no insights are asked for media_product_type {media.product_type}"
+    return {
+        "account_id": account_id,
+        "platform": PLATFORM,
+        "subject_type": subject_type or FEED,
+        "media_id": media.media_id,
+        "media_type": media.media_type,
+        "media_product_type": media.product_type,
+        "permalink": media.permalink,
+        "caption": media.caption,
+        "posted_at": media.posted_at,
+        "discovered_at": now,
+        "raw": media.raw,
+        "capture_state": SKIPPED if why else TRACKED,
+        "missed_reason": why,
+        "next_slot": None if why else FIRST,
+        "next_capture_at": None if why else now,
+    }
 
 
 def store_media(

@@ -40,6 +40,11 @@ from workers.runtime.context import Context, in_thread
 log = logging.getLogger(__name__)
 
 TICK_BATCH = 2000  # rows per tick and kind; the rest are due at the next tick
+# Posts, feed posts and Reels, and /media listings, per tick: their jobs enqueue their own
+# follow-ups, so the tick only backs them up (after a Redis flush, say); re-enqueueing a
+# backlog of thousands every tick (each a Redis round trip) made ticks last 25 s and held
+# back the story finals they enqueue.
+TRACKED_BATCH = 200
 EXPIRY_GRACE = timedelta(seconds=60)  # a final capture in flight at expiry may still land
 TICK_STARTED_KEY = "archiver:schedule_due:started"
 
@@ -52,18 +57,22 @@ async def schedule_due(ctx: Context) -> dict[str, int]:
     now = utcnow()
     if await _superseded(redis, ctx.get("score"), now):
         return {"superseded": 1}
+    # Captures first, stories' before the rest: a slow tick must not hold a final back.
+    lookahead = now + timedelta(seconds=2 * settings.schedule_tick_seconds)
+    margin = timedelta(seconds=settings.story_final_margin_seconds)
+    finals = await in_thread(
+        ctx, promote_finals, engine, slot=FINAL, now=now, margin=margin, limit=TICK_BATCH
+    )
+    captures = await in_thread(
+        ctx, due_captures, engine, until=lookahead, limit=TICK_BATCH, tracked_limit=TRACKED_BATCH
+    )
+    for capture in [*finals, *captures]:
+        await enqueue_capture(redis, capture.job, capture.media_id, capture.slot, capture.due)
     polls = await in_thread(ctx, due_polls, engine, now=now, limit=TICK_BATCH)
     for account_id, due in polls:
         job_id = story_poll_job_id(account_id, int(due.timestamp()))
         await redis.enqueue_job(
             POLL_STORIES, account_id, _job_id=job_id, _defer_until=due, _queue_name=MAIN_QUEUE
-        )
-    listings = await in_thread(ctx, due_media_listings, engine, now=now, limit=TICK_BATCH)
-    for account_id, due in listings:
-        epoch = int(due.timestamp())
-        job_id = media_listing_job_id(account_id, epoch)
-        await redis.enqueue_job(
-            LIST_IG_MEDIA, account_id, epoch, _job_id=job_id, _queue_name=MAIN_QUEUE
         )
     threads = await in_thread(ctx, due_threads_polls, engine, now=now, limit=TICK_BATCH)
     for account_id, due in threads:
@@ -75,14 +84,13 @@ async def schedule_due(ctx: Context) -> dict[str, int]:
             _job_id=threads_poll_job_id(account_id, epoch),
             _queue_name=MAIN_QUEUE,  # the tick runs in the control lane's queue
         )
-    lookahead = now + timedelta(seconds=2 * settings.schedule_tick_seconds)
-    margin = timedelta(seconds=settings.story_final_margin_seconds)
-    finals = await in_thread(
-        ctx, promote_finals, engine, slot=FINAL, now=now, margin=margin, limit=TICK_BATCH
-    )
-    captures = await in_thread(ctx, due_captures, engine, until=lookahead, limit=TICK_BATCH)
-    for capture in [*finals, *captures]:
-        await enqueue_capture(redis, capture.job, capture.media_id, capture.slot, capture.due)
+    listings = await in_thread(ctx, due_media_listings, engine, now=now, limit=TRACKED_BATCH)
+    for account_id, due in listings:
+        epoch = int(due.timestamp())
+        job_id = media_listing_job_id(account_id, epoch)
+        await redis.enqueue_job(
+            LIST_IG_MEDIA, account_id, epoch, _job_id=job_id, _queue_name=MAIN_QUEUE
+        )
     missed = await in_thread(ctx, mark_expired, engine, now=now, grace=EXPIRY_GRACE)
     if missed:
         log.warning("%d stories expired without a final snapshot", missed)
