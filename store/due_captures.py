@@ -63,15 +63,20 @@ class DueCapture:
 
 
 def due_captures(
-    engine: Engine, *, until: datetime, limit: int, tracked_limit: int | None = None
+    engine: Engine,
+    *,
+    until: datetime,
+    limit: int,
+    tracked_limit: int | None = None,
+    final_slot: str = "final",
 ) -> list[DueCapture]:
-    """Open media whose next capture is due by `until`: live stories first (at most
-    `limit`), then the tracked posts, feed posts and Reels (at most `tracked_limit`, default
-    `limit`), each soonest first.
+    """Open media whose next capture is due by `until`: live stories first, their finals
+    before any other slot (at most `limit`), then the tracked posts, feed posts and Reels
+    (at most `tracked_limit`, default `limit`), each soonest first.
 
-    Stories are read apart so that a backlog of posts (a backfill, an account's first
-    listing of 50 media) never pushes a story's final past the batch: a story's last chance
-    beats a post's next point. Each query walks ix_media_state_next_capture.
+    So a backlog (a backfill, an account's first listing of 50 media, thousands of stories'
+    first captures) never pushes a story's final past the batch: a story's last chance
+    beats anything's next point.
     """
     m = _media.c
     found: list[DueCapture] = []
@@ -85,7 +90,7 @@ def due_captures(
                     m.next_capture_at.is_not(None),
                     m.next_capture_at <= until,
                 )
-                .order_by(m.next_capture_at)
+                .order_by(sa.case((m.next_slot == final_slot, 0), else_=1), m.next_capture_at)
                 .limit(limits[state])
             )
             found += [

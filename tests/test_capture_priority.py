@@ -116,8 +116,9 @@ async def test_a_story_final_overtakes_waiting_feed_and_reel_captures(redis_url:
 
 
 def test_a_backlog_of_media_never_pushes_a_due_final_out_of_the_tick(engine: Engine) -> None:
-    """30 feed captures due for an hour and a batch of 10: the story's final (due now) is
-    still read, first, with the feed captures after it as `ig_media` jobs."""
+    """30 feed captures due for an hour, 12 stories' first captures waiting, batches of 10
+    and 5: the story's final is still read, first; the feed captures after the stories, as
+    `ig_media` jobs."""
     now = utcnow()
     with Session(engine) as session:
         account = Account(name="shop", ig_user_id="1784", ig_token="EAAtoken")
@@ -132,8 +133,12 @@ def test_a_backlog_of_media_never_pushes_a_due_final_out_of_the_tick(engine: Eng
                     next_capture_at=now - timedelta(hours=1, seconds=n),
                 )
             )  # fmt: skip
+        for n in range(12):  # stories whose first capture has waited longer than the final
+            add_story(session, account.id, f"s{n}", now + timedelta(hours=3), next_slot="first")
         add_story(session, account.id, "story", now + MARGIN, next_slot=FINAL)
         session.commit()
-    due = due_captures(engine, until=now, limit=10)
-    assert [(d.media_id, d.job) for d in due[:2]] == [("story", "instagram"), ("f29", IG_MEDIA)]
-    assert len(due) == 11
+    due = due_captures(engine, until=now, limit=10, tracked_limit=5)
+    assert (due[0].media_id, due[0].slot, due[0].job) == ("story", FINAL, "instagram")
+    assert {d.media_id[0] for d in due[1:10]} == {"s"}
+    assert [(d.media_id, d.job) for d in due[10:12]] == [("f29", IG_MEDIA), ("f28", IG_MEDIA)]
+    assert len(due) == 15

@@ -64,7 +64,13 @@ async def schedule_due(ctx: Context) -> dict[str, int]:
         ctx, promote_finals, engine, slot=FINAL, now=now, margin=margin, limit=TICK_BATCH
     )
     captures = await in_thread(
-        ctx, due_captures, engine, until=lookahead, limit=TICK_BATCH, tracked_limit=TRACKED_BATCH
+        ctx,
+        due_captures,
+        engine,
+        until=lookahead,
+        limit=TICK_BATCH,
+        tracked_limit=TRACKED_BATCH,
+        final_slot=FINAL,
     )
     for capture in [*finals, *captures]:
         await enqueue_capture(redis, capture.job, capture.media_id, capture.slot, capture.due)
