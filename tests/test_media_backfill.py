@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from archiver.commands.threads_link import media_day
+from models.accounts import Account
+from models.db import create_db_engine, session_scope
 from tests.metasim_fixtures import RunningSim, running_metasim
-from tests.test_accounts_threads import ADD, IG_TOKEN, IG_USER, assert_no_token, query, sim_env
+from tests.test_accounts_threads import IG_TOKEN, IG_USER, assert_no_token, query, sim_env
 from tests.test_cli import archiver
 
 DAY = 86400.0
@@ -35,13 +37,23 @@ def sim(served: RunningSim) -> RunningSim:
     return served
 
 
+def add_account(database_url: str) -> None:
+    """The account as `accounts add` stores it (its own command is tested elsewhere)."""
+    engine = create_db_engine(database_url)
+    try:
+        with session_scope(engine) as session:
+            session.add(Account(name="brand", ig_user_id=IG_USER, ig_token=IG_TOKEN))
+    finally:
+        engine.dispose()
+
+
 def test_backfill_stores_the_media_since_the_day_once(
     sqlite_url: str, sim: RunningSim, tmp_path: Path
 ) -> None:
     """Media posted since the day are stored, due a first capture; a second run adds none
     and reads only as far as that day; progress counts days."""
     env = sim_env(sqlite_url, sim)
-    assert archiver(*ADD, env=env, cwd=tmp_path).returncode == 0
+    add_account(sqlite_url)
     day = (sim.world.now() - timedelta(days=30)).date()
     wanted = [m for m in sim.world.feed.media_of(IG_USER) if m.timestamp.date() >= day]
     result = archiver(
@@ -81,7 +93,7 @@ def test_throttling_is_exit_7_and_one_line(
 ) -> None:
     """Throttling exits 7 with the wait and the command that resumes; no token, no trace."""
     env = sim_env(sqlite_url, sim)
-    assert archiver(*ADD, env=env, cwd=tmp_path).returncode == 0
+    add_account(sqlite_url)
     sim.world.faults.add(code=4, kind="ig_media_list", count=1)
     base = ("accounts", "backfill", "--name", "brand", "--media-since")
     throttled = archiver(*base, "2026-01-01", env=env, cwd=tmp_path)
