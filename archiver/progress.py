@@ -1,4 +1,5 @@
-"""A text progress bar on stderr for commands that take a while (the Threads views backfill).
+"""A text progress bar on stderr for commands that take a while (the Threads views backfill,
+the feed and Reels backfill).
 
 On a terminal the bar is redrawn in place with a carriage return. On a pipe or a log file
 every redraw would be a line of noise, so there it writes one line per tenth of the work.
@@ -24,8 +25,12 @@ class ProgressBar:
         stream: IO[str] | None = None,
         tty: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
+        unit: str = "chunks",
+        counted: str = "values",
     ) -> None:
         self.label = label
+        self.unit = unit  # what `done` and `total` count
+        self.counted = counted  # what `values` counts
         self.stream = stream if stream is not None else sys.stderr
         self.tty = _isatty(self.stream) if tty is None else tty
         self.clock = clock
@@ -43,8 +48,8 @@ class ProgressBar:
         bar = "#" * filled + "." * (WIDTH - filled)
         elapsed = self.clock() - self.started
         return (
-            f"{self.label} [{bar}] {fraction:4.0%} {done}/{total} chunks, "
-            f"{values} values, {elapsed:.1f}s"
+            f"{self.label} [{bar}] {fraction:4.0%} {done}/{total} {self.unit}, "
+            f"{values} {self.counted}, {elapsed:.1f}s"
         )
 
     def update(self, done: int, total: int, values: int) -> None:

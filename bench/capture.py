@@ -1,4 +1,5 @@
-"""Story capture benchmark: N accounts x 3 live stories expiring over M minutes, real workers.
+"""Story capture benchmark: N accounts x 3 live stories expiring over M minutes, real workers;
+with `--media 50`, 50 feed posts and Reels per account captured beside them (capture_media).
 
 The simulator (`python -m metasim`) and `--workers` `archiver worker` processes run as
 subprocesses on a schema of the benchmark's own and a Redis database it flushes. Prints the
@@ -23,6 +24,7 @@ from types import FrameType
 
 import redis
 from capture_faults import Plan, calls_from_log, faults_beside, report
+from capture_media import MediaPlan, print_media, seed_media
 from capture_procs import (
     CallTally,
     Simulator,
@@ -76,6 +78,7 @@ class Options:
     every_s: float
     log_level: str
     faults: bool = False
+    media: MediaPlan | None = None  # --media: feed posts and Reels beside the stories
 
 
 def seed(sim: Simulator, opts: Options, accounts: int, t0: float) -> list[dict[str, str]]:
@@ -130,6 +133,7 @@ def worker_env(opts: Options, db_url: str, sim: Simulator) -> dict[str, str]:
         META_APP_ID=sim_tokens.APP_ID,
         META_APP_SECRET=sim_tokens.APP_SECRET,
     )
+    env.update(opts.media.env() if opts.media else {"IG_MEDIA_POLL_SECONDS": "86400"})
     return env
 
 
@@ -200,8 +204,10 @@ def run_size(opts: Options, accounts: int) -> RunResult:
     ):
         t0 = time.time()
         created = seed(sim, opts, accounts, t0)
+        media = seed_media(sim, opts.media, created) if opts.media else 0
         register(db_url, created)
         print(f"run: {accounts:,} accounts x {opts.stories} stories = {stories:,} stories", end="")
+        print(f" and {media:,} feed posts and Reels" if media else "", end="")
         print(f", seeded in {time.time() - t0:.1f} s; starting {opts.workers} worker(s)")
         deadline = t0 + opts.lead_s + opts.spread_s + 2 * opts.tick_s + 10
         env = worker_env(opts, db_url, sim)
@@ -223,6 +229,10 @@ def run_size(opts: Options, accounts: int) -> RunResult:
             run.elapsed_s = time.time() - t0
             collect(run, opts, db_url, live)
             run.faults = schedule.finish() if schedule is not None else None
+            if opts.media:
+                engine = create_db_engine(db_url, pool_size=1)
+                print_media(engine, run.calls, accounts, media, run.elapsed_s)
+                engine.dispose()
     return run
 
 
@@ -247,6 +257,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     add("--log-level", default="INFO", help="the workers' LOG_LEVEL (their logs go to files)")
     add("--quick", action="store_true", help="20 accounts, expiries over 30 s, short intervals")
     add("--faults", action="store_true", help="inject Meta's faults during the run (see README)")
+    add("--media", type=int, default=0, help="feed posts and Reels per account (issue: 50)")
+    add("--media-spread", type=float, default=10.0, help="media posted over the last M minutes")
+    add("--media-snapshots", default="2m,5m,10m,15m", help="IG_MEDIA_SNAPSHOTS for the run")
+    add("--media-poll", type=int, default=120, help="IG_MEDIA_POLL_SECONDS for the run")
     a = p.parse_args(argv)
     if a.faults and a.minute_seconds == 60.0:
         a.minute_seconds = 5.0  # a 20 s block is then a 4-"minute" regain estimate
@@ -275,6 +289,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
         every_s=a.every,
         log_level=a.log_level,
         faults=a.faults,
+        media=MediaPlan(a.media, a.media_spread * 60, a.media_snapshots, a.media_poll)
+        if a.media
+        else None,
     )
 
 

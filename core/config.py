@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # Threads post snapshots, counted from the post's timestamp, then weekly until the end.
     threads_post_snapshots: str = "1h,6h,24h,3d,7d,30d"
     threads_post_weekly_until: str = "90d"
+    # Feed posts and Reels: /media listed this often; snapshots counted from each media's
+    # timestamp, then every 30 days until IG_MEDIA_MAX_AGE.
+    ig_media_poll_seconds: int = Field(3600, gt=0)
+    ig_media_snapshots: str = "1h,3h,6h,12h,1d,2d,3d,7d,14d,30d"
+    ig_media_max_age: str = "365d"
     token_refresh_days: float = Field(7.0, ge=1.0, le=50.0)
     # Meta's throttle estimates count minutes; the simulator (tests, demo) shortens them.
     meta_minute_seconds: float = Field(60.0, gt=0)
@@ -137,7 +142,7 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return SecretStr(value.get_secret_value().strip())
 
-    @field_validator("threads_post_snapshots")
+    @field_validator("threads_post_snapshots", "ig_media_snapshots")
     @classmethod
     def _check_offsets(cls, value: str) -> str:
         offsets = [parse_duration(part) for part in value.split(",") if part.strip()]
@@ -146,7 +151,7 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value
 
-    @field_validator("threads_post_weekly_until")
+    @field_validator("threads_post_weekly_until", "ig_media_max_age")
     @classmethod
     def _check_duration(cls, value: str) -> str:
         parse_duration(value)
@@ -159,6 +164,16 @@ class Settings(BaseSettings):
         until, week = parse_duration(self.threads_post_weekly_until), 7 * 86400
         while offsets[-1] + week <= until:
             offsets.append(offsets[-1] + week)
+        return offsets
+
+    @property
+    def media_snapshot_offsets(self) -> list[int]:
+        """IG_MEDIA_SNAPSHOTS in seconds, sorted, then every 30 days to IG_MEDIA_MAX_AGE."""
+        offsets = sorted({parse_duration(p) for p in self.ig_media_snapshots.split(",") if p})
+        until, month = parse_duration(self.ig_media_max_age), 30 * 86400
+        offsets = [offset for offset in offsets if offset <= until] or offsets[:1]
+        while offsets[-1] + month <= until:
+            offsets.append(offsets[-1] + month)
         return offsets
 
     @property

@@ -139,6 +139,8 @@ def create_dashboard(settings: Settings) -> Starlette:
         Route("/", accounts),
         Route("/stories/{media_id}", _subject("instagram", "story", "Story")),
         Route("/threads/posts/{media_id}", _subject("threads", "threads_post", "Threads post")),
+        Route("/feed/{media_id}", _subject("instagram", "feed", "Feed post")),
+        Route("/reels/{media_id}", _subject("instagram", "reel", "Reel")),
         Route("/threads/users/{user_id}", threads_user),
         Route("/accounts/{ig_user_id}/insights", ig_account),
         Route("/deliveries", deliveries),

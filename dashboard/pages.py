@@ -147,6 +147,16 @@ def account_media(conn: Connection, account: AccountStatus) -> list[Html]:
             heading(f"{account.name}: Threads posts"),
             table(("post", "posted", "state"), posts, "posts"),
         ]
+    for subject_type, where, title in (("feed", "feed", "feed posts"), ("reel", "reels", "Reels")):
+        found = [
+            [link(path(where, r.media_id), r.media_id), r.posted_at, r.capture_state]
+            for r in recent_media(conn, account.id, subject_type)
+        ]
+        if found:
+            sections += [
+                heading(f"{account.name}: {title}"),
+                table(("media", "posted", "state"), found, subject_type),
+            ]
     return sections
 
 

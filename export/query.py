@@ -175,6 +175,26 @@ SPECS: dict[str, ViewSpec] = {
         subject_column="ig_user_id",
         fixed={"platform": "instagram", "subject_type": "ig_account"},
     ),
+    "media_latest": ViewSpec(
+        columns=(
+            ("account_id", "int"),
+            ("subject_type", "text"),
+            ("media_id", "text"),
+            ("media_product_type", "text"),
+            ("media_type", "text"),
+            ("posted_at", "timestamp"),
+            ("permalink", "text"),
+            ("caption", "text"),
+            ("capture_state", "text"),
+            *_SNAPSHOT,
+            *_KEY,
+            *_VALUE,
+        ),
+        order_by=("media_id", "metric", "breakdown", "dimension"),
+        time_column="posted_at",
+        subject_column="media_id",
+        fixed={"platform": "instagram"},
+    ),
 }
 VIEWS: tuple[str, ...] = tuple(SPECS)
 

@@ -25,6 +25,9 @@ CAPTURE_STORY = "capture_story"
 POLL_THREADS = "poll_threads"
 CAPTURE_THREADS_POST = "capture_threads_post"
 CAPTURE_ACCOUNT_INSIGHTS = "capture_account_insights"
+LIST_IG_MEDIA = "list_ig_media"
+CAPTURE_IG_MEDIA = "capture_ig_media"
+IG_MEDIA = "ig_media"  # the capture key of feed posts and Reels (platform `instagram`)
 
 
 def story_poll_job_id(account_id: int, due_epoch: int) -> str:
@@ -41,8 +44,13 @@ def account_insights_job_id(account_id: int, due_epoch: int) -> str:
     return f"ig_account:{account_id}:{due_epoch}"
 
 
+def media_listing_job_id(account_id: int, due_epoch: int) -> str:
+    return f"ig_media_list:{account_id}:{due_epoch}"
+
+
 def capture_job_id(platform: str, media_id: str, slot: str) -> str:
     """One capture per media and slot, whichever worker or tick enqueues it:
-    `story:<media_id>:<slot>` for stories, `threads_post:<media_id>:<slot>` for posts."""
-    kind = "story" if platform == "instagram" else "threads_post"
+    `story:<media_id>:<slot>` for stories, `threads_post:<media_id>:<slot>` for Threads posts,
+    `ig_media:<media_id>:<slot>` for feed posts and Reels (key IG_MEDIA)."""
+    kind = {"instagram": "story", IG_MEDIA: IG_MEDIA}.get(platform, "threads_post")
     return f"{kind}:{media_id}:{slot}"

@@ -87,6 +87,17 @@ def create_stories(world: World, body: dict[str, Any]) -> Any:
     return {"stories": [s.to_dict() for s in stories]}
 
 
+def create_media(world: World, body: dict[str, Any]) -> Any:
+    add = world.feed.add_media
+    media = [add(**_kwargs(add, spec)) for spec in _items(body, "media")]
+    return {"media": [m.to_dict() for m in media]}
+
+
+def media_values(world: World, query: dict[str, Any]) -> Any:
+    media_id = str(query["media_id"])
+    return {**world.feed.post(media_id).to_dict(), "values": world.feed.values(media_id)}
+
+
 def refuse_metrics(world: World, body: dict[str, Any]) -> Any:
     return world.refuse_metrics(**_kwargs(world.refuse_metrics, body)).to_dict()
 
@@ -248,6 +259,8 @@ def routes(world: World) -> list[Route]:
         ("/stories", create_stories, ["POST"]),
         ("/stories/refuses", refuse_metrics, ["POST"]),
         ("/stories/{media_id}", story_values, ["GET"]),
+        ("/media", create_media, ["POST"]),
+        ("/media/{media_id}", media_values, ["GET"]),
         ("/threads/users", create_threads_users, ["POST"]),
         ("/threads/posts", create_threads_posts, ["POST"]),
         ("/links", link, ["POST"]),

@@ -76,6 +76,14 @@ class Account(SQLModel, table=True):
         default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
     )
     ig_insights_problem: str | None = Field(default=None, sa_type=ScrubbedText)
+    # Feed posts and Reels: when /media was last listed, when it is due again (null: now),
+    # and its failures in a row with the reason shown to operators (store.backoff).
+    media_listed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_media_listing_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    media_failures: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    media_problem: str | None = Field(default=None, sa_type=ScrubbedText)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

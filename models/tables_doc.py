@@ -61,6 +61,10 @@ _ACCOUNT = {
     "threads_problem": "The reason shown to operators for `threads_failures`.",
     "stories_polled_at": "When `/stories` was last listed.",
     "next_story_poll_at": "When `/stories` is due to be listed again; null: now.",
+    "media_listed_at": "When `/media` (feed posts and Reels) was last listed.",
+    "next_media_listing_at": "When `/media` is due to be listed again; null: now.",
+    "media_failures": "Errors retrying cannot fix, in a row, listing `/media`.",
+    "media_problem": "The reason shown to operators for `media_failures`.",
     "ig_insights_polled_at": "When the account insights run last succeeded.",
     "next_ig_insights_at": "When the account insights run is due again (after the next "
     "Pacific midnight, sooner while days are missing); null: now.",
@@ -75,16 +79,17 @@ _MEDIA = {
     "id": "The archiver's media row id.",
     "account_id": "The account (`account.id`) the subject belongs to.",
     "platform": "`instagram` or `threads`.",
-    "subject_type": "`story` or `threads_post`.",
+    "subject_type": "`story`, `feed` (feed post), `reel` (Reel) or `threads_post`.",
     "media_id": "Meta's media id.",
     "media_type": "Meta's `media_type` (`IMAGE`, `VIDEO`, `TEXT_POST`, ...).",
-    "media_product_type": "Meta's `media_product_type` (`STORY`, ...).",
+    "media_product_type": "Meta's `media_product_type` (`STORY`, `FEED`, `REELS`, ...).",
     "permalink": "Meta's permalink to the media.",
     "caption": "The caption or post text, as Meta gave it.",
     "posted_at": "When the media was published (Meta's `timestamp`).",
     "expires_at": "Stories: when the story expires (24 hours after posting).",
     "discovered_at": "When the archiver first saw the media.",
-    "capture_state": "Stories: `live`, `final_captured` or `missed`; posts: `tracked` or `done`.",
+    "capture_state": "Stories: `live`, `final_captured` or `missed`; posts and Reels: `tracked`, "
+    "`done` or `skipped` (no insights).",
     "final_snapshot_id": "Stories: the snapshot taken at expiry (`snapshot.id`).",
     "next_slot": "The capture slot to take next; null once nothing more is scheduled.",
     "next_capture_at": "When `next_slot` is due.",
@@ -99,8 +104,8 @@ _SNAPSHOT = {
     "id": "The snapshot id.",
     "account_id": "The account (`account.id`) captured.",
     "platform": "`instagram` or `threads`.",
-    "subject_type": "`story`, `threads_post`, `threads_user` or `ig_account` (an Instagram "
-    "account's own insights).",
+    "subject_type": "`story`, `feed`, `reel`, `threads_post`, `threads_user` or `ig_account` "
+    "(an Instagram account's own insights).",
     "subject_id": "Meta's media or user id.",
     "kind": "What was captured: `insights` for metric captures, `demographics` for the "
     "audience breakdowns of a Threads user or Instagram account.",

@@ -456,3 +456,66 @@ IG_ACCOUNT_DEMOGRAPHICS_COLUMNS = (
     "version",
     "captured_at",
 )
+
+# --- Feed posts and Reels (P10) -------------------------------------------------------------
+
+# Feed posts and Reels (platform 'instagram', subject_type 'feed' or 'reel'): one row per
+# (media, metric, breakdown, dimension) from the highest version, beside the media itself.
+# Their counters are lifetime totals, so the newest capture is the current figure; a metric
+# the media refused is null with flag 'not_supported', one Meta withheld null with
+# 'unavailable'. Media Meta gives no insights for (capture_state 'skipped') have no rows.
+MEDIA_LATEST_V1 = """
+CREATE VIEW media_latest AS
+SELECT account_id, subject_type, media_id, media_product_type, media_type, posted_at,
+       permalink, caption, capture_state, snapshot_id, version, captured_at, metric,
+       breakdown, dimension, value, flag
+FROM (
+    SELECT s.account_id          AS account_id,
+           s.subject_type        AS subject_type,
+           s.subject_id          AS media_id,
+           md.media_product_type AS media_product_type,
+           md.media_type         AS media_type,
+           md.posted_at          AS posted_at,
+           md.permalink          AS permalink,
+           md.caption            AS caption,
+           md.capture_state      AS capture_state,
+           s.id                  AS snapshot_id,
+           s.version             AS version,
+           s.captured_at         AS captured_at,
+           m.metric              AS metric,
+           m.breakdown           AS breakdown,
+           m.dimension           AS dimension,
+           m.value               AS value,
+           m.flag                AS flag,
+           ROW_NUMBER() OVER (
+               PARTITION BY s.subject_id, m.metric, m.breakdown, m.dimension
+               ORDER BY s.version DESC, m.id DESC
+           ) AS pick
+    FROM snapshot s
+    JOIN metric_value m ON m.snapshot_id = s.id
+    LEFT JOIN media md ON md.platform = s.platform AND md.media_id = s.subject_id
+    WHERE s.platform = 'instagram' AND s.subject_type IN ('feed', 'reel')
+      AND s.kind = 'insights'
+) ranked
+WHERE pick = 1
+"""
+
+MEDIA_LATEST_COLUMNS = (
+    "account_id",
+    "subject_type",
+    "media_id",
+    "media_product_type",
+    "media_type",
+    "posted_at",
+    "permalink",
+    "caption",
+    "capture_state",
+    "snapshot_id",
+    "version",
+    "captured_at",
+    "metric",
+    "breakdown",
+    "dimension",
+    "value",
+    "flag",
+)

@@ -113,6 +113,8 @@ class AccountStatus:
     next_ig_insights_at: datetime | None
     ig_insights_failures: int
     ig_insights_problem: str | None
+    media_failures: int = 0  # the same for the feed and Reels listing (`/media`)
+    media_problem: str | None = None
     story_poll_overdue_seconds: float | None = None  # None: no listing scheduled; 0: on time
     media_problems: MediaProblems = field(default_factory=MediaProblems)
     stories: Stories = field(default_factory=Stories)

@@ -1,5 +1,6 @@
-"""Each account's polls, per side (Instagram listings, Threads polls): when due again, the last
-error, and an exponential back-off for failures that retrying soon cannot fix.
+"""Each account's polls, per side (story listings, feed/Reels listings, Threads polls): when
+due again, the last error, and an exponential back-off for failures that retrying soon cannot
+fix.
 
 A permission Meta refuses or an account id it rejects fails the same way every minute until
 someone fixes the token or the id; listing such an account every tick wastes calls (1,440 a
@@ -23,6 +24,7 @@ from models.types import utcnow
 INSTAGRAM = "instagram"
 THREADS = "threads"
 IG_INSIGHTS = "ig_insights"  # the account insights runs (workers.captures.account_insights)
+MEDIA = "media"  # the /media listing of feed posts and Reels
 FIRST_WAIT = timedelta(minutes=1)
 LONGEST_WAIT = timedelta(hours=24)
 _ERROR_CHARS = 2000
@@ -50,6 +52,7 @@ SIDES = {
         "next_ig_insights_at",
         "ig_insights_polled_at",
     ),
+    MEDIA: Side("media_failures", "media_problem", "next_media_listing_at", "media_listed_at"),
 }
 
 

@@ -1,5 +1,5 @@
-"""Scheduled captures of media (Instagram stories, Threads posts): what is due, and each
-capture's outcome, kept on the `media` row.
+"""Scheduled captures of media (Instagram stories, feed posts and Reels, Threads posts): what
+is due, and each capture's outcome, kept on the `media` row.
 
 The database, not Redis, says what is due (`media.next_slot`/`next_capture_at`): the
 scheduler re-enqueues from it every tick, so a Redis flush or a crashed worker costs at most
@@ -17,13 +17,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from jobqueue.names import IG_MEDIA
 from models.accounts import Account
 from models.snapshots import Media
 from models.tables import table_of
 from models.types import utcnow
 
 LIVE = "live"  # a story still being captured
-TRACKED = "tracked"  # a Threads post still being captured
+TRACKED = "tracked"  # a Threads post, feed post or Reel still being captured
 FINAL_CAPTURED = "final_captured"
 MISSED = "missed"
 DONE = "done"  # a Threads post whose schedule is over
@@ -53,23 +54,51 @@ class DueCapture:
     media_id: str
     slot: str
     due: datetime
+    subject_type: str = ""
+
+    @property
+    def job(self) -> str:
+        """The capture key (workers.captures.jobs.JOBS): feed posts and Reels are `ig_media`."""
+        return IG_MEDIA if self.subject_type in ("feed", "reel") else self.platform
 
 
-def due_captures(engine: Engine, *, until: datetime, limit: int) -> list[DueCapture]:
-    """Open media whose next capture is due by `until`, soonest first."""
-    stmt = (
-        select(Media.platform, Media.media_id, Media.next_slot, Media.next_capture_at)
-        .where(
-            col(Media.capture_state).in_(OPEN_STATES),
-            col(Media.next_capture_at).is_not(None),
-            col(Media.next_capture_at) <= until,
-        )
-        .order_by(col(Media.next_capture_at))
-        .limit(limit)
-    )
-    with Session(engine) as session:
-        rows = session.exec(stmt).all()
-    return [DueCapture(p, m, slot, due) for p, m, slot, due in rows if slot and due]
+def due_captures(
+    engine: Engine,
+    *,
+    until: datetime,
+    limit: int,
+    tracked_limit: int | None = None,
+    final_slot: str = "final",
+) -> list[DueCapture]:
+    """Open media whose next capture is due by `until`: live stories first, their finals
+    before any other slot (at most `limit`), then the tracked posts, feed posts and Reels
+    (at most `tracked_limit`, default `limit`), each soonest first.
+
+    So a backlog (a backfill, an account's first listing of 50 media, thousands of stories'
+    first captures) never pushes a story's final past the batch: a story's last chance
+    beats anything's next point.
+    """
+    m = _media.c
+    found: list[DueCapture] = []
+    limits = {LIVE: limit, TRACKED: limit if tracked_limit is None else tracked_limit}
+    with engine.connect() as conn:
+        for state in OPEN_STATES:
+            stmt = (
+                sa.select(m.platform, m.media_id, m.next_slot, m.next_capture_at, m.subject_type)
+                .where(
+                    m.capture_state == state,
+                    m.next_capture_at.is_not(None),
+                    m.next_capture_at <= until,
+                )
+                .order_by(sa.case((m.next_slot == final_slot, 0), else_=1), m.next_capture_at)
+                .limit(limits[state])
+            )
+            found += [
+                DueCapture(p, mid, slot, due, kind)
+                for p, mid, slot, due, kind in conn.execute(stmt)
+                if slot and due
+            ]
+    return found
 
 
 def promote_finals(
@@ -111,8 +140,10 @@ def insert_media(session: Session, row: Media) -> bool:
         dialect.insert(_media)
         .values(values)
         .on_conflict_do_nothing(index_elements=["platform", "media_id"])
+        .returning(_media.c.id)
     )
-    return bool(session.connection().execute(stmt).rowcount)
+    # Not rowcount: with the RETURNING SQLAlchemy adds on PostgreSQL, psycopg reports -1.
+    return session.connection().execute(stmt).first() is not None
 
 
 def capture_target(engine: Engine, platform: str, media_id: str) -> CaptureTarget | None:

@@ -10,11 +10,11 @@ from arq.connections import RedisSettings, create_pool
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from jobqueue.names import capture_job_id
+from jobqueue.names import IG_MEDIA, capture_job_id
 from models.accounts import Account
 from models.snapshots import Media
 from models.types import utcnow
-from store.due_captures import LIVE, MISSED, promote_finals
+from store.due_captures import LIVE, MISSED, TRACKED, due_captures, promote_finals
 from workers.captures.jobs import enqueue_capture
 from workers.captures.slots import FINAL
 
@@ -93,3 +93,52 @@ def test_the_tick_promotes_a_due_final_past_a_stuck_slot(engine: Engine) -> None
         "at_final": FINAL,
     }
     assert promote_finals(engine, slot=FINAL, now=now, margin=MARGIN, limit=100) == []
+
+
+@pytest.mark.anyio
+async def test_a_story_final_overtakes_waiting_feed_and_reel_captures(redis_url: str) -> None:
+    """A story's last chance beats a post's next point: feed/Reel captures overdue by ten
+    minutes still run after a final that just came due; they get ids of their own."""
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    try:
+        now = utcnow()
+        await enqueue_capture(pool, IG_MEDIA, "5", "1h", now - timedelta(minutes=10))
+        await enqueue_capture(pool, IG_MEDIA, "6", "first", now - timedelta(minutes=1))
+        assert await enqueue_capture(pool, "instagram", "7", FINAL, now)
+        queue = [job.decode() for job in await pool.zrange("arq:queue", 0, -1)]
+        assert queue == [
+            capture_job_id("instagram", "7", FINAL),
+            "ig_media:5:1h",
+            "ig_media:6:first",
+        ]
+    finally:
+        await pool.aclose()
+
+
+def test_a_backlog_of_media_never_pushes_a_due_final_out_of_the_tick(engine: Engine) -> None:
+    """30 feed captures due for an hour, 12 stories' first captures waiting, batches of 10
+    and 5: the story's final is still read, first; the feed captures after the stories, as
+    `ig_media` jobs."""
+    now = utcnow()
+    with Session(engine) as session:
+        account = Account(name="shop", ig_user_id="1784", ig_token="EAAtoken")
+        session.add(account)
+        session.flush()
+        assert account.id is not None
+        for n in range(30):
+            session.add(
+                Media(
+                    account_id=account.id, platform="instagram", subject_type="feed",
+                    media_id=f"f{n}", capture_state=TRACKED, next_slot="first",
+                    next_capture_at=now - timedelta(hours=1, seconds=n),
+                )
+            )  # fmt: skip
+        for n in range(12):  # stories whose first capture has waited longer than the final
+            add_story(session, account.id, f"s{n}", now + timedelta(hours=3), next_slot="first")
+        add_story(session, account.id, "story", now + MARGIN, next_slot=FINAL)
+        session.commit()
+    due = due_captures(engine, until=now, limit=10, tracked_limit=5)
+    assert (due[0].media_id, due[0].slot, due[0].job) == ("story", FINAL, "instagram")
+    assert {d.media_id[0] for d in due[1:10]} == {"s"}
+    assert [(d.media_id, d.job) for d in due[10:12]] == [("f29", IG_MEDIA), ("f28", IG_MEDIA)]
+    assert len(due) == 15

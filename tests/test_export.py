@@ -30,6 +30,7 @@ from models.snapshots import Media
 from models.views import (
     IG_ACCOUNT_DAILY_COLUMNS,
     IG_ACCOUNT_DEMOGRAPHICS_COLUMNS,
+    MEDIA_LATEST_COLUMNS,
     METRIC_HISTORY_COLUMNS,
     STORY_FINAL_COLUMNS,
     STORY_LATEST_COLUMNS,
@@ -42,6 +43,7 @@ from tests.test_cli import env_for
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 DAY = timedelta(hours=24)
 STORY, OTHER_STORY, POST, THREADS_USER = "17900000000000001", "17900000000000002", "1801", "63"
+REEL = "17900000000000003"
 NAV = "story_navigation_action_type"
 COLUMNS = {
     "metric_history": METRIC_HISTORY_COLUMNS,
@@ -51,6 +53,7 @@ COLUMNS = {
     "threads_post_latest": THREADS_POST_LATEST_COLUMNS,
     "ig_account_daily": IG_ACCOUNT_DAILY_COLUMNS,
     "ig_account_demographics": IG_ACCOUNT_DEMOGRAPHICS_COLUMNS,
+    "media_latest": MEDIA_LATEST_COLUMNS,
 }
 
 
@@ -79,7 +82,8 @@ def _capture(
 
 @pytest.fixture
 def archive(engine: Engine) -> Engine:
-    """Two accounts: a story (API, then webhook), a Threads user and post; another story."""
+    """Two accounts: a story (API, then webhook), a Threads user and post, a Reel; another
+    story."""
     with session_scope(engine) as session:
         shop, other = (
             Account(name="shop", ig_user_id="1784", ig_token="EAAtoken1"),
@@ -91,7 +95,8 @@ def archive(engine: Engine) -> Engine:
         assert other.id is not None
         session.add_all([_media(shop.id, "instagram", "story", STORY),
                          _media(other.id, "instagram", "story", OTHER_STORY),
-                         _media(shop.id, "threads", "threads_post", POST)])  # fmt: skip
+                         _media(shop.id, "threads", "threads_post", POST),
+                         _media(shop.id, "instagram", "reel", REEL)])  # fmt: skip
         story = Subject(shop.id, "instagram", "story", STORY)
         _capture(session, story, "first", timedelta(minutes=1), [
             MetricRow("views", 9), MetricRow("reach", None, flag=BELOW_THRESHOLD),
@@ -102,6 +107,8 @@ def archive(engine: Engine) -> Engine:
         _capture(session, user, "u1", 2 * DAY, daily)
         _capture(session, Subject(shop.id, "threads", "threads_post", POST), "p1",
                  timedelta(hours=1), [MetricRow("views", 1.5)])  # fmt: skip
+        _capture(session, Subject(shop.id, "instagram", "reel", REEL), "first",
+                 timedelta(hours=5), [MetricRow("likes", 4)])  # fmt: skip
         _capture(session, Subject(other.id, "instagram", "story", OTHER_STORY), "first",
                  timedelta(hours=3), [MetricRow("views", 3)])  # fmt: skip
         ig = Subject(shop.id, "instagram", "ig_account", "1784")

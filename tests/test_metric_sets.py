@@ -1,4 +1,5 @@
-"""Story metric sets per API version, insights parsing, and the shared record of dropped metrics."""
+"""Metric sets per API version and product type (STORY, FEED, REELS), insights parsing, and
+the shared record of dropped metrics."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from redis.asyncio import Redis
 from core.errors import ConfigError
 from store.recording import UNAVAILABLE, MetricRow
 from workers.meta.metric_sets import (
+    METRIC_SETS,
     NEVER_REQUEST,
     STORY_METRIC_SETS,
     DroppedMetrics,
     InsightsCall,
+    media_calls,
     parse_insights,
     parse_time,
     story_calls,
@@ -108,11 +111,31 @@ def test_current_version_makes_exactly_three_calls() -> None:
 
 
 def test_no_row_requests_a_deprecated_metric_or_mixes_a_breakdown() -> None:
-    """No version asks for impressions/taps_*/exits, and breakdowns stay alone in their call."""
-    for calls in STORY_METRIC_SETS.values():
-        for call in calls:
+    """No version or product type asks for impressions/plays/taps_*/exits/video_views..., and
+    breakdowns stay alone in their call."""
+    for sets in METRIC_SETS.values():
+        for call in (call for calls in sets.values() for call in calls):
             assert not set(call.metrics) & NEVER_REQUEST
             assert call.breakdown is None or len(call.metrics) == 1
+
+
+def test_feed_and_reels_sets_are_the_media_insights_reference_lists() -> None:
+    """FEED and REELS ask exactly the reference's current metrics for their product type;
+    profile_activity (FEED) with its action_type breakdown in a call of its own."""
+    feed = media_calls("v25.0", "FEED")
+    reels = media_calls("v25.0", "REELS")
+    assert {m for c in feed for m in c.metrics} == {
+        "comments", "follows", "likes", "profile_activity", "profile_visits", "reach", "saved",
+        "shares", "total_interactions", "views",
+    }  # fmt: skip
+    assert {m for c in reels for m in c.metrics} == {
+        "comments", "ig_reels_avg_watch_time", "ig_reels_video_view_total_time", "likes",
+        "reach", "saved", "shares", "total_interactions", "views",
+    }  # fmt: skip
+    assert feed[-1] == InsightsCall("profile_activity", ("profile_activity",), "action_type")
+    assert all(call.breakdown is None for call in reels)
+    with pytest.raises(ConfigError, match="AD"):
+        media_calls("v25.0", "AD")
 
 
 def test_newer_versions_use_the_newest_older_row() -> None:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from core.config import format_duration, load_settings
+from core.errors import ConfigError
 from workers.captures.slots import FINAL, FIRST, PostSchedule, StorySchedule
 
 POSTED = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -74,3 +78,18 @@ def test_only_regular_slots_can_be_late() -> None:
     assert DEFAULTS.is_late("s2", POSTED, at(hours=2, minutes=31))
     assert not DEFAULTS.is_late(FIRST, POSTED, at(hours=9))
     assert not DEFAULTS.is_late(FINAL, POSTED, at(hours=24))
+
+
+def test_media_slots_decay_then_go_monthly_to_the_max_age() -> None:
+    """Feed posts and Reels: the issue's offsets, then every 30 days until IG_MEDIA_MAX_AGE;
+    a media found at 100 days takes its next capture at 120 days, none after the max age."""
+    settings = load_settings(_env_file=None, ig_media_max_age="90d")
+    offsets = settings.media_snapshot_offsets
+    labels = [format_duration(o) for o in offsets]
+    assert labels == ["1h", "3h", "6h", "12h", "1d", "2d", "3d", "7d", "14d", "30d", "60d", "90d"]
+    media = PostSchedule(tuple(load_settings(_env_file=None).media_snapshot_offsets))
+    assert media.after(POSTED, at(days=100)) == ("120d", at(days=120))
+    assert media.after(POSTED, at(days=360)) is None
+    assert load_settings(_env_file=None, ig_media_max_age="2h").media_snapshot_offsets == [3600]
+    with pytest.raises(ConfigError, match="IG_MEDIA_SNAPSHOTS"):
+        load_settings(_env_file=None, ig_media_snapshots="soon")

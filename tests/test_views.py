@@ -14,6 +14,7 @@ from models.accounts import Account
 from models.db import session_scope
 from models.snapshots import Media
 from models.views import (
+    MEDIA_LATEST_COLUMNS,
     STORY_FINAL_COLUMNS,
     STORY_LATEST_COLUMNS,
     THREADS_POST_LATEST_COLUMNS,
@@ -144,6 +145,7 @@ def as_utc(value: Any) -> datetime | None:
         ("story_final", STORY_FINAL_COLUMNS),
         ("threads_user_daily", THREADS_USER_DAILY_COLUMNS),
         ("threads_post_latest", THREADS_POST_LATEST_COLUMNS),
+        ("media_latest", MEDIA_LATEST_COLUMNS),
     ],
 )
 def test_views_have_the_documented_columns(

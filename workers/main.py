@@ -34,10 +34,12 @@ from core.config import Settings, load_settings
 from core.errors import ConfigError
 from jobqueue.names import (
     CAPTURE_ACCOUNT_INSIGHTS,
+    CAPTURE_IG_MEDIA,
     CAPTURE_STORY,
     CAPTURE_THREADS_POST,
     CONTROL_QUEUE,
     DELIVERIES_QUEUE,
+    LIST_IG_MEDIA,
     MAIN_QUEUE,
     POLL_STORIES,
     POLL_THREADS,
@@ -49,6 +51,8 @@ from reports.worker_metrics import WorkerMetrics
 from workers.captures.account_insights import MAX_TRIES as ACCOUNT_INSIGHTS_TRIES
 from workers.captures.account_insights import capture_account_insights
 from workers.captures.jobs import CAPTURE_MAX_TRIES
+from workers.captures.media_listing import LIST_MAX_TRIES, list_ig_media
+from workers.captures.media_posts import capture_ig_media
 from workers.captures.stories import LISTING_MAX_TRIES, capture_story, poll_stories
 from workers.captures.threads_polls import POLL_MAX_TRIES, poll_threads
 from workers.captures.threads_posts import capture_threads_post
@@ -148,6 +152,13 @@ def make_functions(settings: Settings, lane: str = MAIN) -> list[Function]:
             name=CAPTURE_ACCOUNT_INSIGHTS,
             timeout=cap,
             max_tries=ACCOUNT_INSIGHTS_TRIES,
+        ),
+        func(arq_job(list_ig_media), name=LIST_IG_MEDIA, timeout=cap, max_tries=LIST_MAX_TRIES),
+        func(
+            arq_job(capture_ig_media),
+            name=CAPTURE_IG_MEDIA,
+            timeout=capture,
+            max_tries=CAPTURE_MAX_TRIES,
         ),
     ]
 

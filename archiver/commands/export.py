@@ -43,7 +43,9 @@ def register(subparsers: SubParsers) -> None:
     export.add_argument("--until", type=iso_timestamp, metavar="ISO8601", help="to (excl.)")
     export.add_argument("--account", metavar="NAME|ID", help="one account, by name or id")
     export.add_argument("--platform", choices=("instagram", "threads"))
-    export.add_argument("--subject-type", choices=("story", "threads_post", "threads_user"))
+    export.add_argument(
+        "--subject-type", choices=("story", "feed", "reel", "threads_post", "threads_user")
+    )
     export.add_argument("--metric", action="append", default=[], metavar="NAME", help="repeatable")
     export.add_argument("--subject-id", metavar="ID", help="one media id or Threads user id")
     export.set_defaults(handler=run_export)

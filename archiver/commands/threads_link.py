@@ -1,5 +1,6 @@
 """`archiver accounts threads | backfill`: link, change or unlink an account's Threads
-profile after `accounts add`, and run the `views` history backfill again.
+profile after `accounts add`, and run the `views` history backfill again (or, with
+`--media-since`, the feed posts and Reels backfill: archiver.media_backfill).
 
 A link is stored with how it was established: `connected_threads_user` when Instagram itself
 names the profile
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from archiver.commands import add_command, add_which, find_account, open_database, text
@@ -64,12 +66,33 @@ def register(inner: SubParsers) -> None:
     backfill = add_command(
         inner,
         "backfill",
-        help_text="fetch the Threads views history again",
+        help_text="fetch the Threads views history again, or older feed posts and Reels",
         description="Fetch the daily views of the account's Threads profile from the API's "
-        "earliest date (2024-04-13) to now, one stored snapshot per 30-day chunk.",
+        "earliest date (2024-04-13) to now, one stored snapshot per 30-day chunk. With "
+        "--media-since DATE, list the account's feed posts and Reels back to DATE instead "
+        "(the workers then capture each one found).",
     )
     add_which(backfill)
+    backfill.add_argument(
+        "--media-since",
+        type=media_day,
+        metavar="YYYY-MM-DD",
+        help="backfill feed posts and Reels posted since this day (UTC)",
+    )
     backfill.set_defaults(handler=run_backfill_command)
+
+
+def media_day(value: str) -> date:
+    """--media-since: a calendar day, not in the future."""
+    try:
+        day = date.fromisoformat(value.strip())
+    except ValueError:
+        msg = f"{value!r} is not a day like 2026-01-31"
+        raise argparse.ArgumentTypeError(msg) from None
+    if day > datetime.now(UTC).date():
+        msg = f"{value} is in the future"
+        raise argparse.ArgumentTypeError(msg)
+    return day
 
 
 def check_threads(args: argparse.Namespace) -> str | None:
@@ -177,11 +200,16 @@ def run_threads(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_backfill_command(args: argparse.Namespace, settings: Settings) -> int:
-    from archiver.threads_meta import run_backfill
-
     engine = open_database(settings)
     try:
         account = _load(engine, args)
+        if args.media_since is not None:
+            from archiver.media_backfill import run_media_backfill
+
+            run_media_backfill(settings, engine, account, args.media_since)
+            return 0
+        from archiver.threads_meta import run_backfill
+
         if account.threads_user_id is None or account.threads_token is None:
             msg = (
                 f"account {account.name!r} has no Threads profile: link one with "

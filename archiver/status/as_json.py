@@ -33,13 +33,8 @@ def as_json(
     rows = []
     for account in accounts:
         row = asdict(account)
-        for name in (
-            "state_reason",
-            "last_error",
-            "ig_problem",
-            "ig_token_check_error",
-            "ig_insights_problem",
-        ):
+        scrubbed = ("state_reason", "last_error", "ig_problem", "ig_insights_problem")
+        for name in (*scrubbed, "media_problem", "ig_token_check_error"):
             row[name] = safe(row[name])
         for problem in row["media_problems"]["listed"]:
             problem["last_error"] = safe(problem["last_error"])
@@ -112,6 +107,7 @@ def problem_totals(accounts: list[AccountStatus]) -> dict[str, int]:
             bool(
                 a.ig_problem
                 or a.ig_insights_problem
+                or a.media_problem
                 or (a.threads is not None and a.threads.problem)
             )
             for a in accounts

@@ -164,6 +164,7 @@ def instagram_fields(account: AccountStatus, now: datetime) -> list[tuple[str, s
         *problem_field(
             "insights problem", account.ig_insights_problem, account.ig_insights_failures
         ),
+        *problem_field("feed/Reels listing", account.media_problem, account.media_failures),
         (
             "stories",
             f"{stories.seen} seen: {stories.final_captured} captured before expiry, "

@@ -6,16 +6,23 @@ serves, and which paths need none). The optional first segment `facebook`, `inst
 `threads` lets one simulator stand for the three hosts (set e.g.
 FACEBOOK_GRAPH_URL=http://127.0.0.1:PORT/facebook): the call log tells them apart and a token
 must match its host. Without it all hosts look alike. The kind of object an id names (IG
-account, story, Threads user or post) picks the routes."""
+account, story, feed post or Reel, Threads user or post) picks the routes."""
 
 from __future__ import annotations
 
 from typing import Final
 
-from metasim.api import error_bodies, instagram, instagram_account, threads, versions
+from metasim.api import (
+    error_bodies,
+    instagram,
+    instagram_account,
+    instagram_media,
+    threads,
+    versions,
+)
 from metasim.api.request import Handler, Target
 from metasim.api.versions import Versioned
-from metasim.world.entities import Account, Story, ThreadsPost, ThreadsUser
+from metasim.world.entities import Account, IgPost, Story, ThreadsPost, ThreadsUser
 from metasim.world.world import World
 
 HOSTS: Final = ("facebook", "instagram", "threads")
@@ -25,12 +32,17 @@ ROUTES: Final[dict[type, tuple[str, str, dict[str | None, tuple[str, Handler]]]]
     Account: ("IGUser", "instagram", {
         None: ("account", instagram.account),
         "stories": ("stories", instagram.stories),
+        "media": ("ig_media_list", instagram_media.media_edge),
         "connected_threads_user": ("connected_threads_user", instagram.connected_threads_user),
         "insights": ("account_insights", instagram_account.insights_of_account),
     }),
     Story: ("IGMedia", "instagram", {
         None: ("media", instagram.media),
         "insights": ("insights", instagram.insights),
+    }),
+    IgPost: ("IGMedia", "instagram", {
+        None: ("ig_media", instagram_media.post),
+        "insights": ("ig_media_insights", instagram_media.insights),
     }),
     ThreadsUser: ("ThreadsUser", "threads", {
         None: ("threads_user", threads.user),
@@ -64,10 +76,10 @@ def route(world: World, path: str, grant_type: str | None) -> tuple[str | None, 
     return host, version, resolve(world, version.rest, grant_type)
 
 
-def _owner(found: Account | Story | ThreadsUser | ThreadsPost) -> str:
+def _owner(found: Account | Story | IgPost | ThreadsUser | ThreadsPost) -> str:
     if isinstance(found, Account):
         return found.ig_user_id
-    if isinstance(found, Story):
+    if isinstance(found, Story | IgPost):
         return found.account
     if isinstance(found, ThreadsPost):
         return found.user

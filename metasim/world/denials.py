@@ -16,6 +16,7 @@ from typing import Any, Final
 # Route kind -> (Facebook Login permission, Instagram Login permission) it needs (MINS).
 NEEDED: Final = {
     "insights": ("instagram_manage_insights", "instagram_business_manage_insights"),
+    "ig_media_insights": ("instagram_manage_insights", "instagram_business_manage_insights"),
     "threads_insights": ("threads_manage_insights", "threads_manage_insights"),
     "threads_media_insights": ("threads_manage_insights", "threads_manage_insights"),
 }

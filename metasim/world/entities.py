@@ -1,4 +1,5 @@
-"""What the simulated world holds: accounts, stories, Threads users and posts, tokens, calls."""
+"""What the simulated world holds: accounts, stories, feed posts and Reels, Threads users and
+posts, tokens, calls."""
 
 from __future__ import annotations
 
@@ -228,6 +229,42 @@ class ThreadsPost:
             "replied_to": self.replied_to,
             "root_post": self.root_post,
             "deleted_at": self.deleted_at.isoformat() if self.deleted_at else None,
+        }
+
+
+@dataclass
+class IgPost:
+    """A feed post or a Reel; `refuses`: metrics Meta will not serve for this media ((#100),
+    the whole call fails), as some carousels and media types do."""
+
+    id: str
+    account: str
+    timestamp: datetime
+    product_type: str
+    media_type: str
+    seed: int
+    finals: dict[str, int] = field(repr=False)
+    caption: str | None = None
+    refuses: tuple[str, ...] = ()
+
+    @property
+    def sort_key(self) -> tuple[int, str]:
+        """Newest first, then by id: the order of the /media edge and its cursors."""
+        return (-int(self.timestamp.timestamp()), self.id)
+
+    def counts(self, now: datetime) -> dict[str, int]:
+        return insights.media_counts(self.finals, (now - self.timestamp).total_seconds())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "account": self.account,
+            "timestamp": self.timestamp.isoformat(),
+            "media_product_type": self.product_type,
+            "media_type": self.media_type,
+            "seed": self.seed,
+            "caption": self.caption,
+            "refuses": list(self.refuses),
         }
 
 

@@ -139,6 +139,38 @@ def post_counts(finals: Mapping[str, int], age_seconds: float) -> dict[str, int]
     return {key: math.floor(value * progress) for key, value in finals.items()}
 
 
+def media_finals(seed: int, overrides: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Final counters of a feed post or Reel (keys as its metrics, plus `pa:<action>`)."""
+    reach = round(_between(seed, "reach", 100, 5000))
+    visits = round(reach * _between(seed, "profile_visits", 0.01, 0.05))
+    finals = {
+        "reach": reach,
+        "views": round(reach * _between(seed, "views", 1.1, 2.0)),
+        "likes": round(reach * _between(seed, "likes", 0.02, 0.1)),
+        "comments": round(reach * _between(seed, "comments", 0.0, 0.01)),
+        "saved": round(reach * _between(seed, "saved", 0.0, 0.02)),
+        "shares": round(reach * _between(seed, "shares", 0.0, 0.01)),
+        "follows": round(reach * _between(seed, "follows", 0.0, 0.005)),
+        "profile_visits": visits,
+        "ig_reels_avg_watch_time": round(_between(seed, "avg_watch", 2000, 15000)),
+    }
+    for action in PROFILE_ACTIONS:
+        finals[f"pa:{action}"] = round(visits * _between(seed, f"pa:{action}", 0.05, 0.4))
+    finals.update(overrides or {})
+    return finals
+
+
+def media_counts(finals: Mapping[str, int], age_seconds: float) -> dict[str, int]:
+    """Every counter at an age; the average watch time is an average, not a count: it holds."""
+    progress = post_progress(age_seconds)
+    now = {key: math.floor(value * progress) for key, value in finals.items()}
+    now["ig_reels_avg_watch_time"] = finals["ig_reels_avg_watch_time"]
+    now["ig_reels_video_view_total_time"] = now["views"] * finals["ig_reels_avg_watch_time"]
+    now["total_interactions"] = now["likes"] + now["saved"] + now["comments"] + now["shares"]
+    now["profile_activity"] = sum(now[f"pa:{a}"] for a in PROFILE_ACTIONS)
+    return now
+
+
 def pacific_day_start(moment: datetime) -> datetime:
     """Midnight Pacific time of the day holding `moment`, as aware UTC."""
     local = moment.astimezone(PACIFIC)

@@ -15,7 +15,7 @@ from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from metasim.world.entities import Account, SimConfig, Story, ThreadsPost, ThreadsUser
+from metasim.world.entities import Account, IgPost, SimConfig, Story, ThreadsPost, ThreadsUser
 
 T = TypeVar("T")
 
@@ -40,6 +40,7 @@ class WorldState:
     def _reset_objects(self) -> None:
         self.accounts: dict[str, Account] = {}
         self.story_index: dict[str, Story] = {}
+        self.ig_media_index: dict[str, IgPost] = {}  # feed posts and Reels (world.feed)
         self.threads_users: dict[str, ThreadsUser] = {}
         self.post_index: dict[str, ThreadsPost] = {}
         self.threads_links: dict[str, str] = {}  # threads user id -> ig user id (either side)
@@ -112,12 +113,13 @@ class WorldState:
 
     # --- lookups -------------------------------------------------------------------------
 
-    def lookup(self, object_id: str) -> Account | Story | ThreadsUser | ThreadsPost | None:
+    def lookup(self, object_id: str) -> Account | Story | IgPost | ThreadsUser | ThreadsPost | None:
         """The object with this id, of whichever kind (ids are unique across kinds)."""
         with self.lock:
             return (
                 self.accounts.get(object_id)
                 or self.story_index.get(object_id)
+                or self.ig_media_index.get(object_id)
                 or self.threads_users.get(object_id)
                 or self.post_index.get(object_id)
             )
@@ -130,6 +132,9 @@ class WorldState:
 
     def story(self, media_id: str) -> Story:
         return self._get(self.story_index, media_id, "story")
+
+    def get_ig_media(self, media_id: str) -> IgPost:
+        return self._get(self.ig_media_index, media_id, "feed post or Reel")
 
     def threads_post(self, post_id: str) -> ThreadsPost:
         return self._get(self.post_index, post_id, "Threads post")

@@ -2,8 +2,8 @@
 
 A World is made of parts that share one WorldState (lock, config, clock, ids, objects):
 `world.tokens` (metasim.world.tokens), `world.budgets` (budgets, blocks and permission
-denials), `world.faults` (injected failures) and `world.log` (the calls answered). The World
-itself creates and reads the objects.
+denials), `world.faults` (injected failures), `world.feed` (feed posts and Reels) and
+`world.log` (the calls answered). The World itself creates and reads the other objects.
 
 Thread-safe (tests build and read it from their own thread while the server's event loop
 answers requests) and dict-based, so a world of thousands of accounts answers as fast as one
@@ -22,6 +22,7 @@ from metasim.world.budgets import Budgets
 from metasim.world.calllog import CallLog
 from metasim.world.entities import Account, SimConfig, Story, ThreadsPost, ThreadsUser
 from metasim.world.faults import Faults
+from metasim.world.feed import FeedBook
 from metasim.world.state import WorldState
 from metasim.world.tokens import UNSET, TokenBook
 
@@ -51,6 +52,7 @@ class World:
         self.tokens = TokenBook(self.state)
         self.budgets = Budgets(self.state)
         self.faults = Faults(self.state)
+        self.feed = FeedBook(self.state)
         self.log = CallLog()
 
     @property
@@ -363,6 +365,7 @@ class World:
             return {
                 "accounts": len(self.state.accounts),
                 "stories": len(self.state.story_index),
+                "ig_media": len(self.state.ig_media_index),
                 "live_stories": sum(s.alive(now) for s in self.state.story_index.values()),
                 "threads_users": len(self.state.threads_users),
                 "threads_posts": len(self.state.post_index),

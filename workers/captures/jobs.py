@@ -12,7 +12,14 @@ from datetime import datetime, timedelta
 from arq.connections import ArqRedis
 from sqlalchemy.engine import Engine
 
-from jobqueue.names import CAPTURE_STORY, CAPTURE_THREADS_POST, MAIN_QUEUE, capture_job_id
+from jobqueue.names import (
+    CAPTURE_IG_MEDIA,
+    CAPTURE_STORY,
+    CAPTURE_THREADS_POST,
+    IG_MEDIA,
+    MAIN_QUEUE,
+    capture_job_id,
+)
 from models.db import session_scope
 from models.types import utcnow
 from store.due_captures import (
@@ -30,7 +37,9 @@ from workers.runtime.failures import job_fields, job_try, retry, retry_delay
 log = logging.getLogger(__name__)
 
 CAPTURE_MAX_TRIES = 8  # throttle pauses, transient and unexpected failures; the last moves on
-JOBS = {"instagram": CAPTURE_STORY, "threads": CAPTURE_THREADS_POST}
+# capture key -> job: stories, Threads posts, and feed posts and Reels (rows of platform
+# `instagram` with subject_type feed/reel: store.due_captures.DueCapture.job).
+JOBS = {"instagram": CAPTURE_STORY, "threads": CAPTURE_THREADS_POST, IG_MEDIA: CAPTURE_IG_MEDIA}
 
 # arq runs the due jobs lowest score (due time) first. A story's final capture is scored this
 # long before its due time, so it overtakes every regular capture waiting when the workers
@@ -85,9 +94,11 @@ async def skip_slot(
     why: str,
     closed_state: str,
     is_error: bool = True,
+    job: str | None = None,
 ) -> str:
     """Give up on this slot but keep the schedule going; close with `closed_state` when it
-    was the last one. `why` becomes the media's last error unless `is_error` is False."""
+    was the last one. `why` becomes the media's last error unless `is_error` is False;
+    `job` is the capture key of the next slot when it is not the platform (JOBS)."""
     engine: Engine = ctx["engine"]
 
     def advance() -> None:
@@ -103,7 +114,7 @@ async def skip_slot(
 
     await in_thread(ctx, advance)
     if following is not None:
-        await enqueue_capture(ctx["redis"], platform, media_id, *following)
+        await enqueue_capture(ctx["redis"], job or platform, media_id, *following)
     log.warning("%s %s: slot %s skipped: %s", platform, media_id, slot, why, extra=job_fields(ctx))
     return f"skipped {slot}: {why}"
 

@@ -1,4 +1,5 @@
-"""The Instagram Graph API client: stories, media, story insights, Threads link, token refresh.
+"""The Instagram Graph API client: stories, feed posts and Reels, their insights, Threads link,
+token refresh.
 
 It takes the worker's shared httpx.AsyncClient; parsing is pure (dict in, values out).
 Tokens travel as the `access_token` query parameter and never reach logs, errors or reprs.
@@ -7,7 +8,7 @@ Tokens travel as the `access_token` query parameter and never reach logs, errors
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 STORY_FIELDS = "id,media_type,media_product_type,permalink,timestamp,caption"
 MEDIA_FIELDS = STORY_FIELDS + ",media_url,thumbnail_url,username"
 MAX_PAGES = 50  # a day holds at most 100 stories; this only bounds a misbehaving `next`
+LISTING_FIELDS = "id,media_product_type,media_type,timestamp,permalink,caption"
+MEDIA_MAX_PAGES = 400  # the /media edge lists at most 10K media, 25 a page
 
 
 class IgCredentials(Protocol):
@@ -161,21 +164,56 @@ class GraphClient:
 
     async def list_stories(self, account: IgCredentials) -> list[IgMedia]:
         """Every live story of the account, following `paging.next` to the end."""
+        return await self._list(account, "stories", STORY_FIELDS, MAX_PAGES)
+
+    async def list_media(
+        self,
+        account: IgCredentials,
+        *,
+        newer_than: datetime | None = None,
+        on_page: Callable[[list[IgMedia]], None] | None = None,
+    ) -> list[IgMedia]:
+        """The account's feed posts and Reels (the /media edge, newest first), page after
+        page until one reaches media older than `newer_than` (None: all, Meta's 10K most
+        recent: https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/ig-user/media).
+        `on_page(items)` sees each page as it comes (a backfill stores as it goes)."""
+
+        def reached(items: list[IgMedia]) -> bool:
+            if on_page is not None:
+                on_page(items)
+            return newer_than is not None and any(
+                m.timestamp is not None and m.timestamp < newer_than for m in items
+            )
+
+        found = await self._list(account, "media", LISTING_FIELDS, MEDIA_MAX_PAGES, reached)
+        return [m for m in found if not (newer_than and m.timestamp and m.timestamp < newer_than)]
+
+    async def _list(
+        self,
+        account: IgCredentials,
+        edge: str,
+        fields: str,
+        max_pages: int,
+        enough: Callable[[list[IgMedia]], bool] | None = None,
+    ) -> list[IgMedia]:
+        """An edge's media, following `paging.next` until the end or `enough(page)`."""
         base = self.base_url(account)
-        url: str | None = f"{base}/{self.version}/{account.ig_user_id}/stories"
-        params: dict[str, str] = {"fields": STORY_FIELDS}
-        stories: list[IgMedia] = []
+        url: str | None = f"{base}/{self.version}/{account.ig_user_id}/{edge}"
+        params: dict[str, str] = {"fields": fields}
+        found: list[IgMedia] = []
         seen: set[str] = set()
         # Bounded, and never follow a `next` off the account's host: the token goes with it.
-        while url is not None and url not in seen and len(seen) < MAX_PAGES:
+        while url is not None and url not in seen and len(seen) < max_pages:
             if not on_host(base, url):
                 log.warning("not following a paging.next link to another host")
                 break
             seen.add(url)
             items, url = parse_page(await self._get(account, url, params))
             params = {}  # `next` already carries the fields and the cursor
-            stories.extend(items)
-        return stories
+            found.extend(items)
+            if enough is not None and enough(items):
+                break
+        return found
 
     async def get_media(
         self, account: IgCredentials, media_id: str, fields: str = MEDIA_FIELDS

@@ -1,4 +1,5 @@
-"""Which story insights to request per Graph API version, and how an answer becomes MetricRows
+"""Which media insights to request per Graph API version and media product type (STORY,
+FEED, REELS), and how an answer becomes MetricRows
 (the metrics Meta refused are remembered in workers.meta.metric_drops).
 
 Source: https://developers.facebook.com/documentation/instagram-platform/reference/instagram-media/insights
@@ -65,17 +66,51 @@ _PLAIN = (
     "reposts",
 )
 
-# THE table: first major API version a row applies to -> the calls of one story snapshot.
-# v22.0 is the oldest version Meta still serves (the versions table of
+_FEED = (
+    "comments",
+    "follows",
+    "likes",
+    "profile_visits",
+    "reach",
+    "saved",
+    "shares",
+    "total_interactions",
+    "views",
+)
+_REELS = (
+    "comments",
+    "ig_reels_avg_watch_time",
+    "ig_reels_video_view_total_time",
+    "likes",
+    "reach",
+    "saved",
+    "shares",
+    "total_interactions",
+    "views",
+)
+STORY, FEED, REELS = "STORY", "FEED", "REELS"  # Meta's media_product_type values
+
+# THE table: first major API version a row applies to -> media product type -> the calls of
+# one snapshot. v22.0 is the oldest version Meta still serves (the versions table of
 # https://developers.facebook.com/docs/graph-api/changelog).
-# A newer version that changes the set gets a new row; older rows stay for pinned versions.
-STORY_METRIC_SETS: Final[dict[int, tuple[InsightsCall, ...]]] = {
-    22: (
-        InsightsCall("plain", _PLAIN),
-        InsightsCall("navigation", ("navigation",), "story_navigation_action_type"),
-        InsightsCall("profile_activity", ("profile_activity",), "action_type"),
-    ),
+# A newer version that changes a set gets a new row; older rows stay for pinned versions.
+# FEED and REELS sets follow the metric table of the media insights reference (above):
+# `profile_activity` (FEED) takes its `action_type` breakdown in a call of its own.
+METRIC_SETS: Final[dict[int, dict[str, tuple[InsightsCall, ...]]]] = {
+    22: {
+        STORY: (
+            InsightsCall("plain", _PLAIN),
+            InsightsCall("navigation", ("navigation",), "story_navigation_action_type"),
+            InsightsCall("profile_activity", ("profile_activity",), "action_type"),
+        ),
+        FEED: (
+            InsightsCall("plain", _FEED),
+            InsightsCall("profile_activity", ("profile_activity",), "action_type"),
+        ),
+        REELS: (InsightsCall("plain", _REELS),),
+    },
 }
+STORY_METRIC_SETS: Final = {first: sets[STORY] for first, sets in METRIC_SETS.items()}
 
 
 def major_version(version: str) -> int:
@@ -89,13 +124,23 @@ def major_version(version: str) -> int:
 
 def story_calls(version: str) -> tuple[InsightsCall, ...]:
     """The insights calls of one story snapshot for a pinned API version."""
+    return media_calls(version, STORY)
+
+
+def media_calls(version: str, product_type: str) -> tuple[InsightsCall, ...]:
+    """The insights calls of one snapshot of a STORY, FEED or REELS media for a pinned API
+    version (ConfigError for a version Meta no longer serves or an unknown product type)."""
     major = major_version(version)
-    rows = [first for first in STORY_METRIC_SETS if first <= major]
+    rows = [first for first in METRIC_SETS if first <= major]
     if not rows:
-        oldest = min(STORY_METRIC_SETS)
+        oldest = min(METRIC_SETS)
         msg = f"GRAPH_API_VERSION {version} is older than v{oldest}.0, which Meta no longer serves"
         raise ConfigError(msg)
-    return STORY_METRIC_SETS[max(rows)]
+    sets = METRIC_SETS[max(rows)]
+    if product_type not in sets:
+        msg = f"no metric set for media_product_type {product_type!r} in {version}"
+        raise ConfigError(msg)
+    return sets[product_type]
 
 
 def parse_time(value: Any) -> datetime | None:

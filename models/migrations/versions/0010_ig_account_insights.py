@@ -14,7 +14,7 @@ from alembic import op
 from models.views import IG_ACCOUNT_DAILY_V1, IG_ACCOUNT_DEMOGRAPHICS_V1
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
