@@ -188,9 +188,11 @@ def _account_states(conn: Connection) -> Counts:
 
 def _problem_counts(conn: Connection) -> dict[str, int]:
     """Accounts flagged with an error retrying cannot fix, per side (0 when none); the
-    Instagram side counts story listing and account insights problems once per account."""
+    Instagram side counts story listing, feed/Reels listing and account insights problems
+    once per account."""
     a = _account.c
-    instagram = sa.or_(a.ig_problem.is_not(None), a.ig_insights_problem.is_not(None))
+    problems = (a.ig_problem, a.ig_insights_problem, a.media_problem)
+    instagram = sa.or_(*(column.is_not(None) for column in problems))
     stmt = sa.select(
         sa.func.count(sa.case((instagram, 1))),  # count() skips the nulls of an unmatched case
         sa.func.count(a.threads_problem),

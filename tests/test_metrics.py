@@ -171,18 +171,19 @@ def test_nothing_overdue_is_zero_for_every_kind(engine: Engine) -> None:
 def test_an_insights_problem_counts_its_account_once_and_notices_by_state(
     engine: Engine,
 ) -> None:
-    """The Instagram side counts an account with a listing and an insights problem once, one
-    with an insights problem only too; notices are counted by kind and state."""
+    """The Instagram side counts an account with a listing and an insights problem once, and
+    one with only an insights or a feed/Reels listing problem; notices by kind and state."""
     with Session(engine) as session:
         add_account(session, "1", ig_problem="(#10)", ig_insights_problem="(#100)")
         add_account(session, "2", ig_insights_problem="(#100)")
-        add_account(session, "3")
+        add_account(session, "3", media_problem="(#10)")
+        add_account(session, "4")
         session.add(Notice(dedupe_key="a", kind="reauth", subject="s", text="t"))
         session.add(Notice(dedupe_key="b", kind="reauth", subject="s", text="t",
                            state="undeliverable"))  # fmt: skip
         session.commit()
     gauges = read_gauges(engine, grace=GRACE, now=NOW)
-    assert gauges.problems == {"instagram": 2, "threads": 0}
+    assert gauges.problems == {"instagram": 3, "threads": 0}
     assert gauges.notices == {("reauth", "pending"): 1, ("reauth", "undeliverable"): 1}
 
 
