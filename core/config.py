@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     story_final_margin_seconds: int = Field(600, gt=0)
     threads_poll_seconds: int = Field(3600, gt=0)
     # Each Instagram account's own daily insights (README: Instagram account insights);
-    # false spends no calls on them: ~14 an account-day, a new account's catch-up ~144.
+    # false spends no calls on them: ~16 an account-day, a new account's catch-up ~172.
     ig_account_insights: bool = True
     schedule_tick_seconds: int = Field(5, ge=1, le=60)
     # Threads post snapshots, counted from the post's timestamp, then weekly until the end.

@@ -33,7 +33,7 @@ def fill(engine: Engine) -> None:
             MetricRow("views", 300, "media_product_type", "STORY", END),
             MetricRow("views", 900, "media_product_type", "REEL", END),
             MetricRow("follower_count", 4, end_time=END),
-            MetricRow("saved", None, end_time=END, flag=NOT_SUPPORTED),
+            MetricRow("saves", None, end_time=END, flag=NOT_SUPPORTED),
             MetricRow("reach", None, end_time=END + DAY, flag=UNAVAILABLE),
         ]
         record_snapshot(session=session, subject=Subject(account.id, "instagram", "ig_account", IG),

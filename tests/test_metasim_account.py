@@ -127,14 +127,14 @@ def test_the_control_route_withholds_days_refuses_metrics_and_shrinks_followers(
     with httpx.Client(base_url=sim.url) as http:
         answer = http.post("/_sim/accounts/insights", json={
             "ig_user_id": account.ig_user_id, "withheld_days": [day],
-            "refuses": ["saved"], "followers_count": 99,
+            "refuses": ["saves"], "followers_count": 99,
         })  # fmt: skip
         assert answer.status_code == 200
         assert http.post("/_sim/accounts/insights", json={"nope": 1}).status_code == 400
     plain = {"period": "day", "metric_type": "total_value", **window.params}
     assert ask(sim, account, metric="reach", **plain) == (200, {"data": []})
-    status, body = ask(sim, account, metric="likes,saved", **plain)
+    status, body = ask(sim, account, metric="likes,saves", **plain)
     assert status == 400
-    assert "The metric saved is not supported" in body["error"]["message"]
+    assert "The metric saves is not supported" in body["error"]["message"]
     demographics = {"period": "lifetime", "breakdown": "age", "timeframe": "this_month"}
     assert ask(sim, account, metric="follower_demographics", **demographics) == (200, {"data": []})

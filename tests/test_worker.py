@@ -22,10 +22,12 @@ from core.config import Settings
 from core.errors import ConfigError
 from jobqueue.names import (
     CAPTURE_ACCOUNT_INSIGHTS,
+    CAPTURE_IG_MEDIA,
     CAPTURE_STORY,
     CAPTURE_THREADS_POST,
     CONTROL_QUEUE,
     DELIVERIES_QUEUE,
+    LIST_IG_MEDIA,
     MAIN_QUEUE,
     POLL_STORIES,
     POLL_THREADS,
@@ -101,6 +103,8 @@ async def test_each_lane_is_built_from_settings(sqlite_url: str, redis_url: str)
         POLL_THREADS,
         CAPTURE_THREADS_POST,
         CAPTURE_ACCOUNT_INSIGHTS,
+        LIST_IG_MEDIA,
+        CAPTURE_IG_MEDIA,
     }
     assert main.cron_jobs == []  # a tick in the main queue would wait behind the captures
     assert set(deliveries.functions) == {PROCESS_DELIVERY, "sweep_deliveries"}

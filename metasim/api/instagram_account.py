@@ -9,10 +9,11 @@ Rules kept here:
 - Interaction metrics are `total_value` only: asked without `metric_type=total_value` they
   fail with "(#100) The following metrics (...) should be specified with parameter
   metric_type=total_value"; `follower_count` is `time_series` only; `reach` takes both.
-- A breakdown must be one the metric supports (`media_product_type`, `follow_type`,
-  `contact_button_type`); demographics need exactly one of age, city, country, gender and a
-  `timeframe` (this_week or this_month; the older last_14_days, last_30_days, last_90_days
-  and prev_month were removed in v20), and take no since/until.
+- A breakdown must be one the metric supports (`media_product_type`, `follow_type` for
+  reach and follows_and_unfollows, `follower_type` for views, `contact_button_type`);
+  demographics need exactly one of age, city, country, gender and a `timeframe`
+  (this_week or this_month; the older last_14_days, last_30_days, last_90_days and
+  prev_month were removed in v20), and take no since/until.
 - `since`/`until` at most 30 days apart; `follower_count` only for the last 30 days and
   never the current day. Deprecated metrics (impressions, profile_views, website_clicks...)
   are (#100) naming the metric.
@@ -44,20 +45,25 @@ CONTACT_BUTTONS: Final = (
 BREAKDOWN_VALUES: Final[dict[str, tuple[str, ...]]] = {
     "media_product_type": MEDIA_PRODUCT_TYPES,
     "follow_type": FOLLOW_TYPES,
+    "follower_type": FOLLOW_TYPES,
     "contact_button_type": CONTACT_BUTTONS,
     **insights.DEMOGRAPHICS,
 }
+ACCOUNT_BREAKDOWNS: Final = (
+    "media_product_type", "follow_type", "follower_type", "contact_button_type"
+)  # fmt: skip
 _MPT: Final = ("media_product_type",)
 # metric -> (share of the day's reach, breakdowns); all `day` and `total_value` only.
 INTERACTIONS: Final[dict[str, tuple[float, tuple[str, ...]]]] = {
     "reach": (1.0, ("media_product_type", "follow_type")),
-    "views": (2.5, ("follow_type", "media_product_type")),
+    "views": (2.5, ("follower_type", "media_product_type")),
     "accounts_engaged": (0.08, ()),
     "total_interactions": (0.12, _MPT),
     "likes": (0.08, _MPT),
     "comments": (0.01, _MPT),
     "shares": (0.01, _MPT),
-    "saved": (0.01, _MPT),
+    "saves": (0.01, _MPT),
+    "reposts": (0.003, ()),
     "replies": (0.005, ()),
     "follows_and_unfollows": (0.01, ("follow_type",)),
     "profile_links_taps": (0.01, ("contact_button_type",)),
@@ -150,7 +156,7 @@ def _check_day_metrics(
 def _check_breakdown(names: list[str], breakdown: str | None) -> None:
     if breakdown is None:
         return
-    if breakdown not in ("media_product_type", "follow_type", "contact_button_type"):
+    if breakdown not in ACCOUNT_BREAKDOWNS:
         raise error_bodies.bad_param(f"breakdown {breakdown} is not valid for account insights")
     for name in names:
         if breakdown not in INTERACTIONS[name][1]:

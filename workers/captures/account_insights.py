@@ -72,7 +72,7 @@ from workers.runtime.failures import GAVE_UP, count, guarded, job_try, rejection
 log = logging.getLogger(__name__)
 
 HORIZON_DAYS = 28  # catch-up: missing days this far back (follower_count: 30 days at most)
-DAYS_PER_RUN = 3  # closed days asked per run (5 calls each); more follow a minute later
+DAYS_PER_RUN = 3  # closed days asked per run (6 calls each); more follow a minute later
 SETTLE = timedelta(hours=48)  # "Data used to calculate metrics may be delayed up to 48 hours"
 CATCH_UP_GAP = timedelta(minutes=1)
 AFTER_MIDNIGHT = timedelta(minutes=30)  # the daily run, after the Pacific day closed

@@ -219,17 +219,19 @@ def flagged_rows(metrics: Sequence[str], flag: str) -> list[MetricRow]:
 # --- Instagram account insights (workers.captures.account_insights) ---------------------------
 # GET /{ig-user-id}/insights, https://developers.facebook.com/docs/instagram-platform/api-reference/instagram-user/insights
 # Interaction metrics: period=day, metric_type=total_value, breakdowns media_product_type,
-# follow_type, contact_button_type as each supports; follower_count: time_series, alone;
+# follow_type (reach, follows_and_unfollows), follower_type (views), contact_button_type
+# (profile_links_taps) as the page's metric table says; account-level `saves` (a media's is
+# `saved`) and `reposts`; follower_count: time_series, alone;
 # demographics: period=lifetime, one breakdown (age, city, country, gender) and a timeframe.
 # `impressions` (deprecated from v22) and the profile click metrics removed in v21
 # (profile_views, website_clicks, ...) are not asked on any version.
 
 TOTALS = (
     "reach", "views", "accounts_engaged", "total_interactions", "likes", "comments", "shares",
-    "saved", "replies", "follows_and_unfollows", "profile_links_taps",
+    "saves", "reposts", "replies", "follows_and_unfollows", "profile_links_taps",
 )  # fmt: skip
 BY_MEDIA_PRODUCT_TYPE = (
-    "views", "reach", "total_interactions", "likes", "comments", "shares", "saved"
+    "views", "reach", "total_interactions", "likes", "comments", "shares", "saves"
 )  # fmt: skip
 DEMOGRAPHIC_METRICS = (
     "follower_demographics", "engaged_audience_demographics", "reached_audience_demographics"
@@ -258,11 +260,12 @@ class AccountCall:
         return params
 
 
-BY_FOLLOW_TYPE = ("views", "reach", "follows_and_unfollows")
+BY_FOLLOW_TYPE = ("reach", "follows_and_unfollows")
 DAY_CALLS = (
     AccountCall("totals", TOTALS),
     AccountCall("by_media_product_type", BY_MEDIA_PRODUCT_TYPE, breakdown="media_product_type"),
     AccountCall("by_follow_type", BY_FOLLOW_TYPE, breakdown="follow_type"),
+    AccountCall("by_follower_type", ("views",), breakdown="follower_type"),
     AccountCall("by_contact_button_type", ("profile_links_taps",), breakdown="contact_button_type"),
     AccountCall("follower_count", ("follower_count",), metric_type="time_series"),
 )
