@@ -43,6 +43,15 @@ REFUSED = {
          "breakdown": "media_product_type"},
         "(#100) Incompatible breakdowns (media_product_type) for metric (accounts_engaged)",
     ),
+    "views by follow_type": (
+        {"metric": "views", "period": "day", "metric_type": "total_value",
+         "breakdown": "follow_type"},
+        "(#100) Incompatible breakdowns (follow_type) for metric (views)",
+    ),
+    "media-level saved": (
+        {"metric": "saved", "period": "day", "metric_type": "total_value"},
+        "metric[0] must be one of",
+    ),
     "follower_count as total": (
         {"metric": "follower_count", "period": "day", "metric_type": "total_value"},
         "time_series",
