@@ -9,7 +9,7 @@ breakdowns.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -105,18 +105,22 @@ def refuse_metric(
     return fresh
 
 
-def next_final_due(engine: Engine, *, account_id: int, until: datetime) -> datetime | None:
-    """When the account's next story final is due, if one is due by `until`: the run leaves
-    the account's budget to it (a story's last chance beats a day that can wait)."""
-    stmt = select(sa.func.min(col(Media.next_capture_at))).where(
+def next_final_due(
+    engine: Engine, *, account_id: int, until: datetime, margin: timedelta
+) -> datetime | None:
+    """When the account's next story final is due (expiry less the final margin), if one is
+    due by `until`: the run leaves the account's budget to it (a story's last chance beats a
+    day that can wait). Read from the expiry, not `next_slot`: a story still has regular
+    slots to take before its final becomes its next slot."""
+    stmt = select(sa.func.min(col(Media.expires_at))).where(
         col(Media.account_id) == account_id,
         col(Media.platform) == PLATFORM,
         col(Media.capture_state) == LIVE,
-        col(Media.next_slot) == "final",
-        col(Media.next_capture_at) <= until,
+        col(Media.expires_at) <= until + margin,
     )
     with Session(engine) as session:
-        return session.exec(stmt).one()
+        expires = session.exec(stmt).one()
+    return None if expires is None else expires - margin
 
 
 def postpone(engine: Engine, *, account_id: int, until: datetime) -> None:

@@ -340,14 +340,20 @@ def test_the_next_run_follows_the_next_pacific_midnight(local: str, midnight: st
 async def test_a_story_final_due_soon_goes_first(
     engine: Engine, redis_url: str, sim: RunningSim
 ) -> None:
-    """A live story of the account whose final is due within minutes: the run makes no call
-    and is due again just after that final."""
+    """A live story of the account whose final is due within minutes, though a regular slot
+    comes before it: the run makes no call and is due again just after that final."""
     async with run_ctx(engine, redis_url, sim) as (ctx, _, aid):
         final_at = utcnow() + timedelta(minutes=3)
+        margin = timedelta(seconds=ctx["settings"].story_final_margin_seconds)
         with Session(engine) as session:
             session.add(Media(account_id=aid, platform="instagram", subject_type="story",
                               media_id="18000000000000001", capture_state="live",
-                              next_slot="final", next_capture_at=final_at))  # fmt: skip
+                              next_slot="s1", next_capture_at=utcnow(),
+                              expires_at=final_at + margin))  # fmt: skip
+            session.add(Media(account_id=aid, platform="instagram", subject_type="story",
+                              media_id="18000000000000002", capture_state="live",
+                              next_slot="s1", next_capture_at=utcnow(),
+                              expires_at=final_at + margin + timedelta(hours=5)))  # fmt: skip
             session.commit()
         outcome = await capture_account_insights(ctx, aid, 0)
     assert outcome.startswith("deferred")

@@ -109,8 +109,9 @@ async def capture_account_insights(ctx: Context, account_id: int, due_epoch: int
     if account is None or account.state != "active":
         return "skipped: no usable Instagram token"
     now = utcnow()
+    margin = timedelta(seconds=ctx["settings"].story_final_margin_seconds)
     final = await in_thread(
-        ctx, next_final_due, engine, account_id=account_id, until=now + FINAL_YIELD
+        ctx, next_final_due, engine, account_id=account_id, until=now + FINAL_YIELD, margin=margin
     )
     if final is not None:  # the story's last chance first; this run waits a little
         later = max(final, now) + timedelta(minutes=1)
