@@ -147,12 +147,12 @@ async def test_delete_stops_captures_and_keeps_the_snapshots(
     engine: Engine, redis_url: str, sim: RunningSim
 ) -> None:
     """After `delete` the post is `deleted` with Meta's deleted_at and nothing scheduled;
-    its first snapshot stays, and no later slot (1 s and 2 s after posting) is asked though
-    two polls pass."""
+    its first snapshot stays, and no later slot (3 s and 4 s after posting: the delete comes
+    first even on a loaded machine) is asked though their due times and polls pass."""
     account = register(engine, sim.world)
     post = sim.world.add_threads_post(account.threads_user_id or "", age_seconds=0)
     settings = threads_settings(
-        engine, redis_url, sim, threads_poll_seconds=1, threads_post_snapshots="1s,2s"
+        engine, redis_url, sim, threads_poll_seconds=1, threads_post_snapshots="3s,4s"
     )
     async with running_workers(settings):
         await eventually(lambda: snapshots(engine, "threads_post"))
@@ -161,6 +161,8 @@ async def test_delete_stops_captures_and_keeps_the_snapshots(
         assert deliver(engine, delete_payload(post, user, app_id=APP))[0] == "processed"
         polls = len(snapshots(engine, "threads_user"))
         await eventually(lambda: len(snapshots(engine, "threads_user")) >= polls + 2)
+        last_due = post.timestamp + timedelta(seconds=5)
+        await eventually(lambda: utcnow() > last_due)
     gone = posts(engine)[post.id]
     assert (gone.capture_state, gone.next_slot, gone.next_capture_at) == ("deleted", None, None)
     assert post.deleted_at is not None

@@ -22,6 +22,7 @@ from core.config import Settings
 from jobqueue.names import CAPTURE_IG_MEDIA, IG_MEDIA
 from models.db import session_scope
 from models.types import utcnow
+from reports.worker_metrics import SCHEDULED
 from store.due_captures import (
     DONE,
     TRACKED,
@@ -39,7 +40,9 @@ from workers.captures.jobs import (
     capture_give_up,
     close,
     enqueue_capture,
+    lag_seconds,
     note_account,
+    observe_lag,
     retry_later,
     skip_slot,
     timed,
@@ -81,7 +84,8 @@ async def capture_ig_media(ctx: Context, media_id: str, slot: str) -> str:
         insights = await client.story_insights(target.account, media_id, calls)
     except MetaError as exc:
         return done(await _failed(ctx, target, slot, exc))
-    summary, following = await in_thread(ctx, _record, ctx, target, slot, insights)
+    summary, following, lag = await in_thread(ctx, _record, ctx, target, slot, insights)
+    observe_lag(ctx, target.media.subject_type, SCHEDULED, lag)
     if following is not None:
         await enqueue_capture(ctx["redis"], IG_MEDIA, media_id, *following)
     return done(summary)
@@ -89,8 +93,9 @@ async def capture_ig_media(ctx: Context, media_id: str, slot: str) -> str:
 
 def _record(
     ctx: Context, target: CaptureTarget, slot: str, insights: StoryInsights
-) -> tuple[str, tuple[str, datetime] | None]:
-    """The snapshot and, in the same transaction, the media's next slot or its end."""
+) -> tuple[str, tuple[str, datetime] | None, float | None]:
+    """The snapshot and, in the same transaction, the media's next slot or its end; with the
+    seconds it came after its due time (None: no new snapshot)."""
     media = target.media
     with session_scope(ctx["engine"]) as session:
         snapshot, created = record_snapshot(
@@ -104,13 +109,14 @@ def _record(
         )
         media_id = media.media_id
         following = _next(ctx, target, snapshot.captured_at)
+        lag = lag_seconds(media.next_capture_at, snapshot.captured_at) if created else None
         if following is None:
             close_capture(session, platform=PLATFORM, media_id=media_id, state=DONE)
         else:
             slot_name, due = following
             schedule_capture(session, platform=PLATFORM, media_id=media_id, slot=slot_name, due=due)
     verb = "captured" if created else "already captured"
-    return f"{verb} {slot} as version {snapshot.version}", following
+    return f"{verb} {slot} as version {snapshot.version}", following, lag
 
 
 def _next(ctx: Context, target: CaptureTarget, now: datetime) -> tuple[str, datetime] | None:
