@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from models.accounts import Account, MetricUnavailable
+from models.accounts import Account
 from models.snapshots import Media, MetricValue, Snapshot
 from models.tables import table_of
 from store.due_captures import LIVE
@@ -73,36 +73,6 @@ def last_demographics_at(engine: Engine, *, ig_user_id: str) -> datetime | None:
     )
     with Session(engine) as session:
         return session.exec(stmt).one()
-
-
-def refused_metrics(engine: Engine, *, account_id: int, now: datetime) -> set[str]:
-    """Account metrics not to ask for now: Meta refused them (#100) until `retry_at`."""
-    stmt = select(MetricUnavailable.metric).where(
-        col(MetricUnavailable.account_id) == account_id,
-        col(MetricUnavailable.platform) == PLATFORM,
-        sa.or_(col(MetricUnavailable.retry_at).is_(None), col(MetricUnavailable.retry_at) > now),
-    )
-    with Session(engine) as session:
-        return set(session.exec(stmt).all())
-
-
-def refuse_metric(
-    engine: Engine, *, account_id: int, metric: str, reason: str, retry_at: datetime
-) -> bool:
-    """Record that Meta refused `metric` for the account until `retry_at`; True when new."""
-    where = (
-        col(MetricUnavailable.account_id) == account_id,
-        col(MetricUnavailable.platform) == PLATFORM,
-        col(MetricUnavailable.metric) == metric,
-    )
-    with Session(engine) as session:
-        row = session.exec(select(MetricUnavailable).where(*where)).first()
-        fresh = row is None
-        row = row or MetricUnavailable(account_id=account_id, platform=PLATFORM, metric=metric)
-        row.reason, row.retry_at = reason[:2000], retry_at
-        session.add(row)
-        session.commit()
-    return fresh
 
 
 def next_final_due(

@@ -8,8 +8,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 
+from models.accounts import MetricUnavailable
 from models.snapshots import MetricValue, Snapshot
 from models.tables import table_of
 from models.types import utcnow
@@ -142,3 +144,49 @@ def record_snapshot(
         return Recorded(snapshot_id, version, values["captured_at"]), True
     msg = f"could not allocate a snapshot version for {subject} after {_VERSION_RACE_TRIES} tries"
     raise RuntimeError(msg)
+
+
+def unavailable_metrics(
+    engine: Engine, *, platform: str, account_id: int, now: datetime
+) -> set[str]:
+    """An account's metrics not to ask for now on `platform` (Meta said it will not give
+    them: Threads user insights, Instagram account insights; see `retry_at`)."""
+    stmt = select(MetricUnavailable.metric).where(
+        col(MetricUnavailable.account_id) == account_id,
+        col(MetricUnavailable.platform) == platform,
+        sa.or_(col(MetricUnavailable.retry_at).is_(None), col(MetricUnavailable.retry_at) > now),
+    )
+    with Session(engine) as session:
+        return set(session.exec(stmt).all())
+
+
+def mark_unavailable(
+    engine: Engine,
+    *,
+    platform: str,
+    account_id: int,
+    metrics: list[str],
+    reason: str,
+    retry_at: datetime,
+) -> list[str]:
+    """Record that Meta will not give `metrics` until `retry_at`; return those that were not
+    recorded before (the caller logs them, once)."""
+    where = (
+        col(MetricUnavailable.account_id) == account_id,
+        col(MetricUnavailable.platform) == platform,
+    )
+    with Session(engine) as session:
+        rows = {
+            row.metric: row
+            for row in session.exec(
+                select(MetricUnavailable).where(*where, col(MetricUnavailable.metric).in_(metrics))
+            )
+        }
+        for metric in metrics:
+            row = rows.get(metric) or MetricUnavailable(
+                account_id=account_id, platform=platform, metric=metric
+            )
+            row.reason, row.retry_at = reason[:2000], retry_at
+            session.add(row)
+        session.commit()
+    return [metric for metric in metrics if metric not in rows]

@@ -142,43 +142,6 @@ def last_capture_at(engine: Engine, *, threads_user_id: str, kind: str) -> datet
         return session.exec(stmt).one()
 
 
-def unavailable_metrics(engine: Engine, *, account_id: int, now: datetime) -> set[str]:
-    """Metrics not to ask for now (Meta said it will not give them; see `retry_at`)."""
-    stmt = select(MetricUnavailable.metric).where(
-        col(MetricUnavailable.account_id) == account_id,
-        col(MetricUnavailable.platform) == PLATFORM,
-        sa.or_(col(MetricUnavailable.retry_at).is_(None), col(MetricUnavailable.retry_at) > now),
-    )
-    with Session(engine) as session:
-        return set(session.exec(stmt).all())
-
-
-def mark_unavailable(
-    engine: Engine, *, account_id: int, metrics: list[str], reason: str, retry_at: datetime
-) -> list[str]:
-    """Record that Meta will not give `metrics` until `retry_at`; return those that were not
-    recorded before (the caller logs them, once)."""
-    where = (
-        col(MetricUnavailable.account_id) == account_id,
-        col(MetricUnavailable.platform) == PLATFORM,
-    )
-    with Session(engine) as session:
-        rows = {
-            row.metric: row
-            for row in session.exec(
-                select(MetricUnavailable).where(*where, col(MetricUnavailable.metric).in_(metrics))
-            )
-        }
-        for metric in metrics:
-            row = rows.get(metric) or MetricUnavailable(
-                account_id=account_id, platform=PLATFORM, metric=metric
-            )
-            row.reason, row.retry_at = reason[:2000], retry_at
-            session.add(row)
-        session.commit()
-    return [metric for metric in metrics if metric not in rows]
-
-
 def newest_post_at(engine: Engine, *, account_id: int) -> datetime | None:
     stmt = select(sa.func.max(col(Media.posted_at))).where(
         col(Media.account_id) == account_id, col(Media.platform) == PLATFORM

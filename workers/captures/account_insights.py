@@ -43,8 +43,6 @@ from store.account_insights import (
     last_demographics_at,
     next_final_due,
     postpone,
-    refuse_metric,
-    refused_metrics,
     stored_days,
 )
 from store.backoff import (
@@ -56,7 +54,14 @@ from store.backoff import (
     record_failure,
     record_success,
 )
-from store.recording import NOT_SUPPORTED, MetricRow, Subject, record_snapshot
+from store.recording import (
+    NOT_SUPPORTED,
+    MetricRow,
+    Subject,
+    mark_unavailable,
+    record_snapshot,
+    unavailable_metrics,
+)
 from store.story_bookkeeping import account_credentials, flag_reauth
 from workers.meta.api_errors import AuthError, InvalidMetric, MetaError, Throttled, Transient
 from workers.meta.days import Window, day_start, due_windows
@@ -192,7 +197,10 @@ async def _ask(
     """One call, without the metrics Meta refused for the account; one it refuses now is
     recorded and the call asked again without it. Those get `not_supported` rows."""
     assert account.id is not None
-    skip = await in_thread(ctx, refused_metrics, ctx["engine"], account_id=account.id, now=utcnow())
+    skip = await in_thread(
+        ctx, unavailable_metrics, ctx["engine"], platform=PLATFORM, account_id=account.id,
+        now=utcnow(),
+    )  # fmt: skip
     metrics = tuple(m for m in call.metrics if m not in skip)
     while metrics:
         span = {k: str(v) for k, v in window.params.items()} if window else {}
@@ -219,19 +227,18 @@ async def _ask(
 
 
 async def _refused(ctx: Context, account_id: int, metrics: list[str], reason: str) -> None:
-    for metric in metrics:
-        fresh = await in_thread(
-            ctx, refuse_metric, ctx["engine"], account_id=account_id, metric=metric,
-            reason=reason, retry_at=utcnow() + REFUSED_RETRY,
-        )  # fmt: skip
-        if fresh:
-            log.warning(
-                "account %s: Meta refused the account metric %s: %s",
-                account_id,
-                metric,
-                reason,
-                extra={"account_id": account_id},
-            )
+    fresh = await in_thread(
+        ctx, mark_unavailable, ctx["engine"], platform=PLATFORM, account_id=account_id,
+        metrics=metrics, reason=reason, retry_at=utcnow() + REFUSED_RETRY,
+    )  # fmt: skip
+    for metric in fresh:
+        log.warning(
+            "account %s: Meta refused the account metric %s: %s",
+            account_id,
+            metric,
+            reason,
+            extra={"account_id": account_id},
+        )
 
 
 def _store(engine: Engine, account: Account, kind: str, slot: str, got: Collected) -> bool:

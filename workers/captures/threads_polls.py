@@ -37,7 +37,13 @@ from store.backoff import (
     record_success,
 )
 from store.due_captures import schedule_capture
-from store.recording import MetricRow, Subject, record_snapshot
+from store.recording import (
+    MetricRow,
+    Subject,
+    mark_unavailable,
+    record_snapshot,
+    unavailable_metrics,
+)
 from store.story_bookkeeping import account_credentials
 from store.threads_bookkeeping import (
     ACTIVE,
@@ -48,11 +54,9 @@ from store.threads_bookkeeping import (
     flag_threads_reauth,
     last_capture_at,
     last_views_day,
-    mark_unavailable,
     newest_post_at,
     stored_slots,
     stored_windows,
-    unavailable_metrics,
 )
 from workers.captures.jobs import enqueue_capture, timed
 from workers.meta.api_errors import (
@@ -251,7 +255,9 @@ async def _call(
     `window`, over that day only, every row dated by the window's end."""
     engine: Engine = ctx["engine"]
     assert account.id is not None
-    skip = await in_thread(ctx, unavailable_metrics, engine, account_id=account.id, now=utcnow())
+    skip = await in_thread(
+        ctx, unavailable_metrics, engine, platform=PLATFORM, account_id=account.id, now=utcnow()
+    )
     wanted = [metric for metric in metrics if metric not in skip]
     if not wanted or got.stop is not None:
         return
@@ -277,6 +283,7 @@ async def _unavailable(ctx: Context, account_id: int, metrics: list[str], exc: M
         ctx,
         mark_unavailable,
         ctx["engine"],
+        platform=PLATFORM,
         account_id=account_id,
         metrics=metrics,
         reason=str(exc),
