@@ -118,7 +118,7 @@ SELECT s.id, s.subject_id, s.version, s.slot, s.source, s.captured_at,
        MAX(CASE WHEN m.metric = 'views' AND m.breakdown IS NULL THEN m.value END) AS views,
        MAX(m.flag) AS flag
 FROM snapshot s
-LEFT JOIN metric_value m ON m.snapshot_id = s.id
+LEFT JOIN metric_history m ON m.snapshot_id = s.id
 WHERE s.id > :after AND s.subject_type = 'story'
 GROUP BY s.id, s.subject_id, s.version, s.slot, s.source, s.captured_at
 ORDER BY s.id

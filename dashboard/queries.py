@@ -1,7 +1,7 @@
 """The dashboard's read-only SQL. Each query is keyed so an index answers it on a large archive:
 
-- a subject's versions: `uq_snapshot_version` (platform, subject_type, subject_id, ...) then
-  `metric_value.snapshot_id`'s index, so a story costs its own rows, whatever the archive holds;
+- a subject's versions: `ix_snapshot_subject` (subject_id, kind, version), each snapshot's
+  values in its own row, so a story costs its own rows, whatever the archive holds;
 - an account's recent stories and posts: `ix_media_account_expires` (account_id, ...);
 - a Threads user's days: the `threads_user_daily` view filtered on its partition key, which
   PostgreSQL pushes below the window (SQLite scans that user's snapshots);
@@ -12,7 +12,6 @@ No token column is ever selected.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,31 +19,14 @@ from sqlalchemy.engine import Connection, Row
 
 from models.accounts import Account
 from models.deliveries import FAILED, WebhookDelivery
-from models.snapshots import Media, MetricValue, Snapshot
+from models.snapshots import Media, Snapshot, StoredValue, stored_values
 from models.tables import table_of
 
 _media = table_of(Media)
 _snapshot = table_of(Snapshot)
-_value = table_of(MetricValue)
 _delivery = table_of(WebhookDelivery)
 _account = table_of(Account)
 LIST_LIMIT = 50
-
-
-@dataclass(frozen=True)
-class Value:
-    """One metric value of one version, as metric_history has it."""
-
-    snapshot_id: int
-    version: int
-    slot: str
-    source: str
-    captured_at: datetime
-    metric: str
-    breakdown: str | None
-    dimension: str | None
-    value: float | None
-    flag: str | None
 
 
 def subject(conn: Connection, platform: str, media_id: str) -> Any:
@@ -69,32 +51,19 @@ def subject(conn: Connection, platform: str, media_id: str) -> Any:
     return conn.execute(stmt).first()
 
 
-def versions(conn: Connection, platform: str, subject_type: str, subject_id: str) -> list[Value]:
+def versions(
+    conn: Connection, platform: str, subject_type: str, subject_id: str
+) -> list[StoredValue]:
     """Every insights value of every version of a subject, oldest version first."""
-    s, m = _snapshot.c, _value.c
-    stmt = (
-        sa.select(
-            s.id.label("snapshot_id"),
-            s.version,
-            s.slot,
-            s.source,
-            s.captured_at,
-            m.metric,
-            m.breakdown,
-            m.dimension,
-            m.value,
-            m.flag,
-        )
-        .join(_value, m.snapshot_id == s.id)
-        .where(
-            s.platform == platform,
-            s.subject_type == subject_type,
-            s.subject_id == subject_id,
-            s.kind == "insights",
-        )
-        .order_by(s.version, m.metric, m.breakdown, m.dimension)
+    s = _snapshot.c
+    where = (
+        s.subject_id == subject_id,
+        s.kind == "insights",
+        s.platform == platform,
+        s.subject_type == subject_type,
     )
-    return [Value(**row._mapping) for row in conn.execute(stmt)]
+    values = stored_values(conn, *where)
+    return sorted(values, key=lambda v: (v.version, v.metric, v.breakdown or "", v.dimension or ""))
 
 
 def recent_media(conn: Connection, account_id: int, subject_type: str) -> list[Row[Any]]:

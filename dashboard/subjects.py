@@ -11,7 +11,8 @@ from typing import Any
 from core.redaction import scrub
 from dashboard.charts import Point, Series, line_chart
 from dashboard.html import Html, export_links, heading, page, table, text
-from dashboard.queries import Day, Value
+from dashboard.queries import Day
+from models.snapshots import StoredValue as Value
 
 BELOW_THRESHOLD = "below_threshold"
 

@@ -8,13 +8,12 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from core.crypto import TokenText
-from models.scrubbed import ScrubbedText
-from models.types import UTCDateTime, utcnow
+from models.types import ScrubbedText, UTCDateTime, utcnow
 
 
 class Account(SQLModel, table=True):
     """One registered account. Its errors, problems and reasons are ScrubbedText: a token
-    Meta quotes back in an error is stored masked (models.scrubbed)."""
+    Meta quotes back in an error is stored masked (models.types)."""
 
     __tablename__ = "account"
 

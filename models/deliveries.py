@@ -9,8 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from models.scrubbed import ScrubbedText
-from models.types import UTCDateTime, utcnow
+from models.types import BigId, ScrubbedText, UTCDateTime, utcnow
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
 
@@ -34,7 +33,7 @@ class WebhookDelivery(SQLModel, table=True):
         sa.Index("ix_webhook_delivery_status", "status", "id"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, sa_column=sa.Column(BigId, primary_key=True))
     platform: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
     body: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False), repr=False)
     body_sha256: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))

@@ -13,8 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from models.scrubbed import ScrubbedJSON, ScrubbedText
-from models.types import UTCDateTime, utcnow
+from models.types import BigId, ScrubbedJSON, ScrubbedText, UTCDateTime, utcnow
 
 # Life of a notice: pending (waiting for its next attempt) -> delivered | undeliverable (kept).
 PENDING = "pending"
@@ -38,7 +37,7 @@ class Notice(SQLModel, table=True):
         sa.Index("ix_notice_kind_subject", "kind", "account_id", "subject"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, sa_column=sa.Column(BigId, primary_key=True))
     dedupe_key: str = Field(sa_column=sa.Column(sa.String(255), nullable=False))
     kind: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
     account_id: int | None = Field(

@@ -6,7 +6,7 @@ from sqlmodel import SQLModel
 from models.accounts import Account, MetricUnavailable
 from models.deliveries import WebhookDelivery
 from models.notices import Notice
-from models.snapshots import Media, MetricValue, Snapshot
+from models.snapshots import Media, MetricKey, Snapshot, SnapshotRaw
 
 metadata = SQLModel.metadata
 
@@ -23,10 +23,11 @@ def table_of(model: type[SQLModel]) -> sa.Table:
 __all__ = [
     "Account",
     "Media",
+    "MetricKey",
     "MetricUnavailable",
-    "MetricValue",
     "Notice",
     "Snapshot",
+    "SnapshotRaw",
     "WebhookDelivery",
     "metadata",
     "table_of",

@@ -1,4 +1,9 @@
-"""Column types shared by the tables."""
+"""Column types shared by the tables.
+
+The scrubbed types scrub what is written to them (core.redaction), so an error, a reason or a
+`raw` body that quotes a token is stored masked whichever code path writes it: ORM objects,
+Core INSERTs and UPDATEs alike. The column's schema type is unchanged (TEXT, JSON / JSONB).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
+
+from core.redaction import scrub_json, scrub_optional
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -35,3 +45,67 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class ScrubbedText(sa.TypeDecorator[str]):
+    """TEXT for errors, problems and reasons: scrubbed on the way in."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return scrub_optional(value)
+
+
+class ScrubbedJSON(sa.TypeDecorator[Any]):
+    """JSON (JSONB on PostgreSQL) for Meta's answers kept as `raw`: every string scrubbed,
+    every secret-named key's value masked, on the way in."""
+
+    impl = sa.JSON
+    cache_ok = True
+    should_evaluate_none = True  # as sa.JSON: None is stored as JSON null, as before
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(sa.JSON())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return scrub_json(value)
+
+
+# Row ids of the tables that grow with the archive. SQLite's INTEGER PRIMARY KEY is its 64-bit
+# rowid already (and a BIGINT one would not autoincrement there).
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class _SQLiteTimes(sa.TypeDecorator[list[Any]]):
+    """A list of UTC timestamps as JSON text, each spelled as SQLite spells a DATETIME, so the
+    views can compare and date() them like any timestamp column."""
+
+    impl = sa.JSON(none_as_null=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: list[datetime | None] | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return [None if t is None else _sqlite_time(t) for t in value]
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[datetime | None] | None:
+        if value is None:
+            return None
+        return [None if t is None else datetime.fromisoformat(t).replace(tzinfo=UTC) for t in value]
+
+
+def _sqlite_time(value: datetime) -> str:
+    if value.tzinfo is None:
+        msg = "naive datetime given; the archiver stores UTC only"
+        raise ValueError(msg)
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+# A snapshot's values side by side: native arrays on PostgreSQL, JSON text on SQLite.
+IntArray = postgresql.ARRAY(sa.Integer()).with_variant(sa.JSON(), "sqlite")
+FloatArray = postgresql.ARRAY(sa.Float()).with_variant(sa.JSON(), "sqlite")
+TimeArray = postgresql.ARRAY(sa.DateTime(timezone=True)).with_variant(_SQLiteTimes(), "sqlite")
+TextArray = postgresql.ARRAY(sa.Text()).with_variant(sa.JSON(none_as_null=True), "sqlite")

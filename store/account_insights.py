@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from models.accounts import Account
-from models.snapshots import Media, MetricValue, Snapshot
+from models.snapshots import Media, Snapshot, newest_capture_per_end, stored_values
 from models.tables import table_of
 from store.due_captures import LIVE
 
@@ -56,15 +56,11 @@ def _account_snapshots(ig_user_id: str, kind: str) -> tuple[sa.ColumnElement[boo
 def stored_days(engine: Engine, *, ig_user_id: str, since: datetime) -> dict[datetime, datetime]:
     """For each stored day's end (end_time) since `since`, when its newest values were
     captured: which closed days are stored, and how settled."""
-    stmt = (
-        select(col(MetricValue.end_time), sa.func.max(col(Snapshot.captured_at)))
-        .join(Snapshot, col(Snapshot.id) == col(MetricValue.snapshot_id))
-        .where(*_account_snapshots(ig_user_id, INSIGHTS), col(MetricValue.end_time) >= since)
-        .group_by(col(MetricValue.end_time))
-    )
-    with Session(engine) as session:
-        rows = session.exec(stmt).all()
-    return {end: captured for end, captured in rows if end is not None}
+    # A closed day is captured after it ends, so older snapshots hold no day since `since`.
+    where = (*_account_snapshots(ig_user_id, INSIGHTS), col(Snapshot.captured_at) >= since)
+    with engine.connect() as conn:
+        values = stored_values(conn, *where)
+    return newest_capture_per_end(values, since)
 
 
 def last_demographics_at(engine: Engine, *, ig_user_id: str) -> datetime | None:

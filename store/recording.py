@@ -1,4 +1,4 @@
-"""Writing a capture: one append-only snapshot version plus its metric rows, idempotently."""
+"""Writing a capture: one append-only snapshot version holding its values, idempotently."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from models.accounts import MetricUnavailable
-from models.snapshots import MetricValue, Snapshot
+from models.partitions import ensure_month
+from models.snapshots import MetricKey, Snapshot, SnapshotRaw
 from models.tables import table_of
 from models.types import utcnow
 
 BELOW_THRESHOLD = "below_threshold"
 UNAVAILABLE = "unavailable"
 NOT_SUPPORTED = "not_supported"  # Meta refused the metric for this media (#100), so not asked
-_VERSION_RACE_TRIES = 8
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,11 @@ class Subject:
 
 
 _snapshot = table_of(Snapshot)
-_metric_value = table_of(MetricValue)
+_raw = table_of(SnapshotRaw)
+_key = table_of(MetricKey)
+# Keys of Meta's insights entries that repeat the same text in every answer (a metric's title
+# and description): left out of the stored raw, which is otherwise kept as received.
+_CONSTANT_KEYS = frozenset({"title", "description"})
 
 
 @dataclass(frozen=True)
@@ -60,10 +64,10 @@ class Recorded:
 
 def _same_subject(subject: Subject) -> tuple[sa.ColumnElement[bool], ...]:
     return (
-        _snapshot.c.platform == subject.platform,
-        _snapshot.c.subject_type == subject.subject_type,
         _snapshot.c.subject_id == subject.subject_id,
         _snapshot.c.kind == subject.kind,
+        _snapshot.c.platform == subject.platform,
+        _snapshot.c.subject_type == subject.subject_type,
     )
 
 
@@ -75,28 +79,76 @@ def find_snapshot(session: Session, subject: Subject, slot: str) -> Recorded | N
     return None if row is None else Recorded(*row)
 
 
-def _insert_version(
-    session: Session, subject: Subject, values: dict[str, Any]
-) -> tuple[int, int] | None:
-    """INSERT the next version unless a unique key (slot or version) is taken: (id, version).
+def _lock_subject(session: Session, subject: Subject) -> None:
+    """Serialise writers of one subject until commit (PostgreSQL; SQLite writes one at a
+    time): the slot check and the version number below then cannot race."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = "|".join((subject.platform, subject.subject_type, subject.subject_id, subject.kind))
+    session.connection().execute(
+        sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+    )
 
-    One statement: the version is computed inside the INSERT, and ON CONFLICT DO NOTHING
-    replaces a savepoint per try (PostgreSQL and SQLite alike).
-    """
-    version = (
-        sa.select(sa.func.coalesce(sa.func.max(_snapshot.c.version), 0) + 1)
-        .where(*_same_subject(subject))
-        .scalar_subquery()
-    )
-    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
-    stmt = (
-        dialect.insert(_snapshot)
-        .values(**values, version=version)
-        .on_conflict_do_nothing()
-        .returning(_snapshot.c.id, _snapshot.c.version)
-    )
-    row = session.connection().execute(stmt).first()
-    return None if row is None else (int(row[0]), int(row[1]))
+
+def _next_version(session: Session, subject: Subject) -> int:
+    stmt = sa.select(sa.func.max(_snapshot.c.version)).where(*_same_subject(subject))
+    return int(session.connection().execute(stmt).scalar() or 0) + 1
+
+
+def metric_key_ids(conn: sa.Connection, metrics: list[MetricRow]) -> dict[KeyName, int]:
+    """The `metric_key` id of every (metric, breakdown, dimension) in `metrics`, adding the
+    new ones (sorted, so that two writers adding the same keys never deadlock)."""
+    wanted = sorted({_key_name(row) for row in metrics})
+    if not wanted:
+        return {}
+    found = _select_keys(conn, wanted)
+    missing = [name for name in wanted if name not in found]
+    if missing:
+        dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+        rows = [{"metric": m, "breakdown": b, "dimension": d} for m, b, d in missing]
+        conn.execute(dialect.insert(_key).values(rows).on_conflict_do_nothing())
+        found.update(_select_keys(conn, missing))
+    return found
+
+
+KeyName = tuple[str, str, str]
+
+
+def _key_name(row: MetricRow) -> KeyName:
+    return (row.metric, row.breakdown or "", row.dimension or "")
+
+
+def _select_keys(conn: sa.Connection, names: list[KeyName]) -> dict[KeyName, int]:
+    columns = (_key.c.metric, _key.c.breakdown, _key.c.dimension)
+    stmt = sa.select(_key.c.id, *columns).where(sa.tuple_(*columns).in_(names))
+    return {(m, b, d): int(key_id) for key_id, m, b, d in conn.execute(stmt)}
+
+
+def packed_values(metrics: list[MetricRow], keys: dict[KeyName, int]) -> dict[str, Any]:
+    """A capture's values as the snapshot row stores them, position by position; end_times
+    and flags stay null when no value has one."""
+    end_times = [row.end_time for row in metrics]
+    flags = [row.flag for row in metrics]
+    return {
+        "metric_keys": [keys[_key_name(row)] for row in metrics],
+        "metric_values": [row.value for row in metrics],
+        "end_times": end_times if any(t is not None for t in end_times) else None,
+        "flags": flags if any(f is not None for f in flags) else None,
+    }
+
+
+def compact_raw(raw: Any) -> Any:
+    """`raw` without Meta's constant strings (see _CONSTANT_KEYS), at any depth."""
+    if isinstance(raw, dict):
+        named = "name" in raw
+        return {
+            key: compact_raw(value)
+            for key, value in raw.items()
+            if not (named and key in _CONSTANT_KEYS)
+        }
+    if isinstance(raw, list):
+        return [compact_raw(item) for item in raw]
+    return raw
 
 
 def record_snapshot(
@@ -111,11 +163,17 @@ def record_snapshot(
     delivery_id: int | None = None,
     captured_at: datetime | None = None,
 ) -> tuple[Recorded, bool]:
-    """Store a new version unless `slot` was captured already; return (snapshot, created).
-
-    Concurrent writers of the same subject race on the version number; the unique
-    constraints decide, and the loser either finds its slot taken or tries the next version.
-    """
+    """Store a new version unless `slot` was captured already; return (snapshot, created)."""
+    captured_at = captured_at or utcnow()
+    session.flush()  # Core statements below skip autoflush: the caller's pending rows first
+    bind = session.get_bind()
+    ensure_month(bind if isinstance(bind, Engine) else bind.engine, captured_at)
+    _lock_subject(session, subject)
+    existing = find_snapshot(session, subject, slot)
+    if existing is not None:
+        return existing, False
+    conn = session.connection()
+    version = _next_version(session, subject)
     values = {
         "account_id": subject.account_id,
         "platform": subject.platform,
@@ -126,24 +184,16 @@ def record_snapshot(
         "source": source,
         "api_version": api_version,
         "delivery_id": delivery_id,
-        "raw": raw,
-        "captured_at": captured_at or utcnow(),
+        "captured_at": captured_at,
+        "version": version,
+        **packed_values(metrics, metric_key_ids(conn, metrics)),
     }
-    session.flush()  # Core statements below skip autoflush: the caller's pending rows first
-    for _ in range(_VERSION_RACE_TRIES):
-        inserted = _insert_version(session, subject, values)
-        if inserted is None:
-            existing = find_snapshot(session, subject, slot)
-            if existing is not None:
-                return existing, False
-            continue  # another writer took this version number for another slot
-        snapshot_id, version = inserted
-        if metrics:  # one executemany through Core: the ORM's unit of work costs ~10x more
-            rows = [{"snapshot_id": snapshot_id, **row.__dict__} for row in metrics]
-            session.connection().execute(sa.insert(_metric_value), rows)
-        return Recorded(snapshot_id, version, values["captured_at"]), True
-    msg = f"could not allocate a snapshot version for {subject} after {_VERSION_RACE_TRIES} tries"
-    raise RuntimeError(msg)
+    snapshot_id = conn.execute(sa.insert(_snapshot).values(values).returning(_snapshot.c.id))
+    recorded = Recorded(int(snapshot_id.scalar_one()), version, captured_at)
+    if raw is not None:
+        body = {"snapshot_id": recorded.id, "captured_at": captured_at, "body": compact_raw(raw)}
+        conn.execute(sa.insert(_raw).values(body))
+    return recorded, True
 
 
 def unavailable_metrics(

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from models.accounts import Account, MetricUnavailable
-from models.snapshots import Media, MetricValue, Snapshot
+from models.snapshots import Media, Snapshot, newest_capture_per_end, stored_values
 from models.tables import table_of
 from models.types import utcnow
 from store.due_captures import SKIPPED, TRACKED, insert_media
@@ -32,6 +32,8 @@ DELETED = "deleted"  # a post its owner deleted (the `delete` webhook): captures
 _account = table_of(Account)
 _media = table_of(Media)
 _unavailable = table_of(MetricUnavailable)
+
+_SLACK = timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -94,14 +96,11 @@ def _user_snapshots(threads_user_id: str) -> Any:
 
 def last_views_day(engine: Engine, *, threads_user_id: str) -> datetime | None:
     """The newest `views` day stored for the user (the next poll overlaps it)."""
-    stmt = (
-        select(sa.func.max(col(MetricValue.end_time)))
-        .join(Snapshot, col(Snapshot.id) == col(MetricValue.snapshot_id))
-        .where(*_user_snapshots(threads_user_id), col(MetricValue.metric) == "views")
-    )
-    with Session(engine) as session:
-        found = session.exec(stmt).one()
-    return found
+    where = (*_user_snapshots(threads_user_id), col(Snapshot.kind) == "insights")
+    with engine.connect() as conn:
+        values = stored_values(conn, *where)
+    ends = [v.end_time for v in values if v.metric == "views" and v.end_time is not None]
+    return max(ends, default=None)
 
 
 def stored_windows(
@@ -109,19 +108,11 @@ def stored_windows(
 ) -> dict[datetime, datetime]:
     """For each window end (`end_time`) since `since` that holds a value of `metrics`, when
     the newest of those values was captured: which closed days are stored, and how fresh."""
-    stmt = (
-        select(col(MetricValue.end_time), sa.func.max(col(Snapshot.captured_at)))
-        .join(Snapshot, col(Snapshot.id) == col(MetricValue.snapshot_id))
-        .where(
-            *_user_snapshots(threads_user_id),
-            col(MetricValue.metric).in_(metrics),
-            col(MetricValue.end_time) >= since,
-        )
-        .group_by(col(MetricValue.end_time))
-    )
-    with Session(engine) as session:
-        rows = session.exec(stmt).all()
-    return {end: captured for end, captured in rows if end is not None}
+    # A day's values are captured after it starts; two days of slack cover a partial day.
+    where = (*_user_snapshots(threads_user_id), col(Snapshot.captured_at) >= since - _SLACK)
+    with engine.connect() as conn:
+        values = [v for v in stored_values(conn, *where) if v.metric in metrics]
+    return newest_capture_per_end(values, since)
 
 
 def stored_slots(engine: Engine, *, threads_user_id: str, prefix: str) -> set[str]:

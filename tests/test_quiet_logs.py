@@ -115,7 +115,7 @@ async def test_a_failed_job_logs_its_job_and_account_ids(
             await poll_stories(ctx, account_id)
         await poll_stories(ctx, account_id)
         del ctx["account_id"]  # arq gives every job a fresh ctx: the capture finds it itself
-        with failing_inserts(engine, "metric_value"), pytest.raises(Retry):
+        with failing_inserts(engine, "snapshot_raw"), pytest.raises(Retry):
             await capture_story(ctx, story.id, "first")
     errors = [e for e in entries(stream) if e["level"] == "ERROR"]
     assert [(e["job_id"], e["account_id"]) for e in errors] == [("test-job", account_id)] * 2

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core.redaction import MASK
+from models.snapshots import raw_body
 from tests.metasim_fixtures import RunningSim
 from tests.test_metasim import V, error, get
 from tests.test_status import Status, status_runner
@@ -135,7 +136,8 @@ async def test_quoted_tokens_are_masked_in_the_database_the_log_and_status(
     assert MASK in (row.state_reason or "")
     assert MASK in (row.ig_problem or "")
     assert MASK in (row.threads_problem or "")
-    assert MASK in json.dumps(snapshot.raw)
+    with engine.connect() as conn:
+        assert MASK in json.dumps(raw_body(conn, snapshot.id))
     assert MASK in report["ig_problem"]
     assert report["threads"]["problem"].startswith("permission denied")
     assert MASK in out

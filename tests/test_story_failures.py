@@ -322,7 +322,7 @@ async def test_an_unexpected_error_in_a_capture_is_retried_then_skips_its_slot(
     """A database fault recording the snapshot: retried, then the slot is skipped with the
     reason; the next slot is captured once the fault is gone."""
     async with capture_ctx(engine, redis_url, sim) as (ctx, _ig, media_id):
-        with failing_inserts(engine, "metric_value"):
+        with failing_inserts(engine, "snapshot_raw"):
             with pytest.raises(Retry):
                 await capture_story(ctx, media_id, "first")
             retried = stories(engine)[media_id]

@@ -248,7 +248,7 @@ async def test_an_unexpected_error_in_a_post_capture_is_retried_then_skips_its_s
 ) -> None:
     """A database fault recording the snapshot: retried, then the slot is skipped."""
     async with post_ctx(engine, redis_url, sim) as (ctx, _account, media_id):
-        with failing_inserts(engine, "metric_value"):
+        with failing_inserts(engine, "snapshot_raw"):
             with pytest.raises(Retry):
                 await capture_threads_post(ctx, media_id, "first")
             ctx["job_try"] = CAPTURE_MAX_TRIES

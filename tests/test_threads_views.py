@@ -110,7 +110,8 @@ def account_id(engine: Engine) -> int:
                 Media(
                     account_id=account.id, platform="threads", subject_type="threads_post",
                     media_id=media_id, media_type=media_type, capture_state=state,
-                    posted_at=at("11-01 08:00"), permalink=link, caption=f"post {media_id}",
+                    posted_at=at("10-20 08:00" if media_id == OLD_POST else "11-01 08:00"),
+                    permalink=link, caption=f"post {media_id}",
                 )
             )  # fmt: skip
         record(session, account.id, "threads_post", POST_CAPTURES)

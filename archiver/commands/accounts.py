@@ -350,7 +350,7 @@ def run_remove(args: argparse.Namespace, settings: Settings) -> int:
     from sqlmodel import select
 
     from models.db import session_scope
-    from models.snapshots import Snapshot
+    from models.snapshots import Snapshot, delete_snapshots
 
     engine = open_database(settings)
     try:
@@ -364,6 +364,7 @@ def run_remove(args: argparse.Namespace, settings: Settings) -> int:
                     "deleted with it; pass --delete-snapshots to confirm"
                 )
                 raise ConflictError(msg)
+            delete_snapshots(session, account.id)
             session.delete(account)
     finally:
         engine.dispose()

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from alembic import context
 
 from models.db import create_db_engine
+from models.partitions import include_name
 from models.tables import metadata
 
 config = context.config
@@ -21,14 +22,11 @@ def run_migrations_online() -> None:
             target_metadata=metadata,
             compare_type=True,
             render_as_batch=connection.dialect.name == "sqlite",
+            include_name=include_name,
         )
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()
-
-
-def include_object(*_args: object) -> bool:  # pragma: no cover - kept for autogenerate hooks
-    return True
 
 
 if context.is_offline_mode():

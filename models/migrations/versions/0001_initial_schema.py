@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from models.views import METRIC_HISTORY_V1
+from models.views_v1 import METRIC_HISTORY_V1
 
 revision: str = "0001"
 down_revision: str | None = None

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from models.views import STORY_FINAL_V1, STORY_LATEST_V1
+from models.views_v1 import STORY_FINAL_V1, STORY_LATEST_V1
 
 revision: str = "0003"
 down_revision: str | None = "0002"

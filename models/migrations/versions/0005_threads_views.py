@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from models.views import THREADS_POST_LATEST_V1, THREADS_USER_DAILY_V1
+from models.views_v1 import THREADS_POST_LATEST_V1, THREADS_USER_DAILY_V1
 
 revision: str = "0005"
 down_revision: str | None = "0004"

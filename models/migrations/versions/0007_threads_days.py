@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from models.views import THREADS_USER_DAILY_V1, THREADS_USER_DAILY_V2
+from models.views_v1 import THREADS_USER_DAILY_V1, THREADS_USER_DAILY_V2
 
 revision: str = "0007"
 down_revision: str | None = "0006"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from models.views import MEDIA_LATEST_V1
+from models.views_v1 import MEDIA_LATEST_V1
 
 revision: str = "0009"
 down_revision: str | None = "0008"

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from models.views import IG_ACCOUNT_DAILY_V1, IG_ACCOUNT_DEMOGRAPHICS_V1
+from models.views_v1 import IG_ACCOUNT_DAILY_V1, IG_ACCOUNT_DEMOGRAPHICS_V1
 
 revision: str = "0010"
 down_revision: str | None = "0009"
