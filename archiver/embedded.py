@@ -61,7 +61,7 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        """What redis.asyncio.ConnectionPool.from_url and arq's RedisSettings.from_dsn take."""
+        """The REDIS_URL of the server (a unix:// URL, jobqueue.redis_url)."""
         return f"unix://{self.socket}"
 
     def start(self) -> str:

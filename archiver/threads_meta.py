@@ -28,12 +28,12 @@ from archiver.progress import ProgressBar
 from core.config import Settings
 from core.errors import (
     ArchiverError,
-    ConfigError,
     ConflictError,
     MetaRefused,
     MetaUnavailable,
     StoreUnavailable,
 )
+from jobqueue.redis_url import async_client, close_async, parse_redis_url
 from models.accounts import Account
 from store.threads_bookkeeping import flag_threads_reauth
 from workers.captures.threads_polls import backfill_views
@@ -87,11 +87,8 @@ def explain(
 @asynccontextmanager
 async def open_clients(settings: Settings) -> AsyncIterator[MetaClients]:
     """The worker's HTTP client, plus Redis for the shared pauses when REDIS_URL is set."""
-    try:
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    except ValueError as exc:
-        msg = f"REDIS_URL is not a Redis URL: {exc.__class__.__name__}"
-        raise ConfigError(msg) from None
+    target = parse_redis_url(settings.redis_url) if settings.redis_url else None  # ConfigError
+    redis = async_client(target, Redis) if target is not None else None
     http = make_http_client(settings)
     try:
         yield build_clients(http, settings, redis)
@@ -101,7 +98,7 @@ async def open_clients(settings: Settings) -> AsyncIterator[MetaClients]:
     finally:
         await http.aclose()
         if redis is not None:
-            await redis.aclose()
+            await close_async(redis)
 
 
 async def _connected(clients: MetaClients, account: IgAccount) -> str | None:

@@ -28,6 +28,7 @@ from dashboard.exports import export
 from dashboard.html import Html, page, text
 from dashboard.pages import accounts_page, deliveries_page
 from dashboard.subjects import subject_page, threads_user_page
+from jobqueue.redis_url import RedisTarget, async_client, close_async, parse_redis_url
 from models.db import create_db_engine
 from reports.coverage import account_statuses, delivery_counts
 from reports.figures import Counters, read_counters
@@ -133,8 +134,10 @@ async def deliveries(request: Request) -> Response:
 
 
 def create_dashboard(settings: Settings) -> Starlette:
-    """The dashboard; ConfigError when DASHBOARD_HOST is beyond loopback without a token."""
+    """The dashboard; ConfigError when DASHBOARD_HOST is beyond loopback without a token, or
+    REDIS_URL names no Redis."""
     require_token_if_exposed(settings)
+    redis_target = parse_redis_url(settings.redis_url) if settings.redis_url else None
     routes = [
         Route("/", accounts),
         Route("/stories/{media_id}", _subject("instagram", "story", "Story")),
@@ -148,26 +151,30 @@ def create_dashboard(settings: Settings) -> Starlette:
     ]
     token = settings.dashboard_token
     middleware = [Middleware(TokenAuth, token=token.get_secret_value())] if token else []
-    app = Starlette(routes=routes, middleware=middleware, lifespan=_lifespan(settings))
+    app = Starlette(
+        routes=routes, middleware=middleware, lifespan=_lifespan(settings, redis_target)
+    )
     app.state.settings = settings
     return app
 
 
-def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+def _lifespan(
+    settings: Settings, redis_target: RedisTarget | None
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         """Open the engine (and Redis, for the throttle figures); close them on shutdown."""
         app.state.engine = create_db_engine(settings.database_url, pool_size=2)
         app.state.redis = (
-            Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT)
-            if settings.redis_url
+            async_client(redis_target, Redis, socket_timeout=REDIS_TIMEOUT)
+            if redis_target is not None
             else None
         )
         try:
             yield
         finally:
             if app.state.redis is not None:
-                await app.state.redis.aclose()
+                await close_async(app.state.redis)
             app.state.engine.dispose()
 
     return lifespan

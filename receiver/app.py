@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute
 
 from core.config import Settings
 from core.errors import ConfigError
+from jobqueue.redis_url import RedisTarget, parse_redis_url
 from models.db import create_db_engine
 from receiver.archive import DeliveryArchive, ThreadedArchive
 from receiver.health import health_routes, ops_routes
@@ -76,18 +77,20 @@ def create_app(
     archive_writers: int | None = None,
     registry: CollectorRegistry | None = None,
 ) -> Starlette:
-    """The receiver; raises ConfigError when META_APP_SECRET or META_VERIFY_TOKEN is missing.
+    """The receiver; raises ConfigError when META_APP_SECRET or META_VERIFY_TOKEN is missing
+    or REDIS_URL names no Redis (before listening, not at start-up).
 
     `archive_writers` overrides the number of group-commit writer threads (SQLite: always 1).
     `registry` is where its metrics go and what its ops listener serves (default: its own;
     `archiver run` passes the one the worker counts into too).
     """
     settings.require_receiver_secrets()
+    redis_target = parse_redis_url(settings.redis_url) if settings.redis_url else None
     hooks = webhooks(settings)
     routes: list[BaseRoute] = [route for hook in hooks for route in hook.routes()]
     routes += health_routes()
     writers = 1 if settings.is_sqlite else archive_writers or POSTGRES_WRITERS
-    app = Starlette(routes=routes, lifespan=_lifespan(settings, writers))
+    app = Starlette(routes=routes, lifespan=_lifespan(settings, writers, redis_target))
     app.state.settings = settings
     app.state.registry = registry = registry or CollectorRegistry()
     app.state.metrics = ReceiverMetrics(registry, (hook.platform for hook in hooks))
@@ -103,7 +106,7 @@ def create_ops_app(app: Starlette) -> Starlette:
 
 
 def _lifespan(
-    settings: Settings, writers: int
+    settings: Settings, writers: int, redis_target: RedisTarget | None
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -111,7 +114,7 @@ def _lifespan(
         state = app.state
         engine = create_db_engine(settings.database_url)
         archive = open_archive(engine, writers=writers, timeout=settings.ingest_timeout_seconds)
-        redis = create_redis(settings.redis_url) if settings.redis_url else None
+        redis = create_redis(redis_target) if redis_target is not None else None
         relay = None
         if redis is not None:
             relay = Relay(

@@ -19,10 +19,10 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from arq.connections import ArqRedis
-from redis.asyncio import ConnectionPool
 from sqlalchemy.engine import Engine
 
 from jobqueue.outbox import enqueue_deliveries, relay_pending
+from jobqueue.redis_url import RedisTarget, arq_client, close_async
 from receiver.archive import describe
 from receiver.metrics import ReceiverMetrics
 
@@ -38,16 +38,17 @@ MAX_FRESH = 100_000
 Mark = Callable[[list[int]], Awaitable[None]]
 
 
-def create_redis(url: str, *, timeout: float = 5.0) -> ArqRedis:
+def create_redis(target: RedisTarget, *, timeout: float = 5.0) -> ArqRedis:
     """An ArqRedis without arq.create_pool's startup ping, so the receiver starts while Redis
-    is down; connections are made on first use and time out instead of hanging."""
-    pool = ConnectionPool.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-    return ArqRedis(pool)
+    is down; connections are made on first use (asking Sentinel for the master, with a
+    Sentinel URL) and time out instead of hanging."""
+    timeouts = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
+    return arq_client(target, **timeouts)
 
 
 async def close_redis(redis: ArqRedis) -> None:
-    """Close the client and its pool (a pool passed in is not closed by the client)."""
-    await redis.aclose(close_connection_pool=True)
+    """Close the client, its pool and any connections to sentinels."""
+    await close_async(redis)
 
 
 class Relay:

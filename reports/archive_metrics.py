@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
 from jobqueue.names import CONTROL_QUEUE, DELIVERIES_QUEUE, MAIN_QUEUE
+from jobqueue.redis_url import close_sync, parse_redis_url, sync_client
 from reports.figures import APP_PAUSE_KEYS, Gauges, read_gauges
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ class ArchiveCollector(Collector):
         self.timeout = timeout
         # The scrape stops waiting after `timeout`; the reading thread a little later.
         sockets = {"socket_timeout": 2 * timeout, "socket_connect_timeout": 2 * timeout}
-        self.redis = redis.Redis.from_url(redis_url, **sockets) if redis_url else None
+        target = parse_redis_url(redis_url) if redis_url else None
+        self.redis = sync_client(target, **sockets) if target is not None else None
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="metrics-read")
 
     def close(self) -> None:
@@ -81,7 +83,7 @@ class ArchiveCollector(Collector):
         connections go; the engine is the collector's own."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self.redis is not None:
-            self.redis.close()
+            close_sync(self.redis)
         self.engine.dispose()
 
     def collect(self) -> Iterable[Metric]:

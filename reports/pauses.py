@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.errors import ConfigError
+
 # The workers' Pacer keys (workers/meta/pacing.py, prefix "archiver", account key "ig:<id>");
 # tests/test_status.py checks that the two agree.
 PAUSE_COUNTS_KEY = "archiver:pauses:ig:{}"
@@ -46,21 +48,22 @@ def read_pauses(redis_url: str | None, ig_user_ids: list[str]) -> PauseReport:
     trip."""
     if not redis_url:
         return PauseReport(None, unknown_because="REDIS_URL unset")
-    import redis
     from redis.exceptions import RedisError
 
+    from jobqueue.redis_url import close_sync, parse_redis_url, sync_client
+
     try:
-        client = redis.Redis.from_url(
-            redis_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
-        )
-    except ValueError:
+        target = parse_redis_url(redis_url)
+    except ConfigError:
         return PauseReport(None, unknown_because="REDIS_URL is not a Redis URL")
+    timeouts = {"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT}
+    client = sync_client(target, **timeouts)
     try:
         replies = _ask(client, ig_user_ids)
     except RedisError:
         return PauseReport(None, unknown_because="Redis unreachable")
     finally:
-        client.close()
+        close_sync(client)
     return _pause_report(ig_user_ids, replies)
 
 

@@ -46,6 +46,7 @@ from jobqueue.names import (
     PROCESS_DELIVERY,
 )
 from jobqueue.outbox import sweep_stale
+from jobqueue.redis_url import arq_settings, close_sentinels, parse_redis_url
 from models.db import create_db_engine
 from reports.worker_metrics import WorkerMetrics
 from workers.captures.account_insights import MAX_TRIES as ACCOUNT_INSIGHTS_TRIES
@@ -259,15 +260,11 @@ async def shutdown(ctx: Context) -> None:
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
-    """arq's connection settings from REDIS_URL (redis://, rediss:// or unix://)."""
+    """arq's connection settings from REDIS_URL (one server, or a master through Sentinel)."""
     if not settings.redis_url:
         msg = "REDIS_URL must be set for the worker"
         raise ConfigError(msg)
-    try:
-        return RedisSettings.from_dsn(settings.redis_url)
-    except (RuntimeError, ValueError) as exc:
-        msg = f"REDIS_URL is not a redis://, rediss:// or unix:// URL: {exc}"
-        raise ConfigError(msg) from None
+    return arq_settings(parse_redis_url(settings.redis_url))
 
 
 def lane_settings(
@@ -298,6 +295,7 @@ def lane_settings(
         redis = ctx.get("redis")  # absent when a signal stops the worker before arq connects
         if redis is not None:
             await member.stop(redis)
+            await close_sentinels(redis.connection_pool)  # arq closes only the pool
         await shutdown(ctx)
 
     # A class body cannot see the function's locals under the same names: hence the renames.
