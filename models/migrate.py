@@ -12,6 +12,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from core.errors import StoreUnavailable
+from models.db import create_db_engine
+from models.partitions import ensure_ahead
+from models.types import utcnow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -27,9 +30,20 @@ def upgrade(url: str, revision: str = "head") -> None:
     """Bring the schema at `url` up to `revision`; safe to run on every start."""
     try:
         command.upgrade(alembic_config(url), revision)
+        if revision == "head":
+            _partitions_ahead(url)
     except OperationalError as exc:
         msg = f"database unavailable: {exc.orig or exc}"
         raise StoreUnavailable(msg) from exc
+
+
+def _partitions_ahead(url: str) -> None:
+    """The months ahead exist from the start (the tick keeps them ahead afterwards)."""
+    engine = create_db_engine(url, pool_size=1)
+    try:
+        ensure_ahead(engine, utcnow())
+    finally:
+        engine.dispose()
 
 
 def pending(engine: Engine, url: str) -> bool:

@@ -72,11 +72,14 @@ def create_month(conn: Connection, month: datetime) -> list[str]:
 
 
 def ensure_months(engine: Engine, start: datetime, end: datetime) -> list[str]:
-    """Create the partitions from `start`'s month to `end`'s; the names created."""
+    """Create the partitions from `start`'s month to `end`'s that this engine has not seen
+    exist yet; the names created."""
     if engine.dialect.name != "postgresql":
         return []
     created: list[str] = []
     for month in months(start, end):
+        if month in _known(engine):
+            continue
         with engine.begin() as conn:
             conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
             created += create_month(conn, month)
@@ -98,8 +101,7 @@ def ensure_month(engine: Engine, when: datetime) -> None:
     Runs on its own connection, so the caller's transaction (which may already hold locks on
     the parent) never waits for itself: ATTACH does not conflict with writers.
     """
-    if engine.dialect.name == "postgresql" and month_of(when) not in _known(engine):
-        ensure_months(engine, when, when)
+    ensure_months(engine, when, when)
 
 
 def _known(engine: Engine) -> set[datetime]:

@@ -17,9 +17,13 @@ TABLES: dict[str, str] = {
     "its Threads profile, with their tokens (encrypted) and capture bookkeeping.",
     "media": "A subject the archiver tracks: an Instagram story or a Threads post, one row per "
     "Meta media id.",
-    "snapshot": "One capture of a subject (story, Threads post or profile), append-only; "
-    "versions count 1, 2, 3 ... per subject and kind.",
-    "metric_value": "The metric values of a snapshot, one row per metric, breakdown and dimension.",
+    "snapshot": "One capture of a subject (story, post, Reel, Threads profile, Instagram "
+    "account), append-only; versions count 1, 2, 3 ... per subject and kind. Its values are "
+    "stored together, position by position (the `metric_history` view unfolds them). On "
+    "PostgreSQL partitioned by month of `captured_at` (`snapshot_pYYYYMM`).",
+    "snapshot_raw": "Meta's answers behind a snapshot, kept apart so that they can be pruned "
+    "on their own. On PostgreSQL partitioned by month like `snapshot`.",
+    "metric_key": "Each (metric, breakdown, dimension) a snapshot holds, named once.",
     "webhook_delivery": "Every signed webhook delivery, stored before it is acknowledged, and "
     "what became of it.",
     "metric_unavailable": "A metric Meta will not give for an account, so polls stop asking "
@@ -115,18 +119,26 @@ _SNAPSHOT = {
     "source": "`webhook` or `api`.",
     "api_version": "The Graph or Threads API version asked.",
     "delivery_id": "For webhook snapshots, the delivery (`webhook_delivery.id`).",
-    "raw": "Meta's answers as received, scrubbed of any token an error quoted back.",
+    "metric_keys": "The values' keys (`metric_key.id`), one per value.",
+    "metric_values": "The values, position by position; null where Meta withheld one.",
+    "end_times": "For time-series values, the end of each value's period; null when no "
+    "value of the snapshot has one.",
+    "flags": "`below_threshold`, `unavailable` or `not_supported` per value (null: a plain "
+    "value); null when no value of the snapshot has one.",
 }
 
-_METRIC_VALUE = {
-    "id": "The value's row id.",
-    "snapshot_id": "The snapshot (`snapshot.id`) the value belongs to.",
+_SNAPSHOT_RAW = {
+    "snapshot_id": "The snapshot (`snapshot.id`).",
+    "captured_at": "The snapshot's `captured_at` (the partition key).",
+    "body": "Meta's answers as received, scrubbed of any token an error quoted back, without "
+    "the `title` and `description` Meta repeats in every insights answer.",
+}
+
+_METRIC_KEY = {
+    "id": "The key's id, as `snapshot.metric_keys` holds it.",
     "metric": "Meta's metric name, e.g. `reach`.",
-    "breakdown": "Meta's breakdown name, e.g. `story_navigation_action_type`; null: none.",
-    "dimension": "The breakdown's dimension value, e.g. `tap_forward`.",
-    "end_time": "For time-series values, the end of the period.",
-    "value": "The value; null when Meta withheld it.",
-    "flag": "`below_threshold`, `unavailable` or `not_supported`; null: a plain value.",
+    "breakdown": "Meta's breakdown name, e.g. `story_navigation_action_type`; '' for none.",
+    "dimension": "The breakdown's dimension value, e.g. `tap_forward`; '' for none.",
 }
 
 _WEBHOOK_DELIVERY = {
@@ -178,7 +190,8 @@ COLUMNS: dict[str, dict[str, str]] = {
     "account": _ACCOUNT,
     "media": _MEDIA,
     "snapshot": _SNAPSHOT,
-    "metric_value": _METRIC_VALUE,
+    "snapshot_raw": _SNAPSHOT_RAW,
+    "metric_key": _METRIC_KEY,
     "webhook_delivery": _WEBHOOK_DELIVERY,
     "metric_unavailable": _METRIC_UNAVAILABLE,
     "notice": _NOTICE,

@@ -141,11 +141,12 @@ def run_burst(settings: Settings, ids: list[int], **kwargs: Any) -> Worker:
 
 @contextmanager
 def failing_metric_inserts(engine: Engine, *, sqlstate: str = "P0001") -> Iterator[None]:
-    """A real fault in the database: every metric_value insert raises, until the block ends
-    (on PostgreSQL with `sqlstate`, e.g. a class 22 data error)."""
+    """A real fault in the database: every insert of a capture's raw answers (the last row it
+    writes) raises, until the block ends (on PostgreSQL with `sqlstate`, e.g. a class 22 data
+    error)."""
     if engine.dialect.name == "sqlite":
         create = [
-            "CREATE TRIGGER fail_metric BEFORE INSERT ON metric_value "
+            "CREATE TRIGGER fail_metric BEFORE INSERT ON snapshot_raw "
             "BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
         ]
         drop = ["DROP TRIGGER fail_metric"]
@@ -153,10 +154,10 @@ def failing_metric_inserts(engine: Engine, *, sqlstate: str = "P0001") -> Iterat
         create = [
             "CREATE FUNCTION fail_metric() RETURNS trigger LANGUAGE plpgsql AS "
             f"$$ BEGIN RAISE EXCEPTION 'injected fault' USING ERRCODE = '{sqlstate}'; END $$",
-            "CREATE TRIGGER fail_metric BEFORE INSERT ON metric_value "
+            "CREATE TRIGGER fail_metric BEFORE INSERT ON snapshot_raw "
             "FOR EACH ROW EXECUTE FUNCTION fail_metric()",
         ]
-        drop = ["DROP TRIGGER fail_metric ON metric_value", "DROP FUNCTION fail_metric()"]
+        drop = ["DROP TRIGGER fail_metric ON snapshot_raw", "DROP FUNCTION fail_metric()"]
     with engine.begin() as conn:
         for statement in create:
             conn.exec_driver_sql(statement)

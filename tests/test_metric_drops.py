@@ -272,7 +272,10 @@ def history(engine: Engine, media_id: str) -> list[Any]:
 def raws(engine: Engine, media_id: str) -> list[Any]:
     """Each snapshot's raw, decoded (PostgreSQL returns JSON, SQLite may return text)."""
     with engine.connect() as conn:
-        stmt = sa.text("SELECT raw FROM snapshot WHERE subject_id = :m ORDER BY version")
+        stmt = sa.text(
+            "SELECT r.body FROM snapshot s JOIN snapshot_raw r ON r.snapshot_id = s.id"
+            " WHERE s.subject_id = :m ORDER BY s.version"
+        )
         found = conn.execute(stmt, {"m": media_id}).scalars()
         return [raw if isinstance(raw, dict) else json.loads(raw) for raw in found]
 

@@ -166,7 +166,7 @@ def test_media_errors_and_snapshot_raw_are_stored_scrubbed(engine: Engine) -> No
     with session_scope(engine) as session:
         record_snapshot(session=session, subject=subject, slot="first", source="api",
                         metrics=[], raw=raw)  # fmt: skip
-    text = stored(engine, "SELECT raw FROM snapshot")
+    text = stored(engine, "SELECT body FROM snapshot_raw")
     assert FB not in text
     assert SECRET not in text
     assert text.count(MASK) == 2

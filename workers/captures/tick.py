@@ -30,6 +30,7 @@ from jobqueue.names import (
     story_poll_job_id,
     threads_poll_job_id,
 )
+from models.partitions import ensure_ahead
 from models.types import utcnow
 from store.account_insights import due_account_insights
 from store.due_captures import due_captures, promote_finals
@@ -65,6 +66,7 @@ async def schedule_due(ctx: Context) -> dict[str, int]:
     missed = await in_thread(ctx, mark_expired, engine, now=now, grace=EXPIRY_GRACE)
     if missed:
         log.warning("%d stories expired without a final snapshot", missed)
+    counts["partitions"] = len(await in_thread(ctx, ensure_ahead, engine, now))
     return logged(counts | {"missed": missed})
 
 
