@@ -102,7 +102,8 @@ CROSS JOIN LATERAL (
            s.version AS version, s.captured_at AS captured_at, s.source AS source,
            m.value AS value, m.flag AS flag
     FROM snapshot s
-    {values}
+    CROSS JOIN LATERAL unnest(s.metric_keys, s.metric_values, s.flags)
+        WITH ORDINALITY AS m(key_id, value, flag, n)
     WHERE s.subject_id = md.media_id AND s.platform = md.platform
       AND s.subject_type = md.subject_type AND s.kind = 'insights' AND {since_posted}
     ORDER BY m.key_id, s.version DESC, m.n DESC
