@@ -162,6 +162,14 @@ def database_families(gauges: Gauges) -> Iterator[GaugeMetricFamily]:
         ["kind", "state"],
         [([k, s], n) for (k, s), n in sorted(gauges.notices.items())],
     )
+    if gauges.partition_months_ahead is not None:
+        yield gauge(
+            "archiver_partition_months_ahead",
+            "Months after this one whose history partitions exist (PostgreSQL; the scheduler "
+            "tick keeps two).",
+            [],
+            [([], gauges.partition_months_ahead)],
+        )
     yield from expiry_families(gauges)
 
 

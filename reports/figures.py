@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from models.accounts import Account
 from models.notices import Notice
+from models.partitions import month_of, next_month, partitions
 from models.snapshots import Media
 from models.tables import table_of
 from models.types import utcnow
@@ -79,6 +80,8 @@ class Gauges:
     problems: dict[str, int] = field(default_factory=dict)  # platform -> accounts
     overdue: dict[str, Overdue] = field(default_factory=dict)  # kind -> count, oldest
     notices: Counts = field(default_factory=dict)  # (kind, pending | delivered | undeliverable)
+    # PostgreSQL: whole months after this one that have their history partitions (None: SQLite)
+    partition_months_ahead: int | None = None
 
 
 async def read_counters(redis: Redis) -> Counters:
@@ -116,7 +119,21 @@ def read_gauges(engine: Engine, *, grace: timedelta, now: datetime | None = None
             problems=_problem_counts(conn),
             overdue=overdue_work(conn, now=now, grace=grace),
             notices=_notice_counts(conn),
+            partition_months_ahead=_partition_months_ahead(conn, now),
         )
+
+
+def _partition_months_ahead(conn: Connection, now: datetime) -> int | None:
+    """How many months after this one `snapshot` can take rows for: the tick keeps it at
+    MONTHS_AHEAD; below 1, a capture next month would have to create its partition itself."""
+    if conn.dialect.name != "postgresql":
+        return None
+    found = partitions(conn, "snapshot")
+    month = next_month(month_of(now))
+    ahead = 0
+    while any(p.start <= month < p.end for p in found):
+        ahead, month = ahead + 1, next_month(month)
+    return ahead
 
 
 def _capture_counts(conn: Connection) -> Counts:

@@ -60,9 +60,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def settings(sqlite_url: str, redis_url: str) -> Settings:
-    """One backend: which families are exported does not depend on it."""
-    return make_settings(sqlite_url, redis_url)
+def settings(pg_url: str, redis_url: str) -> Settings:
+    """PostgreSQL, whose families are a superset of SQLite's (the partition gauge)."""
+    return make_settings(pg_url, redis_url)
 
 
 @pytest.fixture
