@@ -12,8 +12,10 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from archiver.progress import ProgressBar
+from core.errors import StoreUnavailable
 from models.partitions import Partition, drop_partition, partitions
 from models.tables import Media, SnapshotRaw, table_of
 
@@ -47,7 +49,7 @@ def prune_raw(
         return outcome
     done = 0
     for partition, rows in zip(whole, counts, strict=True):
-        drop_partition(engine, partition)
+        _drop(engine, partition)
         done += rows
         _show(progress, done, outcome)
     while done < outcome.rows:
@@ -57,6 +59,14 @@ def prune_raw(
         done += deleted
         _show(progress, done, outcome)
     return outcome
+
+
+def _drop(engine: Engine, partition: Partition) -> None:
+    try:
+        drop_partition(engine, partition)
+    except OperationalError as exc:  # lock_timeout: writers held the table all along
+        msg = f"could not drop {partition.name} ({exc.orig or exc}); run `archiver prune` again"
+        raise StoreUnavailable(msg) from exc
 
 
 def _safe_cutoff(conn: Connection, cutoff: datetime) -> datetime:
