@@ -26,6 +26,7 @@ from archiver.commands import (
     worker,
 )
 from archiver.logs import setup_logging
+from archiver.retention import command as prune
 from core.errors import ArchiverError
 from core.redaction import scrub
 
@@ -58,7 +59,8 @@ def build_parser() -> ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=ArgumentParser
     )
-    for module in (demo, run, serve, worker, db, accounts, replay, status, export, dashboard):
+    groups = (demo, run, serve, worker, db, accounts, replay, status, export, prune, dashboard)
+    for module in groups:
         module.register(commands)
     return parser
 

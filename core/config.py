@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     # Meta's throttle estimates count minutes; the simulator (tests, demo) shortens them.
     meta_minute_seconds: float = Field(60.0, gt=0)
 
+    # Retention, opt-in (README: Retention, `archiver prune`): unset, nothing is thinned or
+    # dropped. Thinning keeps at most one intermediate version per subject and spacing window.
+    prune_thin_after_days: int | None = Field(None, ge=1)
+    prune_thin_spacing_hours: float = Field(24.0, gt=0)
+    prune_raw_after_days: int | None = Field(None, ge=1)
+
     max_body_bytes: int = Field(1024 * 1024, gt=0)
     ingest_timeout_seconds: float = Field(10.0, gt=0)
     relay_interval_seconds: float = Field(1.0, gt=0)

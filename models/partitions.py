@@ -104,6 +104,23 @@ def ensure_month(engine: Engine, when: datetime) -> None:
     ensure_months(engine, when, when)
 
 
+def drop_partition(engine: Engine, partition: Partition) -> None:
+    """Detach `partition` and drop it: retention (`archiver prune`) lets a month go at once
+    instead of deleting its rows one by one. Detaching locks the parent table briefly, so
+    writers wait at most `lock_timeout` behind it rather than queue for good.
+    """
+    if partition.table not in PARTITIONED or not is_partition(partition.name):
+        msg = f"{partition.name} is not a monthly partition of {partition.table}"
+        raise ValueError(msg)
+    with engine.begin() as conn:
+        conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:lock))"), {"lock": _LOCK})
+        conn.execute(sa.text(f"ALTER TABLE {partition.table} DETACH PARTITION {partition.name}"))
+        conn.execute(sa.text(f"DROP TABLE {partition.name}"))
+    # A capture dated in that month (none should be) finds the month missing and recreates it.
+    _known(engine).discard(month_of(partition.start))
+
+
 def _known(engine: Engine) -> set[datetime]:
     known: set[datetime] | None = getattr(engine, _KNOWN, None)
     if known is None:

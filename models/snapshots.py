@@ -124,7 +124,7 @@ class Snapshot(SQLModel, table=True):
 
 class SnapshotRaw(SQLModel, table=True):
     """Meta's answers behind a snapshot, kept apart so that the values stay small and `raw`
-    can be pruned on its own (`archiver prune --raw-days`)."""
+    can be pruned on its own (`archiver prune --raw-after`)."""
 
     __tablename__ = "snapshot_raw"
 

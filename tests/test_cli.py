@@ -111,6 +111,7 @@ def test_help_for_every_command(path: tuple[str, ...], tmp_path: Path) -> None:
          "--threads-user-id", "2"],
         ["accounts", "add", "--name", "n", "--ig-user-id", "1", "--ig-token", "t", IG_TOKEN],
         ["accounts", "remove"],
+        ["prune", "--thin-after", "30", "--spacing", "daily"],
     ],
     ids=repr,
 )  # fmt: skip
