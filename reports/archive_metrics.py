@@ -121,7 +121,7 @@ def database_families(gauges: Gauges) -> Iterator[GaugeMetricFamily]:
     """Captures, accounts, problems, overdue work and expiries, as read from the database."""
     yield gauge(
         "archiver_media",
-        "Stories and posts by capture state (e.g. final_captured, missed); archive-wide.",
+        "Stories and posts being captured (live, tracked) and stories missed; archive-wide.",
         ["subject_type", "state"],
         [([k, s], n) for (k, s), n in sorted(gauges.captures.items())],
     )

@@ -21,6 +21,7 @@ from models.snapshots import Media
 from models.tables import table_of
 from models.types import utcnow
 from reports.overdue import Overdue, overdue_work
+from store.due_captures import LIVE, MISSED, TRACKED
 
 CALLS_KEY = "archiver:stats:calls"  # field `<platform>|<status>`: HTTP status or `error`
 PAUSES_KEY = "archiver:stats:pauses"  # field `<platform>|<reason>`
@@ -30,6 +31,7 @@ JOB_FAILURES_KEY = "archiver:stats:job_failures"
 # The app-wide pauses of workers.meta.pacing.Pacer (`archiver:pause:app`, `...:app:threads`).
 APP_PAUSE_KEYS = {"instagram": "archiver:pause:app", "threads": "archiver:pause:app:threads"}
 _media = table_of(Media)
+COUNTED_STATES = (LIVE, TRACKED, MISSED)
 _account = table_of(Account)
 _notice = table_of(Notice)
 
@@ -137,9 +139,17 @@ def _partition_months_ahead(conn: Connection, now: datetime) -> int | None:
 
 
 def _capture_counts(conn: Connection) -> Counts:
-    """Media by (subject type, capture state): stories final_captured vs missed, and so on."""
-    stmt = sa.select(_media.c.subject_type, _media.c.capture_state, sa.func.count()).group_by(
-        _media.c.subject_type, _media.c.capture_state
+    """Media being captured (live stories, tracked posts) and stories missed, by subject type.
+
+    Not the finished states (final_captured, done, skipped): they grow with the archive, to
+    hundreds of millions of rows at 100,000 accounts, and counting them at every scrape would
+    cost a scan of `media` each time. These three are read through the capture_state index.
+    """
+    m = _media.c
+    stmt = (
+        sa.select(m.subject_type, m.capture_state, sa.func.count())
+        .where(m.capture_state.in_(COUNTED_STATES))
+        .group_by(m.subject_type, m.capture_state)
     )
     return {(str(kind), str(state)): int(n) for kind, state, n in conn.execute(stmt)}
 
