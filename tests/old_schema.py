@@ -63,7 +63,8 @@ def meta_raw(*names: str) -> dict[str, Any]:
         }
         for name in names
     ]
-    return {"data": data, "paging": {"next": None}}
+    # A title outside an insights entry (no "name" beside it) is not Meta's constant: kept.
+    return {"data": data, "paging": {"next": None}, "media": {"title": "my story"}}
 
 
 def _story_snapshots() -> list[tuple[dict[str, Any], list[Value]]]:
@@ -178,6 +179,8 @@ def _instagram_snapshots() -> list[tuple[dict[str, Any], list[Value]]]:
             ],
         ),
         ({**reel, "version": 1, "slot": "h1", "captured_at": at(34)}, [v("views", 1e15)]),
+        # Written by a worker whose clock ran a year ahead: its month needs a partition too.
+        ({**reel, "version": 2, "slot": "d1", "captured_at": at(400)}, [v("views", 2e15)]),
     ]
 
 
@@ -280,7 +283,7 @@ def fill(conn: Connection) -> None:
             conn.execute(tables.tables[name].insert(), [row])
     snapshot, value = tables.tables["snapshot"], tables.tables["metric_value"]
     for i, (columns, values) in enumerate(snapshots(), start=1):
-        raw: Any = meta_raw(*{name for name, *_ in values}) if values else None
+        raw: Any = meta_raw(*dict.fromkeys(name for name, *_ in values)) if values else None
         if i % 5 == 0:
             raw = sa.null()  # no raw kept at all, beside the JSON null of the empty answers
         row = {"id": i, "kind": "insights", "delivery_id": None, "api_version": None, **columns}

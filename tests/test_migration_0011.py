@@ -3,6 +3,7 @@ both backends: every snapshot keeps its id and values, every view the same rows.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from models.partitions import include_name, month_of, months, next_month, partit
 from models.snapshots import raw_body, stored_values
 from models.tables import metadata
 from models.views import VIEWS
-from store.recording import MetricRow, Subject, record_snapshot
+from store.recording import MetricRow, Subject, compact_raw, record_snapshot
 from tests import old_schema
 from tests.conftest import PG_BASE_URL, _postgres_reachable
 
@@ -34,6 +35,7 @@ _SNAPSHOT_COLUMNS = (
     " source, api_version, delivery_id"
 )
 Rows = Counter[tuple[Any, ...]]
+_KEPT = ("account", "media", "webhook_delivery", "notice")  # tables 0011 leaves as they were
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -56,7 +58,10 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def _plain(column: str, value: Any) -> Any:
     """A view's value in one spelling for both schemas and backends: numbers as floats,
-    timestamps as aware UTC datetimes (SQLite returns a view's timestamps as text)."""
+    timestamps as aware UTC datetimes (SQLite returns a view's timestamps as text), JSON
+    that PostgreSQL parsed as its text."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
     if isinstance(value, Decimal | float) or (column == "value" and isinstance(value, int)):
         return float(value)
     if column in _TIMES and isinstance(value, str):
@@ -113,6 +118,7 @@ class Before:
 
     def __init__(self, conn: Connection) -> None:
         self.views = {name: _rows(conn, f"SELECT * FROM {name}") for name in VIEWS}
+        self.tables = {name: _rows(conn, f"SELECT * FROM {name}") for name in _KEPT}
         self.snapshots = _rows(conn, f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshot")[1]
         self.values = _old_values(conn)
         self.value_count = conn.execute(sa.text("SELECT count(*) FROM metric_value")).scalar()
@@ -155,6 +161,30 @@ def test_every_snapshot_keeps_its_id_columns_and_values(migrated: tuple[Engine, 
     assert sum(1 for keys, values in empty if not keys and not values) == 2
 
 
+def test_the_other_tables_keep_their_rows(migrated: tuple[Engine, Before]) -> None:
+    """Accounts, deliveries and notices are as they were; media gained one row: the story
+    that only a webhook saw, as the webhook path creates it today (live, nothing scheduled),
+    discovered when its webhook came."""
+    engine, before = migrated
+    with engine.connect() as conn:
+        after = {name: _rows(conn, f"SELECT * FROM {name}") for name in _KEPT}
+        added = conn.execute(
+            sa.text(
+                "SELECT account_id, platform, subject_type, capture_state, next_capture_at,"
+                " discovered_at FROM media WHERE media_id = :id"
+            ),
+            {"id": old_schema.ORPHAN},
+        ).one()
+    for name in ("account", "webhook_delivery", "notice"):
+        assert after[name] == before.tables[name], name
+    columns, media = after["media"]
+    orphan = Counter({row: n for row, n in media.items() if old_schema.ORPHAN in row})
+    assert (columns, media - orphan) == before.tables["media"]
+    assert sum(orphan.values()) == 1
+    assert tuple(added[:5]) == (1, "instagram", "story", "live", None)
+    assert _plain("captured_at", added[5]) == old_schema.at(2)
+
+
 def test_metric_history_has_exactly_the_old_rows(migrated: tuple[Engine, Before]) -> None:
     """The public history view: same columns, same multiset of rows."""
     engine, before = migrated
@@ -188,14 +218,21 @@ def _without_orphan(columns: tuple[str, ...], rows: Rows) -> Rows:
 
 
 def test_raw_answers_move_to_snapshot_raw(migrated: tuple[Engine, Before]) -> None:
-    """A snapshot's raw answer is in snapshot_raw; none is stored for one that had none."""
+    """A snapshot's raw answer is in snapshot_raw as a new capture's would be (without Meta's
+    titles and descriptions); none is stored for one that had none."""
     engine, before = migrated
     with engine.connect() as conn:
         moved = {i: raw_body(conn, i) for i in before.raw}
         count = conn.execute(sa.text("SELECT count(*) FROM snapshot_raw")).scalar()
-    assert moved == before.raw
+    assert moved == {i: compact_raw(body) for i, body in before.raw.items()}
     assert count == sum(1 for body in before.raw.values() if body is not None)
     assert any(body is None for body in before.raw.values())
+    story = moved[1]["data"][0]
+    assert story["name"] == "reach"
+    assert set(story) == {"name", "period", "values", "id"}
+    assert "title" in before.raw[1]["data"][0]
+    assert story["values"] == [{"value": 1}]
+    assert moved[1]["media"] == {"title": "my story"}
 
 
 def test_a_new_capture_continues_the_ids_and_versions(migrated: tuple[Engine, Before]) -> None:
@@ -252,37 +289,38 @@ def test_ids_are_bigint_on_postgresql(migrated: tuple[Engine, Before]) -> None:
             ).scalar()
             for table, column in _BIG
         }
-        sequences: dict[str, str] = dict(
-            conn.execute(
+        sequences = {
+            name: (kind, int(top))
+            for name, kind, top in conn.execute(
                 sa.text(
-                    "SELECT sequencename, data_type::text FROM pg_sequences"
+                    "SELECT sequencename, data_type::text, max_value FROM pg_sequences"
                     " WHERE schemaname = current_schema()"
                 )
-            ).all()
-        )
+            )
+        }
         owner = conn.execute(sa.text("SELECT pg_get_serial_sequence('snapshot', 'id')")).scalar()
     assert set(types.values()) == {"bigint"}, types
     for table in ("media", "snapshot", "webhook_delivery", "notice"):
-        assert sequences[f"{table}_id_seq"] == "bigint"
+        assert sequences[f"{table}_id_seq"] == ("bigint", 2**63 - 1)
     assert str(owner).endswith(".snapshot_id_seq")
 
 
 def test_partitions_cover_the_old_months_and_two_ahead(migrated: tuple[Engine, Before]) -> None:
-    """Every month from the oldest capture to two months from now has its partitions."""
+    """Every month from the oldest capture to two months from now (or to the newest capture,
+    a year ahead here) has its partitions, and each old row is in its month's."""
     engine, _ = migrated
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite keeps single tables")
-    oldest = min(columns["captured_at"] for columns, _ in old_schema.snapshots())
-    end = next_month(next_month(month_of(datetime.now(UTC))))
-    wanted = months(oldest, end)
+    captured = [columns["captured_at"] for columns, _ in old_schema.snapshots()]
+    ahead = next_month(next_month(month_of(datetime.now(UTC))))
+    wanted = months(min(captured), max(ahead, max(captured)))
     with engine.connect() as conn:
         for table in ("snapshot", "snapshot_raw"):
             assert [p.start for p in partitions(conn, table)] == wanted
-        per_month = conn.execute(
-            sa.text("SELECT tableoid::regclass::text, count(*) FROM snapshot GROUP BY 1")
-        ).all()
-    newest = max(columns["captured_at"] for columns, _ in old_schema.snapshots())
-    assert len(per_month) == len(months(oldest, newest))
+        holding = conn.execute(
+            sa.text("SELECT DISTINCT tableoid::regclass::text FROM snapshot")
+        ).scalars()
+        assert set(holding) == {f"snapshot_p{month_of(c):%Y%m}" for c in captured}
 
 
 def test_an_empty_database_upgrades(empty_url: str) -> None:
