@@ -23,6 +23,7 @@ Value = tuple[str, float | None, str | None, str | None, datetime | None, str | 
 
 STORY, STORY_MISSED, ORPHAN = "17900000000000001", "17900000000000002", "17900000000000003"
 POST, FEED, REEL = "18100000000000001", "17800000000000001", "17800000000000002"
+LOST_POST = "18100000000000002"  # a Threads post with snapshots and no media row
 IG_USER, THREADS_USER = "17841400000000001", "26000000000000001"
 POSTED = datetime(2026, 10, 5, 10, 0, tzinfo=UTC)
 EXPIRES = POSTED + timedelta(hours=24)
@@ -115,6 +116,10 @@ def _threads_snapshots() -> list[tuple[dict[str, Any], list[Value]]]:
         ),
         ({**post, "version": 2, "slot": "d1", "captured_at": at(1, 3)}, [v("views", 25)]),
         ({**post, "version": 3, "slot": "d2", "captured_at": at(2, 3)}, []),
+        (
+            {**post, "subject_id": LOST_POST, "version": 1, "slot": "h1", "captured_at": at(0, 4)},
+            [v("views", 3), v("likes", None, flag="unavailable")],
+        ),
         (
             {**user, "version": 1, "slot": "poll:0", "captured_at": at(-6)},
             [

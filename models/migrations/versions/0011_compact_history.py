@@ -102,11 +102,13 @@ FROM snapshot_old s
 LEFT JOIN ({values}) v ON v.snapshot_id = s.id
 """
 
-# Subjects only a webhook or an older version saw get the media row the views start from.
+# Subjects only a webhook or an older version saw get the media row the views start from: a
+# story as the webhook path creates one today ('live', nothing scheduled), a post as one whose
+# schedule is over ('done').
 _MEDIA_FOR_ORPHANS = """
 INSERT INTO media (account_id, platform, subject_type, media_id, discovered_at, capture_state)
 SELECT MIN(s.account_id), s.platform, MIN(s.subject_type), s.subject_id, MIN(s.captured_at),
-       'live'
+       CASE WHEN MIN(s.subject_type) = 'story' THEN 'live' ELSE 'done' END
 FROM snapshot s
 WHERE s.subject_type IN ('story', 'threads_post', 'feed', 'reel')
   AND NOT EXISTS (
