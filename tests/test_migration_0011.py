@@ -19,6 +19,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
+from core.errors import StoreUnavailable
 from models.db import create_db_engine
 from models.migrate import upgrade
 from models.partitions import include_name, month_of, months, next_month, partitions
@@ -336,6 +337,31 @@ def test_partitions_cover_the_old_months_and_two_ahead(migrated: tuple[Engine, B
             sa.text("SELECT DISTINCT tableoid::regclass::text FROM snapshot")
         ).scalars()
         assert set(holding) == {f"snapshot_p{month_of(c):%Y%m}" for c in captured}
+
+
+def test_a_failed_upgrade_leaves_the_old_archive_whole(empty_url: str) -> None:
+    """0011 fails at its last step (an index name taken): the archive is still 0010, every
+    row and view as before; once the obstacle is gone the upgrade completes."""
+    upgrade(empty_url, "0010")
+    engine = create_db_engine(empty_url)
+    with engine.begin() as conn:
+        old_schema.fill(conn)
+        conn.execute(sa.text("CREATE INDEX ix_media_account_posted ON notice (kind)"))
+    with engine.connect() as conn:
+        before = Before(conn)
+    with pytest.raises((sa.exc.DBAPIError, StoreUnavailable)):
+        upgrade(empty_url)
+    with engine.connect() as conn:
+        revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        again = Before(conn)
+    assert revision == "0010"
+    assert (again.views, again.values, again.raw) == (before.views, before.values, before.raw)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX ix_media_account_posted"))
+    upgrade(empty_url)
+    with engine.connect() as conn:
+        assert _new_values(conn) == before.values
+    engine.dispose()
 
 
 def test_an_empty_database_upgrades(empty_url: str) -> None:
