@@ -16,17 +16,19 @@ def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
     assert url is not None
     engine = create_db_engine(url, pool_size=1)
-    with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=metadata,
-            compare_type=True,
-            render_as_batch=connection.dialect.name == "sqlite",
-            include_name=include_name,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
-    engine.dispose()
+    try:
+        with engine.connect() as connection:
+            context.configure(
+                connection=connection,
+                target_metadata=metadata,
+                compare_type=True,
+                render_as_batch=connection.dialect.name == "sqlite",
+                include_name=include_name,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:  # a failed migration must not leave its connection open
+        engine.dispose()
 
 
 if context.is_offline_mode():

