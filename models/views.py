@@ -9,8 +9,9 @@ unfolds a snapshot's values with `unnest`, SQLite with `json_each`. The views of
 per row of `media` (story_latest, story_final, threads_post_latest, media_latest) are driven
 from `media` with per-subject lookups on PostgreSQL, so that a filter on the account, the
 subject or `posted_at` costs the stories it selects, not the whole history; SQLite keeps the
-simpler window form. A snapshot is never captured before its subject was posted; the lookups
-say so (`{since_posted}`, a day of slack for clocks) so that PostgreSQL skips older partitions.
+simpler window form. A snapshot is never captured before its subject was posted; these views
+say so (`{since_posted}`, a day of slack for clocks), so that PostgreSQL skips the months
+before the post; a snapshot dated earlier (a wrong clock) shows in metric_history only.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ _DAY = {
 }
 _SINCE_POSTED = {
     "postgresql": "s.captured_at >= COALESCE(md.posted_at - interval '1 day', '-infinity')",
-    "sqlite": "1 = 1",
+    "sqlite": "(md.posted_at IS NULL OR s.captured_at >= datetime(md.posted_at, '-1 day'))",
 }
 _KEY_COLUMNS = (
     "k.metric AS metric, NULLIF(k.breakdown, '') AS breakdown, NULLIF(k.dimension, '') AS dimension"
@@ -126,7 +127,7 @@ FROM (
     FROM snapshot s
     {values}
     JOIN media md ON md.platform = s.platform AND md.media_id = s.subject_id
-    WHERE s.kind = 'insights' AND {media_where}
+    WHERE s.kind = 'insights' AND {media_where} AND {since_posted}
 ) ranked
 WHERE pick = 1
 """
@@ -315,13 +316,14 @@ api AS (
     FROM snapshot s
     JOIN media md ON md.platform = s.platform AND md.media_id = s.subject_id
     WHERE s.platform = 'instagram' AND s.subject_type = 'story' AND s.kind = 'insights'
-      AND s.source = 'api' AND s.captured_at < md.expires_at
+      AND s.source = 'api' AND s.captured_at < md.expires_at AND {since_posted}
 ),
 hook AS (
     SELECT s.id AS snapshot_id, s.subject_id
     FROM snapshot s
+    JOIN media md ON md.platform = s.platform AND md.media_id = s.subject_id
     WHERE s.platform = 'instagram' AND s.subject_type = 'story' AND s.kind = 'insights'
-      AND s.slot = 'webhook'
+      AND s.slot = 'webhook' AND {since_posted}
 ),
 story AS (
     SELECT md.account_id, md.media_id AS subject_id, md.posted_at, md.expires_at,
