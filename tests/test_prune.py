@@ -234,6 +234,24 @@ def test_raw_answers_stop_a_day_before_a_live_story(archive: Archive) -> None:
     assert _raw_ids(archive.engine) == before
 
 
+def test_a_story_known_only_from_its_webhook_does_not_hold_raw_back(archive: Archive) -> None:
+    """A webhook-only story (no expiry, `live` for good) seen before the cutoff is no live
+    story to protect: the cutoff stays where the real live story puts it."""
+    webhook_only = Subject(archive.subjects["live"].account_id, "instagram", "story", "S9")
+    _media(archive.engine, webhook_only, "live", discovered_at=P - timedelta(days=5))
+    outcome = prune_raw(archive.engine, NOW - timedelta(days=20), dry_run=True)
+    assert outcome.cutoff == P - timedelta(days=1)
+    with session_scope(archive.engine) as session:  # the real live story closes
+        session.execute(
+            sa.update(Media)
+            .where(Media.media_id == "S3")  # type: ignore[arg-type]
+            .values(capture_state="missed")
+        )
+    assert prune_raw(archive.engine, NOW - timedelta(days=20), dry_run=True).cutoff == (
+        NOW - timedelta(days=20)
+    )
+
+
 def test_raw_answers_go_by_age_and_whole_months_are_dropped(engine: Engine) -> None:
     """Raw rows older than the cutoff go (PostgreSQL: their whole month dropped), the values
     stay; the dry run before said the same and changed nothing."""

@@ -70,10 +70,13 @@ def _drop(engine: Engine, partition: Partition) -> None:
 
 
 def _safe_cutoff(conn: Connection, cutoff: datetime) -> datetime:
-    posted = sa.func.min(sa.func.coalesce(_media.c.posted_at, _media.c.discovered_at))
-    stmt = sa.select(posted).where(
-        _media.c.subject_type == "story", _media.c.capture_state == "live"
-    )
+    """A day before the oldest live story. A story known only from its webhook (no expiry:
+    no listing saw it live, Meta sends story_insights once it has expired) stays `live`
+    with nothing left to capture; after a day it no longer holds the cutoff back."""
+    m = _media.c
+    posted = sa.func.min(sa.func.coalesce(m.posted_at, m.discovered_at))
+    capturable = sa.or_(m.expires_at.is_not(None), m.discovered_at >= cutoff)
+    stmt = sa.select(posted).where(m.subject_type == "story", m.capture_state == "live", capturable)
     oldest: datetime | None = conn.execute(stmt).scalar()
     return cutoff if oldest is None else min(cutoff, oldest - _SLACK)
 

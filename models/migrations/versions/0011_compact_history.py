@@ -166,15 +166,7 @@ def _upgrade_postgresql() -> None:
     op.execute("CREATE INDEX ix_snapshot_account_captured ON snapshot (account_id, captured_at)")
     op.execute("CREATE INDEX ix_snapshot_captured ON snapshot USING brin (captured_at)")
     _create_partitions()
-    op.execute(
-        _COPY.format(
-            target="snapshot",
-            columns=_COLUMNS,
-            s_columns=_prefixed(_COLUMNS),
-            empty="'{}'",
-            values=_PG_VALUES,
-        )
-    )
+    _copy_values(empty="'{}'", values=_PG_VALUES)
     _copy_raw("raw IS NOT NULL AND jsonb_typeof(raw) <> 'null'", "CAST(:body AS JSONB)")
     op.execute("DROP TABLE metric_value")
     op.execute("DROP TABLE snapshot_old")
@@ -197,6 +189,19 @@ def _create_partitions() -> None:
     end = next_month(next_month(now.replace(day=1)))
     for month in months(oldest or now, max(end, newest or end)):
         create_month(conn, month)
+
+
+def _copy_values(*, empty: str, values: str) -> None:
+    """Every old snapshot into the new table, its metric_value rows as its arrays."""
+    op.execute(
+        _COPY.format(
+            target="snapshot",
+            columns=_COLUMNS,
+            s_columns=_prefixed(_COLUMNS),
+            empty=empty,
+            values=values,
+        )
+    )
 
 
 def _prefixed(columns: str) -> str:
@@ -233,15 +238,7 @@ def _upgrade_sqlite() -> None:
         sa.Column("body", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("snapshot_id"),
     )
-    op.execute(
-        _COPY.format(
-            target="snapshot",
-            columns=_COLUMNS,
-            s_columns=_prefixed(_COLUMNS),
-            empty="'[]'",
-            values=_SQLITE_VALUES,
-        )
-    )
+    _copy_values(empty="'[]'", values=_SQLITE_VALUES)
     _copy_raw("raw IS NOT NULL AND raw <> 'null'", ":body")
     op.execute("DROP TABLE metric_value")
     op.execute("DROP TABLE snapshot_old")
