@@ -21,13 +21,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
 from archive_plan import Plan, Templates
-from archive_queries import measure_all, print_sizes, sample
+from archive_queries import QUERY_GROUPS, measure_all, print_sizes, sample
 from archive_shapes import capture_shapes
 from archive_write import build
 from sqlalchemy.engine import Engine
 
 from models.db import create_db_engine
 from models.migrate import upgrade
+from models.views import VIEWS
 
 PG_URL = os.environ.get(
     "BENCH_ARCHIVE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/bench_archive"
@@ -42,6 +43,8 @@ class Options:
     keep: bool
     drop: bool
     repeats: int
+    queries: list[str]
+    jit: str
 
 
 def ensure_database(url: str) -> None:
@@ -61,6 +64,16 @@ def ensure_database(url: str) -> None:
 def schema_url(url: str, schema: str) -> str:
     sep = "&" if "?" in url else "?"
     return f"{url}{sep}options=-csearch_path%3D{schema}"
+
+
+def refresh_views(engine: Engine) -> None:
+    """Replace the archive's views with the code's (models.views), as a migration would, so
+    that a view changed since the archive was built is measured without rebuilding it."""
+    with engine.begin() as conn:
+        for name in reversed(list(VIEWS)):
+            conn.execute(sa.text(f"DROP VIEW IF EXISTS {name}"))
+        for view in VIEWS.values():
+            conn.execute(sa.text(view["postgresql"]))
 
 
 def has_archive(engine: Engine) -> bool:
@@ -108,16 +121,21 @@ def run(opts: Options) -> int:
     ensure_database(opts.url)
     url = schema_url(opts.url, opts.schema)
     if opts.keep and _exists(url):
-        print(f"reusing the archive in schema {opts.schema} (--keep)")
+        print(f"reusing the archive in schema {opts.schema} (--keep), its views replaced")
+        refresh_views(_engine(url))
     else:
         reset_schema(opts.url, opts.schema)
         upgrade(url)
         _describe(opts.plan)
         fill(_engine(url), opts.plan)
+    if opts.jit != "server":
+        url = f"{url}%20-cjit%3D{opts.jit}"
     engine = _engine(url)
     try:
+        with engine.connect() as conn:
+            print(f"jit: {conn.execute(sa.text('SHOW jit')).scalar()} ({opts.jit})")
         print_sizes(engine)
-        measure_all(engine, sample(engine), opts.repeats)
+        measure_all(engine, sample(engine), opts.repeats, opts.queries)
     finally:
         engine.dispose()
         if opts.drop:
@@ -160,6 +178,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--keep", action="store_true", help="reuse the archive built before")
     p.add_argument("--drop", action="store_true", help="drop the schema at the end")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--queries", default=",".join(QUERY_GROUPS),
+                   help=f"groups to time (default: all of {','.join(QUERY_GROUPS)})")  # fmt: skip
+    p.add_argument("--jit", choices=("server", "on", "off"), default="server",
+                   help="JIT for the queries (default: the server setting)")  # fmt: skip
     p.add_argument("--small", action="store_true", help="a quick run: 20 accounts, 3 days")
     args = p.parse_args(argv)
     if args.small:
@@ -168,7 +190,19 @@ def parse_args(argv: list[str] | None = None) -> Options:
     # theirs (webhooks an hour after expiry) lies in the past and `now()` queries find them.
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=26)
     plan = Plan(args.accounts, args.stories_per_day, args.days, args.versions, end)
-    return Options(plan, args.postgres_url, args.schema, args.keep, args.drop, args.repeats)
+    queries = args.queries.split(",")
+    if not set(queries) <= set(QUERY_GROUPS):
+        p.error(f"--queries: groups are {', '.join(QUERY_GROUPS)}")
+    return Options(
+        plan,
+        args.postgres_url,
+        args.schema,
+        args.keep,
+        args.drop,
+        args.repeats,
+        queries,
+        args.jit,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

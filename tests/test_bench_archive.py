@@ -112,8 +112,9 @@ def test_small_run_prints_sizes_and_timings(tmp_path: Path) -> None:
     if not PG_BASE_URL.startswith("postgresql"):
         pytest.skip("PostgreSQL only")
     url = os.environ.get("TEST_POSTGRES_URL", PG_BASE_URL)
+    schema = f"bench_archive_test_{os.getpid()}"
     argv = [sys.executable, str(BENCH / "archive.py"), "--small", "--postgres-url", url,
-            "--schema", f"bench_archive_test_{os.getpid()}", "--drop"]  # fmt: skip
+            "--schema", schema, "--drop", "--repeats", "1"]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^bytes per snapshot +[\d,]+", proc.stdout, re.M), proc.stdout
