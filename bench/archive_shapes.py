@@ -86,11 +86,13 @@ async def _threads_user(client: ThreadsClient, creds: ThreadsAccount, world: Wor
     """As workers.captures.threads_polls asks: views over two days, one closed day's totals
     (dated by the day's end), followers_count."""
     now = world.now()
-    span = {"since": int((now - timedelta(days=2)).timestamp()), "until": int(now.timestamp())}
-    views, views_raw = await client.user_insights(creds, ("views",), **span)
+    since, until = int((now - timedelta(days=2)).timestamp()), int(now.timestamp())
+    views, views_raw = await client.user_insights(creds, ("views",), since=since, until=until)
     day = closed_days(now, 1)[0]
     totals = ("likes", "replies", "reposts", "quotes", "clicks")
-    day_rows, day_raw = await client.user_insights(creds, totals, **day.params)
+    day_rows, day_raw = await client.user_insights(
+        creds, totals, since=day.params["since"], until=day.params["until"]
+    )
     followers, followers_raw = await client.user_insights(creds, ("followers_count",))
     rows = views + [replace(row, end_time=day.until) for row in day_rows] + followers
     raw = {"views": views_raw, f"totals:{day.since.date()}": day_raw,
