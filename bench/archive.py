@@ -47,11 +47,14 @@ class Options:
     jit: str
 
 
-def ensure_database(url: str) -> None:
-    """Create the benchmark's database if missing (never the shared `test` one)."""
+def ensure_database(url: str, schema: str) -> None:
+    """Create the benchmark's database if missing. A shared database (`test`, `postgres`) is
+    used only with a schema of the benchmark's own: the archive's schema is dropped."""
     name = urlsplit(url).path.lstrip("/")
-    if name in ("", "test", "postgres"):
-        sys.exit(f"--postgres-url must name a database of the benchmark's own, not {name!r}")
+    if name in ("", "test", "postgres") and schema == "public":
+        sys.exit(
+            f"database {name!r} is shared: give --schema, or a database of the benchmark's own"
+        )
     admin_url = urlunsplit(urlsplit(url)._replace(path="/postgres"))
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -118,7 +121,7 @@ def fill(engine: Engine, plan: Plan) -> None:
 
 
 def run(opts: Options) -> int:
-    ensure_database(opts.url)
+    ensure_database(opts.url, opts.schema)
     url = schema_url(opts.url, opts.schema)
     if opts.keep and _exists(url):
         print(f"reusing the archive in schema {opts.schema} (--keep), its views replaced")
