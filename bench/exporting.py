@@ -1,6 +1,7 @@
 """Export benchmark: rows/s and peak memory of `archiver export`, per format and database.
 
-Fills metric_history with generated snapshots (COPY on PostgreSQL, executemany on SQLite),
+Fills metric_history with generated snapshots (bench/archive_write.py: COPY on PostgreSQL,
+executemany on SQLite, as record_snapshot stores them),
 topping the same database up from one size to the next, then runs `archiver export` as a
 child process per format, to /dev/null. Peak memory is the child's own maximum resident set
 (wait4's ru_maxrss): flat memory means the same peak at 1 M and at 5 M rows. See
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -22,11 +22,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from archive_plan import Capture, Template
+from archive_shapes import Shape
+from archive_write import write_all
 from capture_procs import database
 from sqlmodel import select
 
 from models.db import create_db_engine, session_scope
 from models.tables import Account, Snapshot, table_of
+from store.recording import MetricRow, Subject
 
 PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PER_SNAPSHOT = 20  # metric values per snapshot, as a story capture has
@@ -45,32 +49,35 @@ class Options:
     postgres_url: str
 
 
-def snapshot_rows(first: int, count: int, account_id: int) -> Iterator[dict[str, object]]:
+def _shape(withheld: int) -> Shape:
+    """PER_SNAPSHOT story values, the ones at `withheld` (mod 10) null with a flag, as Meta's
+    below-threshold answers are; no raw answer."""
+    rows = []
+    for i in range(PER_SNAPSHOT):
+        nav = i >= len(METRICS)
+        held = i % 10 == withheld
+        rows.append(MetricRow(
+            metric="navigation" if nav else METRICS[i], value=None if held else float(i + 1),
+            breakdown=NAV if nav else None, dimension=f"tap_{i}" if nav else None,
+            flag="below_threshold" if held else None,
+        ))  # fmt: skip
+    return Shape(rows, None, None)
+
+
+def captures(first: int, count: int, account_id: int) -> Iterator[Capture]:
+    """Snapshots `first` .. `first + count - 1`: VERSIONS per story, a minute apart; one value
+    in ten withheld, a different one from one snapshot to the next."""
+    templates = [Template(_shape(w), "@@no-id@@") for w in range(10)]
     for n in range(first, first + count):
         story, version = divmod(n, VERSIONS)
-        yield {
-            "id": n + 1, "account_id": account_id, "platform": "instagram",
-            "subject_type": "story", "subject_id": f"179{story:014d}", "kind": "insights",
-            "version": version + 1, "slot": f"s{version + 1}", "source": "api",
-            "captured_at": T0 + timedelta(minutes=n),
-        }  # fmt: skip
-
-
-def value_rows(first: int, count: int) -> Iterator[tuple[object, ...]]:
-    """(snapshot_id, metric, breakdown, dimension, end_time, value, flag): one value in ten is
-    withheld (null with a flag), as Meta's below-threshold answers are."""
-    for n in range(first, first + count):
-        for i in range(PER_SNAPSHOT):
-            metric = METRICS[i] if i < len(METRICS) else "navigation"
-            nav = i >= len(METRICS)
-            withheld = (n + i) % 10 == 0
-            yield (n + 1, metric, NAV if nav else None, f"tap_{i}" if nav else None, None,
-                   None if withheld else float(n % 997 + i),
-                   "below_threshold" if withheld else None)  # fmt: skip
+        subject = Subject(account_id, "instagram", "story", f"179{story:014d}")
+        at, template = T0 + timedelta(minutes=n), templates[(10 - n % 10) % 10]
+        yield Capture(subject, f"s{version + 1}", "api", version + 1, at, template, n % 997 + 1)
 
 
 def top_up(url: str, rows: int) -> None:
-    """Add snapshots and values until metric_history holds `rows` rows."""
+    """Add snapshots (through bench/archive_write.py, as the write path stores them) until
+    metric_history holds `rows` rows."""
     engine = create_db_engine(url)
     snapshots = table_of(Snapshot)
     with session_scope(engine) as session:
@@ -83,24 +90,10 @@ def top_up(url: str, rows: int) -> None:
         account = found.id
         have = session.exec(select(sa.func.count()).select_from(snapshots)).one()
     want = rows // PER_SNAPSHOT - have
-    for start in range(have, have + want, 50_000):
-        count = min(50_000, have + want - start)
-        with engine.begin() as conn:
-            conn.execute(snapshots.insert(), list(snapshot_rows(start, count, account)))
-            _insert_values(conn, start, count)
+    span = (T0 + timedelta(minutes=have), T0 + timedelta(minutes=have + want))
+    for _ in write_all(engine, captures(have, want, account), *span):
+        pass
     engine.dispose()
-
-
-def _insert_values(conn: sa.Connection, start: int, count: int) -> None:
-    raw = conn.connection.driver_connection
-    columns = "snapshot_id, metric, breakdown, dimension, end_time, value, flag"
-    if isinstance(raw, sqlite3.Connection):
-        sql = f"INSERT INTO metric_value ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        raw.executemany(sql, value_rows(start, count))
-        return
-    with raw.cursor() as cur, cur.copy(f"COPY metric_value ({columns}) FROM STDIN") as copy:
-        for row in value_rows(start, count):
-            copy.write_row(row)
 
 
 # `archiver export` in a child that prints its peak RSS (VmHWM, kB) as stderr's last word.

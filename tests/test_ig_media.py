@@ -29,7 +29,8 @@ README_REELS = """
 SELECT r.media_id, r.posted_at, r.value AS reach, w.value / 1000.0 AS avg_watch_s
 FROM media_latest r
 JOIN media_latest w ON w.media_id = r.media_id AND w.metric = 'ig_reels_avg_watch_time'
-WHERE r.subject_type = 'reel' AND r.metric = 'reach' AND r.breakdown IS NULL
+WHERE r.account_id = :a AND r.subject_type = 'reel' AND r.metric = 'reach'
+  AND r.breakdown IS NULL
 ORDER BY r.value DESC
 """
 
@@ -131,7 +132,7 @@ async def test_media_are_discovered_and_captured_on_their_schedule(
     assert {r["metric"] for r in reel_latest} >= {"ig_reels_avg_watch_time", "reach", "likes"}
     assert {r["version"] for r in reel_latest} == {3}
     assert {r["media_product_type"] for r in reel_latest} == {"REELS"}
-    readme = view(engine, README_REELS)  # the README's example query
+    readme = view(engine, README_REELS, a=rows[reel.id].account_id)  # the README's example
     assert [(r["media_id"], r["reach"]) for r in readme] == [
         (reel.id, next(r["value"] for r in reel_latest if r["metric"] == "reach"))
     ]
