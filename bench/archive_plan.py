@@ -76,7 +76,8 @@ class Template:
         self.numbers: list[float] = []
         self.has_raw = shape.raw is not None  # record_snapshot stores no raw row then
         marked = _mark(scrub_json(compact_raw(shape.raw)), self.numbers)
-        parts = re.split(r'"@@N(\d+)@@"', json.dumps(marked))
+        compact = json.dumps(marked, separators=(",", ":"), ensure_ascii=False)  # as PackedJSON
+        parts = re.split(r'"@@N(\d+)@@"', compact)
         self.text_parts, self.slots = parts[0::2], [int(i) for i in parts[1::2]]
 
     def rows(self, factor: float, subject_id: str, shift: timedelta) -> list[MetricRow]:

@@ -28,7 +28,7 @@ from models.db import session_scope
 from models.partitions import ensure_months
 from models.snapshots import Media, Snapshot
 from models.tables import Account, table_of
-from models.types import UTCDateTime
+from models.types import UTCDateTime, pack_json_text
 from store.recording import metric_key_ids, packed_values, record_snapshot
 
 BATCH = 20_000
@@ -133,8 +133,8 @@ def _write_batch(conn: sa.Connection, batch: list[Capture]) -> None:
             packed["flags"],
         ))  # fmt: skip
         body = c.body_json()
-        if body is not None:
-            raws.append((first + i, c.captured_at, body))
+        if body is not None:  # scrubbed already: the templates were stored through the types
+            raws.append((first + i, c.captured_at, pack_json_text(body)))
     driver = conn.connection.driver_connection
     if isinstance(driver, sqlite3.Connection):
         _sqlite_insert(conn, snapshots, raws)
@@ -161,7 +161,7 @@ def _pg_copy(driver: Any, snapshots: list[tuple[Any, ...]], raws: list[tuple[Any
             for row in snapshots:
                 copy.write_row(row)
         with cur.copy("COPY snapshot_raw (snapshot_id, captured_at, body) FROM STDIN") as copy:
-            copy.set_types(["int8", "timestamptz", "text"])
+            copy.set_types(["int8", "timestamptz", "bytea"])
             for row in raws:
                 copy.write_row(row)
 
@@ -170,7 +170,7 @@ def _sqlite_insert(
     conn: sa.Connection, snapshots: list[tuple[Any, ...]], raws: list[tuple[Any, ...]]
 ) -> None:
     """Through the table's own column types (JSON arrays, UTC times), as record_snapshot
-    writes them; the raw bodies are JSON text already."""
+    writes them; the raw bodies are packed already."""
     conn.execute(
         table_of(Snapshot).insert(), [dict(zip(_COLUMNS, row, strict=True)) for row in snapshots]
     )

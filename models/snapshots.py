@@ -22,7 +22,7 @@ from models.types import (
     BigId,
     FloatArray,
     IntArray,
-    ScrubbedJSON,
+    PackedJSON,
     ScrubbedText,
     TextArray,
     TimeArray,
@@ -130,9 +130,9 @@ class SnapshotRaw(SQLModel, table=True):
 
     snapshot_id: int = Field(sa_column=sa.Column(BigId, primary_key=True, autoincrement=False))
     captured_at: datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
-    # Scrubbed of any token an error quoted back; Meta's constant titles and descriptions
-    # left out (store.recording.compact_raw).
-    body: Any = Field(default=None, sa_column=sa.Column(ScrubbedJSON, nullable=False))
+    # Scrubbed of any token an error quoted back, Meta's constant titles and descriptions left
+    # out (store.recording.compact_raw), compressed (models.types.PackedJSON).
+    body: Any = Field(default=None, sa_column=sa.Column(PackedJSON, nullable=False))
 
 
 class MetricKey(SQLModel, table=True):

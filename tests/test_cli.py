@@ -21,10 +21,12 @@ import sqlalchemy as sa
 
 from archiver.cli import build_parser
 from archiver.embedded import process_alive
-from models.db import create_db_engine
+from models.accounts import Account
+from models.db import create_db_engine, session_scope
 from models.deliveries import RECEIVED, UNROUTED, WebhookDelivery
 from models.tables import table_of
 from models.types import utcnow
+from store.recording import MetricRow, Subject, record_snapshot
 from tests.conftest import APP_SECRET, VERIFY_TOKEN
 from tests.servers import PrivateRedis, free_port, wait_until
 
@@ -160,6 +162,34 @@ def test_db_upgrade_creates_a_fresh_sqlite_file(tmp_path: Path) -> None:
     again = archiver("db", "upgrade", env=env, cwd=tmp_path)
     assert again.returncode == 0
     assert "nothing to do" in again.stdout
+
+
+def test_db_raw_prints_a_snapshots_answers_and_names_a_missing_one(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """`db raw` unpacks what SQL sees as bytes: the JSON as stored (scrubbed, without Meta's
+    titles); a snapshot without raw answers is exit 3 (not found) in one line."""
+    engine = create_db_engine(sqlite_url)
+    with session_scope(engine) as session:
+        account = Account(name="shop", ig_user_id="1784", ig_token="EAAtoken")
+        session.add(account)
+        session.flush()
+        assert account.id is not None
+        subject = Subject(account.id, "instagram", "story", "1790")
+        raw = {"data": [{"name": "reach", "title": "Reach", "values": [{"value": 7}]}]}
+        kept, _ = record_snapshot(session=session, subject=subject, slot="first", source="api",
+                                  metrics=[MetricRow("reach", 7.0)], raw=raw)  # fmt: skip
+        bare, _ = record_snapshot(session=session, subject=subject, slot="s1", source="api",
+                                  metrics=[])  # fmt: skip
+    engine.dispose()
+    env = env_for(sqlite_url)
+    shown = archiver("db", "raw", str(kept.id), env=env, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == {"data": [{"name": "reach", "values": [{"value": 7}]}]}
+    missing = archiver("db", "raw", str(bare.id), env=env, cwd=tmp_path)
+    assert missing.returncode == 3
+    expected = f"no raw answers kept for snapshot {bare.id} (none, or pruned)"
+    assert missing.stderr.strip().endswith(expected)
 
 
 def test_commands_ask_for_db_upgrade_first(tmp_path: Path) -> None:

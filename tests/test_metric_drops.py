@@ -3,7 +3,6 @@ several distinct media refused it. Real Redis, the simulator over HTTP, the real
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy.engine import Engine
 
 from metasim.world.entities import Account
+from models.snapshots import raw_body
 from store.recording import BELOW_THRESHOLD, NOT_SUPPORTED
 from tests.metasim_fixtures import RunningSim
 from tests.test_stories import DAY, closed, register, story_settings
@@ -270,14 +270,11 @@ def history(engine: Engine, media_id: str) -> list[Any]:
 
 
 def raws(engine: Engine, media_id: str) -> list[Any]:
-    """Each snapshot's raw, decoded (PostgreSQL returns JSON, SQLite may return text)."""
+    """Each snapshot's raw answers, unpacked."""
+    stmt = sa.text("SELECT id FROM snapshot WHERE subject_id = :m ORDER BY version")
     with engine.connect() as conn:
-        stmt = sa.text(
-            "SELECT r.body FROM snapshot s JOIN snapshot_raw r ON r.snapshot_id = s.id"
-            " WHERE s.subject_id = :m ORDER BY s.version"
-        )
-        found = conn.execute(stmt, {"m": media_id}).scalars()
-        return [raw if isinstance(raw, dict) else json.loads(raw) for raw in found]
+        ids = list(conn.execute(stmt, {"m": media_id}).scalars())
+        return [raw_body(conn, snapshot_id) for snapshot_id in ids]
 
 
 @pytest.mark.anyio

@@ -1,4 +1,5 @@
-"""`archiver db upgrade`: apply the migrations shipped inside the package."""
+"""`archiver db upgrade`: apply the migrations shipped inside the package; `archiver db raw`:
+print the raw answers kept with a snapshot (stored compressed, so SQL sees only bytes)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,15 @@ def register(subparsers: SubParsers) -> None:
         "`archiver run` does this by itself; `serve`, `worker` and `accounts` expect it done.",
     )
     upgrade.set_defaults(handler=run_upgrade)
+    raw = add_command(
+        inner,
+        "raw",
+        help_text="print the raw answers Meta gave for a snapshot, as JSON",
+        description="Meta's answers behind one snapshot (metric_history's snapshot_id), as "
+        "stored: scrubbed of tokens, without Meta's constant titles and descriptions.",
+    )
+    raw.add_argument("snapshot_id", type=int, help="the snapshot's id")
+    raw.set_defaults(handler=run_raw)
 
 
 def current_revision(url: str) -> str | None:
@@ -59,4 +69,24 @@ def apply_migrations(url: str) -> str:
 
 def run_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
     print(apply_migrations(settings.database_url))
+    return 0
+
+
+def run_raw(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from archiver.commands import open_database
+    from core.errors import NotFoundError
+    from models.snapshots import raw_body
+
+    engine = open_database(settings)
+    try:
+        with engine.connect() as conn:
+            body = raw_body(conn, args.snapshot_id)
+    finally:
+        engine.dispose()
+    if body is None:
+        msg = f"no raw answers kept for snapshot {args.snapshot_id} (none, or pruned)"
+        raise NotFoundError(msg)
+    print(json.dumps(body, indent=2, ensure_ascii=False))
     return 0

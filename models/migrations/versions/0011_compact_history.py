@@ -11,7 +11,6 @@ Revises: 0010
 Create Date: 2026-12-06 05:00:00
 """
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from models.partitions import create_month, months, next_month
+from models.types import pack_json
 from models.views import VIEWS
 
 revision: str = "0011"
@@ -58,7 +58,7 @@ _PG_RAW = """
 CREATE TABLE snapshot_raw (
     snapshot_id BIGINT NOT NULL,
     captured_at TIMESTAMP WITH TIME ZONE NOT NULL,
-    body JSONB NOT NULL,
+    body BYTEA NOT NULL,
     CONSTRAINT snapshot_raw_pkey PRIMARY KEY (snapshot_id, captured_at)
 ) PARTITION BY RANGE (captured_at)
 """
@@ -167,7 +167,7 @@ def _upgrade_postgresql() -> None:
     op.execute("CREATE INDEX ix_snapshot_captured ON snapshot USING brin (captured_at)")
     _create_partitions()
     _copy_values(empty="'{}'", values=_PG_VALUES)
-    _copy_raw("raw IS NOT NULL AND jsonb_typeof(raw) <> 'null'", "CAST(:body AS JSONB)")
+    _copy_raw("raw IS NOT NULL AND jsonb_typeof(raw) <> 'null'")
     op.execute("DROP TABLE metric_value")
     op.execute("DROP TABLE snapshot_old")
     op.execute("ALTER SEQUENCE snapshot_id_seq OWNED BY snapshot.id")
@@ -235,11 +235,11 @@ def _upgrade_sqlite() -> None:
         "snapshot_raw",
         sa.Column("snapshot_id", sa.Integer(), nullable=False),
         sa.Column("captured_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("body", sa.JSON(), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("snapshot_id"),
     )
     _copy_values(empty="'[]'", values=_SQLITE_VALUES)
-    _copy_raw("raw IS NOT NULL AND raw <> 'null'", ":body")
+    _copy_raw("raw IS NOT NULL AND raw <> 'null'")
     op.execute("DROP TABLE metric_value")
     op.execute("DROP TABLE snapshot_old")
     op.create_index("ix_snapshot_subject", "snapshot", ["subject_id", "kind", "version"])
@@ -248,20 +248,20 @@ def _upgrade_sqlite() -> None:
     _media_indexes()
 
 
-def _copy_raw(kept: str, body: str) -> None:
-    """The raw answers `kept` selects, compacted, a batch at a time in id order. Python walks
-    a body about 3.5 times faster than a recursive PL/pgSQL function (measured)."""
+def _copy_raw(kept: str) -> None:
+    """The raw answers `kept` selects, compacted and packed as the write path packs them
+    (models.types.pack_json), a batch at a time in id order."""
     conn = op.get_bind()
     select = sa.text(
         f"SELECT id, captured_at, raw FROM snapshot_old WHERE {kept} AND id > :after"
         " ORDER BY id LIMIT :n"
     ).columns(sa.column("id"), sa.column("captured_at"), sa.column("raw", sa.JSON))
     insert = sa.text(
-        f"INSERT INTO snapshot_raw (snapshot_id, captured_at, body) VALUES (:id, :at, {body})"
+        "INSERT INTO snapshot_raw (snapshot_id, captured_at, body) VALUES (:id, :at, :body)"
     )
     after = 0
     while batch := conn.execute(select, {"after": after, "n": _RAW_BATCH}).all():
-        rows = [{"id": i, "at": at, "body": json.dumps(_compact(raw))} for i, at, raw in batch]
+        rows = [{"id": i, "at": at, "body": pack_json(_compact(raw))} for i, at, raw in batch]
         conn.execute(insert, rows)
         after = batch[-1][0]
 
