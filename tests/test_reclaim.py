@@ -63,12 +63,14 @@ async def test_reclaim_frees_only_the_jobs_of_members_whose_heartbeat_lapsed(
 @contextmanager
 def snapshot_table_locked(engine: Engine) -> Iterator[Callable[[], int]]:
     """Hold PostgreSQL's lock on `snapshot`, so every capture and delivery blocks in flight;
-    yield how many writers wait on it."""
+    yield how many writers wait: on it, or behind the one writer of their subject that does
+    (store.recording takes a lock per subject first)."""
     with engine.connect() as holder, engine.connect() as observer:
         holder.begin()
         holder.execute(sa.text("LOCK TABLE snapshot IN EXCLUSIVE MODE"))
         waiting = sa.text(
-            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'snapshot'::regclass"
+            "SELECT count(*) FROM pg_locks WHERE NOT granted"
+            " AND (relation = 'snapshot'::regclass OR locktype = 'advisory')"
         )
         yield lambda: int(observer.execute(waiting).scalar_one())
         holder.rollback()
