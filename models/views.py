@@ -180,14 +180,8 @@ STORY_LATEST = _latest(
 
 # Threads posts: lifetime counters, so the newest capture is the current figure. Reposts
 # (REPOST_FACADE, capture_state 'skipped') have no insights and so no rows.
-THREADS_POST_LATEST_COLUMNS = (
-    "account_id",
-    "media_id",
-    "posted_at",
-    "permalink",
-    "text",
-    "media_type",
-    "capture_state",
+# The columns every newest-value view ends with, after its subject's own.
+_NEWEST_VALUE = (
     "snapshot_id",
     "version",
     "captured_at",
@@ -196,6 +190,17 @@ THREADS_POST_LATEST_COLUMNS = (
     "dimension",
     "value",
     "flag",
+)
+
+THREADS_POST_LATEST_COLUMNS = (
+    "account_id",
+    "media_id",
+    "posted_at",
+    "permalink",
+    "text",
+    "media_type",
+    "capture_state",
+    *_NEWEST_VALUE,
 )
 
 THREADS_POST_LATEST = _latest(
@@ -220,14 +225,7 @@ MEDIA_LATEST_COLUMNS = (
     "permalink",
     "caption",
     "capture_state",
-    "snapshot_id",
-    "version",
-    "captured_at",
-    "metric",
-    "breakdown",
-    "dimension",
-    "value",
-    "flag",
+    *_NEWEST_VALUE,
 )
 
 MEDIA_LATEST = _latest(
