@@ -22,7 +22,8 @@ from typing import Any
 from archive_shapes import Shape, Shapes
 
 from core.redaction import scrub_json
-from store.recording import MetricRow, Subject, compact_raw
+from models.types import compact_raw
+from store.recording import MetricRow, Subject
 
 DAY = timedelta(days=1)
 STORY_BASE = 18_100_000_000_000_000

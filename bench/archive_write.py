@@ -1,5 +1,5 @@
 """Storing a generated archive: in bulk (COPY on PostgreSQL, executemany on SQLite) with the
-write path's own pieces (`metric_key_ids`, `packed_values`, `compact_raw` through the
+write path's own pieces (`metric_key_ids`, `packed_values`, `models.types.compact_raw` through the
 templates), or capture by capture through `record_snapshot` itself, to check the bulk rows
 against (tests/test_bench_archive.py).
 """

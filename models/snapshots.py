@@ -130,8 +130,8 @@ class SnapshotRaw(SQLModel, table=True):
 
     snapshot_id: int = Field(sa_column=sa.Column(BigId, primary_key=True, autoincrement=False))
     captured_at: datetime = Field(sa_column=sa.Column(UTCDateTime, nullable=False))
-    # Scrubbed of any token an error quoted back, Meta's constant titles and descriptions left
-    # out (store.recording.compact_raw), compressed (models.types.PackedJSON).
+    # Without Meta's constant titles and descriptions, scrubbed of any token an error quoted
+    # back, compressed (models.types.PackedJSON).
     body: Any = Field(default=None, sa_column=sa.Column(PackedJSON, nullable=False))
 
 
@@ -230,6 +230,10 @@ def _snapshot_table() -> sa.Table:  # models.tables.table_of would import this m
     return Snapshot.__table__  # type: ignore[attr-defined,no-any-return]
 
 
+def _raw_table() -> sa.Table:
+    return SnapshotRaw.__table__  # type: ignore[attr-defined,no-any-return]
+
+
 def _key_table() -> sa.Table:
     return MetricKey.__table__  # type: ignore[attr-defined,no-any-return]
 
@@ -245,16 +249,16 @@ def newest_capture_per_end(values: list[StoredValue], since: datetime) -> dict[d
 
 def delete_snapshots(session: Session, account_id: int | None) -> None:
     """An account's snapshots and their raw answers (no foreign key cascades to them)."""
-    ids = sa.select(_snapshot_table().c.id).where(_snapshot_table().c.account_id == account_id)
-    raw = SnapshotRaw.__table__  # type: ignore[attr-defined]
-    session.execute(sa.delete(raw).where(raw.c.snapshot_id.in_(ids)))
+    snapshot, raw = _snapshot_table(), _raw_table()
+    mine = snapshot.c.account_id == account_id
     session.execute(
-        sa.delete(_snapshot_table()).where(_snapshot_table().c.account_id == account_id)
+        sa.delete(raw).where(raw.c.snapshot_id.in_(sa.select(snapshot.c.id).where(mine)))
     )
+    session.execute(sa.delete(snapshot).where(mine))
 
 
 def raw_body(conn: Connection, snapshot_id: int | None) -> Any:
     """The raw answers stored with a snapshot (None when none were kept, or were pruned)."""
-    raw = SnapshotRaw.__table__  # type: ignore[attr-defined]
+    raw = _raw_table()
     stmt = sa.select(raw.c.body).where(raw.c.snapshot_id == snapshot_id)
     return conn.execute(stmt).scalar()

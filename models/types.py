@@ -1,8 +1,8 @@
 """Column types shared by the tables.
 
-The scrubbed types scrub what is written to them (core.redaction), so an error, a reason or a
-`raw` body that quotes a token is stored masked whichever code path writes it: ORM objects,
-Core INSERTs and UPDATEs alike. The column's schema type is unchanged (TEXT, JSON / JSONB).
+The scrubbed types (and PackedJSON) scrub what is written to them (core.redaction), so an
+error, a reason or a raw answer that quotes a token is stored masked whichever code path
+writes it: ORM objects, Core INSERTs and UPDATEs alike.
 """
 
 from __future__ import annotations
@@ -116,11 +116,14 @@ TextArray = postgresql.ARRAY(sa.Text()).with_variant(sa.JSON(none_as_null=True),
 
 
 # --- Meta's raw answers, compressed ------------------------------------------------------------
-# A body is stored as one format byte and the body's compact JSON: 0 as is, 1 deflated with
-# dictionary 1 (raw_dictionary_1.txt: typical answers of each kind), which shrinks a story
-# capture's 2.3 KB to a few hundred bytes. A dictionary, once released, never changes: a new
-# one gets the next format byte, so every stored body stays readable.
+# A body is stored as one format byte, the dictionary its compact JSON is deflated with
+# (raw_dictionary_1.txt: typical answers of each kind), which shrinks a story capture's 2.3 KB
+# to a few hundred bytes. A dictionary, once released, never changes: a new one gets the next
+# format byte, so every stored body stays readable.
 RAW_FORMAT = 1
+# Keys of Meta's insights entries that repeat the same text in every answer (a metric's title
+# and description): left out of the stored raw, which is otherwise kept as received.
+_CONSTANT_KEYS = frozenset({"title", "description"})
 
 
 @cache
@@ -134,21 +137,35 @@ def pack_json_text(text: str) -> bytes:
     return bytes([RAW_FORMAT]) + deflate.compress(text.encode()) + deflate.flush()
 
 
+def compact_raw(raw: Any) -> Any:
+    """`raw` without Meta's constant strings (see _CONSTANT_KEYS), at any depth."""
+    if isinstance(raw, dict):
+        named = "name" in raw
+        return {
+            key: compact_raw(value)
+            for key, value in raw.items()
+            if not (named and key in _CONSTANT_KEYS)
+        }
+    if isinstance(raw, list):
+        return [compact_raw(item) for item in raw]
+    return raw
+
+
 def pack_json(value: Any) -> bytes:
-    """`value` scrubbed (core.redaction) and packed."""
-    return pack_json_text(json.dumps(scrub_json(value), separators=(",", ":"), ensure_ascii=False))
+    """`value` compacted, scrubbed (core.redaction) and packed."""
+    text = json.dumps(scrub_json(compact_raw(value)), separators=(",", ":"), ensure_ascii=False)
+    return pack_json_text(text)
 
 
 def unpack_json(blob: bytes | memoryview) -> Any:
     data = bytes(blob)
-    if data[0] == 0:
-        return json.loads(data[1:])
     inflate = zlib.decompressobj(-15, zdict=raw_dictionary(data[0]))
     return json.loads(inflate.decompress(data[1:]) + inflate.flush())
 
 
 class PackedJSON(sa.TypeDecorator[Any]):
-    """Meta's answers kept as `snapshot_raw.body`: scrubbed, then compressed (BYTEA / BLOB).
+    """Meta's answers kept as `snapshot_raw.body`: compacted, scrubbed, then compressed
+    (BYTEA / BLOB).
     SQL sees bytes; `models.snapshots.raw_body` and `archiver db raw` read them back."""
 
     impl = sa.LargeBinary

@@ -48,9 +48,6 @@ class Subject:
 _snapshot = table_of(Snapshot)
 _raw = table_of(SnapshotRaw)
 _key = table_of(MetricKey)
-# Keys of Meta's insights entries that repeat the same text in every answer (a metric's title
-# and description): left out of the stored raw, which is otherwise kept as received.
-_CONSTANT_KEYS = frozenset({"title", "description"})
 
 
 @dataclass(frozen=True)
@@ -137,20 +134,6 @@ def packed_values(metrics: list[MetricRow], keys: dict[KeyName, int]) -> dict[st
     }
 
 
-def compact_raw(raw: Any) -> Any:
-    """`raw` without Meta's constant strings (see _CONSTANT_KEYS), at any depth."""
-    if isinstance(raw, dict):
-        named = "name" in raw
-        return {
-            key: compact_raw(value)
-            for key, value in raw.items()
-            if not (named and key in _CONSTANT_KEYS)
-        }
-    if isinstance(raw, list):
-        return [compact_raw(item) for item in raw]
-    return raw
-
-
 def record_snapshot(
     *,
     session: Session,
@@ -191,7 +174,7 @@ def record_snapshot(
     snapshot_id = conn.execute(sa.insert(_snapshot).values(values).returning(_snapshot.c.id))
     recorded = Recorded(int(snapshot_id.scalar_one()), version, captured_at)
     if raw is not None:
-        body = {"snapshot_id": recorded.id, "captured_at": captured_at, "body": compact_raw(raw)}
+        body = {"snapshot_id": recorded.id, "captured_at": captured_at, "body": raw}
         conn.execute(sa.insert(_raw).values(body))
     return recorded, True
 

@@ -25,8 +25,9 @@ from models.migrate import upgrade
 from models.partitions import include_name, month_of, months, next_month, partitions
 from models.snapshots import raw_body, stored_values
 from models.tables import metadata
+from models.types import compact_raw
 from models.views import VIEWS
-from store.recording import MetricRow, Subject, compact_raw, record_snapshot
+from store.recording import MetricRow, Subject, record_snapshot
 from tests import old_schema
 from tests.conftest import PG_BASE_URL, _postgres_reachable
 

@@ -13,7 +13,6 @@ Create Date: 2026-12-06 05:00:00
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -118,9 +117,6 @@ GROUP BY s.platform, s.subject_id
 """
 
 
-# The raw answers are stored as store.recording.compact_raw keeps them from now on: without
-# the title and description of Meta's insights entries (an object with a "name"), at any depth.
-_CONSTANT_KEYS = frozenset({"title", "description"})
 _RAW_BATCH = 1000
 
 
@@ -261,19 +257,9 @@ def _copy_raw(kept: str) -> None:
     )
     after = 0
     while batch := conn.execute(select, {"after": after, "n": _RAW_BATCH}).all():
-        rows = [{"id": i, "at": at, "body": pack_json(_compact(raw))} for i, at, raw in batch]
+        rows = [{"id": i, "at": at, "body": pack_json(raw)} for i, at, raw in batch]
         conn.execute(insert, rows)
         after = batch[-1][0]
-
-
-def _compact(raw: Any) -> Any:
-    """store.recording.compact_raw, which a migration cannot import (tests hold them equal)."""
-    if isinstance(raw, dict):
-        named = "name" in raw
-        return {k: _compact(v) for k, v in raw.items() if not (named and k in _CONSTANT_KEYS)}
-    if isinstance(raw, list):
-        return [_compact(item) for item in raw]
-    return raw
 
 
 def _media_indexes() -> None:
