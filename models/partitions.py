@@ -104,7 +104,7 @@ def ensure_month(engine: Engine, when: datetime) -> None:
     ensure_months(engine, when, when)
 
 
-def drop_partition(engine: Engine, partition: Partition) -> None:
+def drop_partition(engine: Engine, partition: Partition, *, lock_timeout: str = "10s") -> None:
     """Detach `partition` and drop it: retention (`archiver prune`) lets a month go at once
     instead of deleting its rows one by one. Detaching locks the parent table briefly, so
     writers wait at most `lock_timeout` behind it rather than queue for good.
@@ -113,7 +113,7 @@ def drop_partition(engine: Engine, partition: Partition) -> None:
         msg = f"{partition.name} is not a monthly partition of {partition.table}"
         raise ValueError(msg)
     with engine.begin() as conn:
-        conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
+        conn.execute(sa.text("SELECT set_config('lock_timeout', :t, true)"), {"t": lock_timeout})
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:lock))"), {"lock": _LOCK})
         conn.execute(sa.text(f"ALTER TABLE {partition.table} DETACH PARTITION {partition.name}"))
         conn.execute(sa.text(f"DROP TABLE {partition.name}"))

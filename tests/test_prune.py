@@ -19,6 +19,7 @@ from archiver.retention.raw_answers import prune_raw
 from archiver.retention.rules import Thinning, Version, to_delete
 from archiver.retention.thinning import thin
 from core.config import Settings, get_settings
+from core.errors import StoreUnavailable
 from models.accounts import Account
 from models.db import create_db_engine, session_scope
 from models.partitions import month_of, partition_name, partitions
@@ -250,6 +251,25 @@ def test_a_story_known_only_from_its_webhook_does_not_hold_raw_back(archive: Arc
     assert prune_raw(archive.engine, NOW - timedelta(days=20), dry_run=True).cutoff == (
         NOW - timedelta(days=20)
     )
+
+
+def test_a_month_held_by_a_reader_is_left_for_the_next_run(pg: Engine) -> None:
+    """Dropping a month waits at most lock_timeout behind a reader of snapshot_raw, then stops
+    with a StoreUnavailable that says to run again, leaving every row; the next run drops it."""
+    feed = Subject(_account(pg), "instagram", "feed", "F8")
+    _media(pg, feed, "tracked")
+    old = _capture(pg, feed, "old", NOW - timedelta(days=100))
+    cutoff = NOW - timedelta(days=30)
+    with pg.connect() as reader:
+        reader.begin()
+        reader.execute(sa.text("SELECT count(*) FROM snapshot_raw"))  # holds ACCESS SHARE
+        with pytest.raises(StoreUnavailable, match="run `archiver prune` again"):
+            prune_raw(pg, cutoff, dry_run=False, lock_timeout="200ms")
+        reader.rollback()
+    assert old in _raw_ids(pg)
+    done = prune_raw(pg, cutoff, dry_run=False)
+    assert partition_name("snapshot_raw", month_of(NOW - timedelta(days=100))) in done.partitions
+    assert old not in _raw_ids(pg)
 
 
 def test_raw_answers_go_by_age_and_whole_months_are_dropped(engine: Engine) -> None:

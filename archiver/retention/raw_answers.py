@@ -36,9 +36,15 @@ class RawOutcome:
 
 
 def prune_raw(
-    engine: Engine, cutoff: datetime, *, dry_run: bool, progress: ProgressBar | None = None
+    engine: Engine,
+    cutoff: datetime,
+    *,
+    dry_run: bool,
+    progress: ProgressBar | None = None,
+    lock_timeout: str = "10s",
 ) -> RawOutcome:
-    """Delete (or, with `dry_run`, count) the raw answers captured before `cutoff`."""
+    """Delete (or, with `dry_run`, count) the raw answers captured before `cutoff`; a month
+    whose table stays locked longer than `lock_timeout` is left for the next run."""
     with engine.connect() as conn:
         cutoff = _safe_cutoff(conn, cutoff)
         whole = _whole_months(conn, cutoff)
@@ -49,7 +55,7 @@ def prune_raw(
         return outcome
     done = 0
     for partition, rows in zip(whole, counts, strict=True):
-        _drop(engine, partition)
+        _drop(engine, partition, lock_timeout)
         done += rows
         _show(progress, done, outcome)
     while done < outcome.rows:
@@ -61,9 +67,9 @@ def prune_raw(
     return outcome
 
 
-def _drop(engine: Engine, partition: Partition) -> None:
+def _drop(engine: Engine, partition: Partition, lock_timeout: str) -> None:
     try:
-        drop_partition(engine, partition)
+        drop_partition(engine, partition, lock_timeout=lock_timeout)
     except OperationalError as exc:  # lock_timeout: writers held the table all along
         msg = f"could not drop {partition.name} ({exc.orig or exc}); run `archiver prune` again"
         raise StoreUnavailable(msg) from exc
